@@ -1,0 +1,54 @@
+"""Set the process up offline and quiet before any heavy library is imported.
+
+Labs run this on air-gapped workstations and CI has no internet: nothing may phone home,
+auto-install a package or fetch weights, fonts or datasets at run time.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Environment understood by the libraries themselves; set before they are imported.
+OFFLINE_ENV = {
+    # Ultralytics: no hub, no pip auto-install of missing extras, no GitHub asset checks.
+    "YOLO_OFFLINE": "true",
+    "YOLO_AUTOINSTALL": "false",
+    "YOLO_VERBOSE": "false",
+    # Prefect: no telemetry to Prefect's analytics service.
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    # DVC: no usage analytics, no updater check.
+    "DVC_NO_ANALYTICS": "1",
+    "DVC_NO_UPDATER": "1",
+    # Weights & Biases, Comet and friends: never start if an import happens.
+    "WANDB_MODE": "disabled",
+    "COMET_MODE": "disabled",
+    "HF_HUB_OFFLINE": "1",
+}
+
+# Ultralytics callbacks that would talk to a service or a tracker; "dvc" stays off unless asked,
+# because DVCLive inside a DVC stage would fight DVC for the same workspace.
+ULTRALYTICS_OFF = ("sync", "hub", "dvc", "mlflow", "wandb", "comet", "clearml", "neptune", "raytune", "tensorboard")
+
+
+def configure(project_dir: Path | None = None) -> None:
+    """Apply OFFLINE_ENV; keep Ultralytics' settings file inside the project, not in ~/.config."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    if "YOLO_CONFIG_DIR" not in os.environ:
+        base = project_dir or Path.cwd()
+        cfg = base / ".cache" / "ultralytics"
+        cfg.mkdir(parents=True, exist_ok=True)
+        os.environ["YOLO_CONFIG_DIR"] = str(cfg)
+
+
+def quiet_ultralytics(dvc_callback: bool = False) -> None:
+    """Switch off Ultralytics' network-facing settings (imports Ultralytics: call it only where it is used)."""
+    configure()
+    from ultralytics import settings
+
+    wanted = {key: False for key in ULTRALYTICS_OFF if key in settings}
+    if dvc_callback and "dvc" in wanted:
+        wanted["dvc"] = True
+    if any(settings.get(k) != v for k, v in wanted.items()):
+        settings.update(wanted)
