@@ -36,6 +36,7 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     deep: bool = typer.Option(False, help="Decode every frame instead of checking JPEG structure."),
     max_problems: int = typer.Option(200, help="Report at most this many problems."),
+    metrics: Optional[Path] = typer.Option(None, help="Also write the summary to this JSON file."),
 ) -> None:
     """Check every label line, frame, video and CSV; print a summary or every problem (exit 2)."""
     from tasks.dataset import DatasetNotFound
@@ -47,6 +48,10 @@ def validate(
         _fail([f"{exc}"])
     if not report.ok:
         _fail([str(p) for p in report.problems], report.truncated)
+    if metrics:
+        from tasks.io import write_json
+
+        write_json(metrics, report.summary)
     if as_json:
         typer.echo(json.dumps(report.summary, indent=2))
     else:
@@ -122,6 +127,194 @@ def replica(
 
     ids = tuple(int(v) for v in videos.split(",")) if videos else layout.ANNOTATED_IDS
     typer.echo(json.dumps(build_replica(out, ids), indent=2))
+
+
+PARAMS_OPT = typer.Option(Path("params.yaml"), "--params", help="The project's params.yaml.")
+ROUND_OPT = typer.Option(..., "--round", "-r", min=0, help="Round number (0 = trained on labelled frames only).")
+
+
+def _config(params: Path, name: str, cls, drop: tuple[str, ...] = ()):
+    """A stage's config dataclass from its params.yaml section; bad keys/values exit 2 naming the file."""
+    from tasks.params import build, load_params
+
+    try:
+        section = {k: v for k, v in (load_params(params).get(name) or {}).items() if k not in drop}
+        return build(cls, section, f"{params} {name}")
+    except (ValueError, TypeError) as exc:
+        _fail([str(exc)])
+
+
+def _data_root(params: Path) -> Path:
+    from tasks.params import load_params
+
+    try:
+        return Path(load_params(params)["data"]["root"])
+    except (KeyError, TypeError, ValueError) as exc:
+        _fail([f"{params}: data.root is required ({exc})"])
+
+
+@app.command()
+def prepare(params: Path = PARAMS_OPT, out: Path = typer.Option(Path("data/prepared"))) -> None:
+    """Choose the labelled training and validation frames (split and frame stride from params.yaml)."""
+    from tasks.params import load_params
+    from tasks.prepare import PrepareConfig, prepare as run
+
+    cfg = _config(params, "prepare", PrepareConfig)
+    split = load_params(params).get("split") or {}
+    try:
+        counts = run(_data_root(params), out, cfg, val_ids=tuple(split.get("val_ids") or ()),
+                     train_ids=split.get("train_ids"))
+    except ValueError as exc:
+        _fail([str(exc)])
+    typer.echo(json.dumps(counts))
+
+
+@app.command()
+def train(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Train round N: from the model .yaml/weights for round 0, from round N-1's weights after."""
+    import pandas as pd
+
+    from tasks.params import load_params
+    from tasks.rounds import RoundPaths
+    from tasks.train import TrainConfig, train as run
+
+    cfg = _config(params, "train", TrainConfig, drop=("restart_each_round",))
+    restart = bool((load_params(params).get("train") or {}).get("restart_each_round", False))
+    paths = RoundPaths(round_n)
+    frames = pd.read_csv(paths.training_frames())
+    if round_n == 0:
+        frames = frames[frames["split"] == "train"]
+    init = None if restart or paths.init_weights() is None else str(paths.init_weights())
+    info = run(frames, paths.model_dir, cfg, init=init)
+    typer.echo(json.dumps(info))
+
+
+@app.command()
+def evaluate(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Score round N's model on the validation videos (metrics/round-N/eval.json)."""
+    import pandas as pd
+
+    from tasks.evaluate import EvalConfig, evaluate as run
+    from tasks.io import write_json
+    from tasks.rounds import PREPARED, RoundPaths
+
+    cfg = _config(params, "evaluate", EvalConfig)
+    paths = RoundPaths(round_n)
+    frames = pd.read_csv(PREPARED / "frames.csv")
+    result = run(paths.weights, frames[frames["split"] == "val"], cfg)
+    write_json(paths.metrics / "eval.json", result)
+    typer.echo(json.dumps(result["overall"]))
+
+
+@app.command()
+def infer(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Pseudo-label every unlabelled clip with round N's model (resumable, one file per clip)."""
+    from tasks.dataset import locate
+    from tasks.infer import InferConfig, infer_clips
+    from tasks.rounds import RoundPaths
+
+    cfg = _config(params, "infer", InferConfig)
+    paths = RoundPaths(round_n)
+    clips = locate(_data_root(params)).clips()
+    stats = infer_clips(paths.weights, clips, paths.predictions, cfg, progress=sys.stderr.isatty())
+    typer.echo(json.dumps(stats))
+
+
+@app.command("filter")
+def filter_cmd(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Split round N's boxes into accept / review / reject bands per class."""
+    from tasks.filter import filter_round, parse_bands
+    from tasks.params import load_params
+    from tasks.rounds import RoundPaths
+
+    try:
+        bands = parse_bands((load_params(params).get("filter") or {}).get("bands") or {})
+    except (ValueError, KeyError, TypeError) as exc:
+        _fail([f"{params}: {exc}"])
+    from tasks.io import write_json
+
+    paths = RoundPaths(round_n)
+    stats = filter_round(paths.predictions, paths.pseudo, bands)
+    write_json(paths.metrics / "pseudo.json", stats)
+    typer.echo(json.dumps(stats))
+
+
+@app.command()
+def review(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Answer round N's review queue: the simulated expert on synthetic data, experts' files on real data."""
+    from tasks.review import ReviewConfig, ReviewPending, collect_review, simulate_review
+    from tasks.rounds import RoundPaths
+    from tasks.truth import truth_for
+
+    cfg = _config(params, "review", ReviewConfig)
+    paths = RoundPaths(round_n)
+    truth = truth_for(_data_root(params))
+    try:
+        if truth is not None:
+            stats = simulate_review(paths.pseudo, paths.reviewed, truth, cfg)
+        else:
+            stats = collect_review(round_n, paths.pseudo, paths.reviewed)
+    except ReviewPending as exc:
+        _fail([str(exc)])
+    typer.echo(json.dumps(stats))
+
+
+@app.command()
+def merge(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Build round N+1's training set: labelled + accepted pseudo-labels + reviewed labels."""
+    import pandas as pd
+
+    from tasks.dataset import locate
+    from tasks.merge import merge_round
+    from tasks.rounds import PREPARED, RoundPaths
+
+    paths = RoundPaths(round_n)
+    labelled = pd.read_csv(PREPARED / "frames.csv")
+    labelled = labelled[labelled["split"] == "train"]
+    reviewed = [(k, RoundPaths(k).reviewed / "labels") for k in range(round_n + 1)]
+    clips = locate(_data_root(params)).clips()
+    try:
+        stats = merge_round(round_n, labelled, paths.pseudo / "labels", reviewed, clips, paths.merged)
+    except ValueError as exc:
+        _fail([str(exc)])
+    typer.echo(json.dumps(stats))
+
+
+@app.command()
+def quality(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Precision and recall of round N's pseudo-labels per class and band (synthetic truth only)."""
+    import pandas as pd
+
+    from tasks.io import write_json
+    from tasks.quality import pseudo_label_quality
+    from tasks.rounds import RoundPaths
+    from tasks.truth import truth_for
+
+    paths = RoundPaths(round_n)
+    truth = truth_for(_data_root(params))
+    if truth is None:
+        result = {"truth": False}
+    else:
+        boxes = pd.read_parquet(paths.pseudo / "boxes.parquet")
+        result = {"truth": True, **pseudo_label_quality(boxes, paths.predictions, truth)}
+    write_json(paths.metrics / "quality.json", result)
+    typer.echo(json.dumps(result.get("accept", result)))
+
+
+@app.command()
+def report(as_json: bool = typer.Option(False, "--json"),
+           out: Optional[Path] = typer.Option(None, help="Also write the report JSON here (a DVC metric).")) -> None:
+    """Per round: mAP@0.5, mAP@0.5:0.95, fitness, accepted boxes, review items, pseudo-label quality."""
+    from tasks.io import write_json
+    from tasks.report import collect, render
+
+    data = collect()
+    if out:
+        write_json(out, data)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        render(data)
 
 
 def main() -> None:  # pragma: no cover - console entry point

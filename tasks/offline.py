@@ -28,7 +28,9 @@ OFFLINE_ENV = {
 
 # Ultralytics callbacks that would talk to a service or a tracker; "dvc" stays off unless asked,
 # because DVCLive inside a DVC stage would fight DVC for the same workspace.
-ULTRALYTICS_OFF = ("sync", "hub", "dvc", "mlflow", "wandb", "comet", "clearml", "neptune", "raytune", "tensorboard")
+# (8.4 has no "hub" setting any more: YOLO_OFFLINE keeps the hub away.)
+ULTRALYTICS_OFF = ("sync", "hub", "dvc", "mlflow", "wandb", "comet", "clearml", "neptune", "raytune",
+                   "tensorboard", "vscode_msg", "openvino_msg")
 
 
 def configure(project_dir: Path | None = None) -> None:

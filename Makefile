@@ -1,0 +1,37 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test install install-test contact-sheet clean
+
+$(BIN)/python:
+	python3 -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+## demo: synthesise the embedded dataset and validate it (DVC pipeline)
+demo: install
+	@time $(BIN)/dvc repro
+	$(BIN)/visem-pl validate $$($(BIN)/python -c "import yaml;print(yaml.safe_load(open('params.yaml'))['data']['root'])")
+
+## test: the whole suite (CI runs this through .ci/run)
+test: install-test
+	$(BIN)/pytest
+
+## contact-sheet: re-render docs/contact_sheet.png from the synthetic dataset
+contact-sheet: install
+	$(BIN)/visem-pl contact-sheet data/synthetic docs/contact_sheet.png
+
+clean:
+	rm -rf data/synthetic metrics

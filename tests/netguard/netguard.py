@@ -1,0 +1,67 @@
+"""Refuse every network connection that leaves this machine, and record the attempt.
+
+Installed in the test process by conftest.py and in every subprocess the tests start
+(through sitecustomize.py on PYTHONPATH), so the whole suite proves the product works offline.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+
+LOG_ENV = "VISEM_NETGUARD_LOG"
+_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", ""}
+_installed = False
+
+
+def _is_local(host) -> bool:
+    if host is None:
+        return True
+    host = host.decode() if isinstance(host, bytes) else str(host)
+    host = host.strip("[]").split("%")[0]
+    if host.lower() in _LOCAL_NAMES:
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_unspecified
+
+
+def _record(what: str) -> None:
+    path = os.environ.get(LOG_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{os.getpid()} {what}\n")
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_getaddrinfo = socket.getaddrinfo
+
+    def _check(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address[0]):
+            _record(f"connect {address!r}")
+            raise ConnectionRefusedError(f"netguard: connection to {address!r} refused (tests run offline)")
+
+    def connect(self, address):
+        _check(self, address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        _check(self, address)
+        return real_connect_ex(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _is_local(host):
+            _record(f"resolve {host!r}")
+            raise socket.gaierror(socket.EAI_NONAME, f"netguard: lookup of {host!r} refused (tests run offline)")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect = connect
+    socket.socket.connect_ex = connect_ex
+    socket.getaddrinfo = getaddrinfo
