@@ -1,0 +1,84 @@
+"""Split a round's predictions into confidence bands per class.
+
+accept (conf >= high): the box becomes a pseudo-label; review (low <= conf < high): the box
+goes to the round's review queue for an expert; reject (conf < low): dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks import layout
+from tasks.infer import read_predictions
+from tasks.io import atomic_path, write_json
+
+ACCEPT, REVIEW, REJECT = "accept", "review", "reject"
+QUEUE_COLUMNS = ["item", "clip", "frame", "cls", "class_name", "cx", "cy", "w", "h", "conf"]
+
+
+@dataclass(frozen=True)
+class Band:
+    low: float
+    high: float
+
+    def __post_init__(self):
+        if not 0.0 <= self.low <= self.high <= 1.0:
+            raise ValueError(f"band needs 0 <= low <= high <= 1, got low={self.low} high={self.high}")
+
+
+def parse_bands(section: dict) -> dict[int, Band]:
+    """`{sperm: {low, high}, ...}` from params.yaml -> {class index: Band}; every class required."""
+    missing = [n for n in layout.CLASS_NAMES if n not in section]
+    unknown = [n for n in section if n not in layout.CLASS_NAMES]
+    if missing or unknown:
+        raise ValueError(f"params.yaml filter.bands: missing {missing}, unknown {unknown}; "
+                         f"expected {list(layout.CLASS_NAMES)}")
+    return {k: Band(float(section[n]["low"]), float(section[n]["high"])) for k, n in enumerate(layout.CLASS_NAMES)}
+
+
+def assign_bands(pred: pd.DataFrame, bands: dict[int, Band]) -> pd.Series:
+    low = pred["cls"].map({k: b.low for k, b in bands.items()}).to_numpy(dtype=float)
+    high = pred["cls"].map({k: b.high for k, b in bands.items()}).to_numpy(dtype=float)
+    conf = pred["conf"].to_numpy(dtype=float)
+    band = np.where(conf >= high, ACCEPT, np.where(conf >= low, REVIEW, REJECT))
+    return pd.Series(band, index=pred.index, name="band")
+
+
+def frame_key(clip: str, frame: int) -> str:
+    return f"{clip}_frame_{int(frame)}"
+
+
+def yolo_lines(rows: pd.DataFrame) -> str:
+    return "".join(f"{int(r.cls)} {r.cx:.6f} {r.cy:.6f} {r.w:.6f} {r.h:.6f}\n" for r in rows.itertuples())
+
+
+def filter_round(pred_dir: Path | str, out_dir: Path | str, bands: dict[int, Band]) -> dict:
+    """Write `boxes.parquet` (every box with its band), `labels/` (accepted pseudo-labels per
+    frame) and `review_queue.csv` (the review band) under `out_dir`; return counts."""
+    pred = read_predictions(pred_dir)
+    pred["band"] = assign_bands(pred, bands)
+    out = Path(out_dir)
+    labels = out / "labels"
+    labels.mkdir(parents=True, exist_ok=True)
+    accepted = pred[pred.band == ACCEPT]
+    for (clip, frame), rows in accepted.groupby(["clip", "frame"], sort=True):
+        with atomic_path(labels / f"{frame_key(clip, frame)}.txt") as tmp:
+            tmp.write_text(yolo_lines(rows))
+    review = pred[pred.band == REVIEW].copy()
+    review["item"] = [frame_key(c, f) for c, f in zip(review["clip"], review["frame"])]
+    review["class_name"] = review["cls"].map(dict(enumerate(layout.CLASS_NAMES)))
+    review = review.sort_values(["clip", "frame", "conf"], ascending=[True, True, False])
+    with atomic_path(out / "review_queue.csv") as tmp:
+        review[QUEUE_COLUMNS].to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_path(out / "boxes.parquet") as tmp:
+        pred.to_parquet(tmp, index=False)
+    stats = {"boxes": int(len(pred)), "frames_with_pseudo_labels": int(accepted.groupby(["clip", "frame"]).ngroups),
+             "review_items": int(review["item"].nunique()), "review_boxes": int(len(review))}
+    for band in (ACCEPT, REVIEW, REJECT):
+        sel = pred[pred.band == band]
+        stats[band] = {n: int((sel.cls == k).sum()) for k, n in enumerate(layout.CLASS_NAMES)}
+    write_json(out / "stats.json", stats)
+    return stats

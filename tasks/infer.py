@@ -1,0 +1,170 @@
+"""Pseudo-label every unlabelled clip: decode with OpenCV, detect, one columnar file per clip.
+
+A clip whose file exists for the same model and parameters is skipped, and each file is
+written atomically, so a run killed at any point finishes on rerun without redoing the
+clips it had finished, and gives the same outputs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks import offline
+from tasks.dataset import Clip
+from tasks.io import atomic_path
+
+SCHEMA = pa.schema([
+    ("clip", pa.string()), ("frame", pa.int32()), ("cls", pa.int8()),
+    ("cx", pa.float32()), ("cy", pa.float32()), ("w", pa.float32()), ("h", pa.float32()),
+    ("conf", pa.float32()),
+])
+META_KEY = b"visem_pl"
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    stride: int = 1          # every n-th frame of each clip
+    imgsz: int = 640
+    conf: float = 0.05       # below the lowest review band: nothing useful is dropped
+    iou: float = 0.7
+    batch: int = 8
+    max_det: int = 300
+    device: str = "auto"
+
+
+def file_sha256(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def clip_output(out_dir: Path, clip: Clip) -> Path:
+    return out_dir / f"{clip.name}.parquet"
+
+
+def fingerprint(model_sha: str, cfg: InferConfig, clip: Clip) -> dict:
+    return {"model_sha256": model_sha, "params": asdict(cfg), "clip": clip.name}
+
+
+def is_done(path: Path, expected: dict) -> bool:
+    """True when `path` holds a finished result for exactly this model and these parameters."""
+    if not path.exists():
+        return False
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError):
+        return False
+    try:
+        found = json.loads(meta.get(META_KEY, b"{}"))
+    except json.JSONDecodeError:
+        return False
+    return {k: found.get(k) for k in expected} == expected
+
+
+def iter_frames(path: Path, stride: int):
+    """Yield (frame index, BGR frame) for every `stride`-th frame, decoding sequentially."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ValueError(f"{path}:0: cannot be opened as a video")
+    try:
+        index = 0
+        while True:
+            if index % stride == 0:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                yield index, frame
+            elif not cap.grab():  # skipped frames are demuxed but never converted
+                break
+            index += 1
+    finally:
+        cap.release()
+
+
+def predict_clip(model, clip: Clip, cfg: InferConfig, device: str) -> tuple[pa.Table, int]:
+    """The clip's boxes, and how many frames were decoded and scored."""
+    cols: dict[str, list] = {name: [] for name in SCHEMA.names}
+    scored = 0
+
+    def flush(batch):
+        results = model.predict([f for _, f in batch], imgsz=cfg.imgsz, conf=cfg.conf, iou=cfg.iou,
+                                max_det=cfg.max_det, device=device, verbose=False)
+        for (index, _), res in zip(batch, results):
+            xywhn = res.boxes.xywhn.cpu().numpy()
+            n = len(xywhn)
+            cols["clip"] += [clip.name] * n
+            cols["frame"] += [index] * n
+            cols["cls"] += res.boxes.cls.cpu().numpy().astype(np.int8).tolist()
+            for k, name in enumerate(("cx", "cy", "w", "h")):
+                cols[name] += xywhn[:, k].tolist()
+            cols["conf"] += res.boxes.conf.cpu().numpy().tolist()
+
+    batch = []
+    for item in iter_frames(clip.path, cfg.stride):
+        scored += 1
+        batch.append(item)
+        if len(batch) == cfg.batch:
+            flush(batch)
+            batch = []
+    if batch:
+        flush(batch)
+    return pa.table(cols, schema=SCHEMA), scored
+
+
+def infer_clips(weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg: InferConfig,
+                progress: bool = True) -> dict:
+    """Predictions for every clip into `out_dir/<clip>.parquet`; returns counts of done/skipped."""
+    offline.quiet_ultralytics()
+    from rich.progress import Progress
+    from ultralytics import YOLO
+
+    from tasks.train import pick_device
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_sha = file_sha256(weights)
+    todo = [c for c in clips if not is_done(clip_output(out_dir, c), fingerprint(model_sha, cfg, c))]
+    stats = {"clips": len(clips), "skipped": len(clips) - len(todo), "predicted": 0, "boxes": 0}
+    if not todo:
+        return stats
+    model = YOLO(str(weights))
+    device = pick_device(cfg.device)
+    with Progress(disable=not progress, transient=False) as bar:
+        task = bar.add_task("pseudo-labelling clips", total=len(clips), completed=stats["skipped"])
+        for clip in todo:
+            table, scored = predict_clip(model, clip, cfg, device)
+            meta = {**fingerprint(model_sha, cfg, clip), "boxes": table.num_rows, "frames_scored": scored}
+            table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+            with atomic_path(clip_output(out_dir, clip)) as tmp:
+                pq.write_table(table, tmp)
+            stats["predicted"] += 1
+            stats["boxes"] += table.num_rows
+            bar.advance(task)
+    return stats
+
+
+def scored_frames(path: Path) -> list[int]:
+    """Frame indices a clip's prediction file covers (frames without boxes included)."""
+    meta = json.loads((pq.read_schema(path).metadata or {})[META_KEY])
+    return list(range(0, meta["frames_scored"] * meta["params"]["stride"], meta["params"]["stride"]))
+
+
+def read_predictions(out_dir: Path | str) -> "pd.DataFrame":  # noqa: F821
+    """All clips' predictions as one table (columns of SCHEMA)."""
+    import pandas as pd
+
+    files = sorted(Path(out_dir).glob("*.parquet"))
+    if not files:
+        return pd.DataFrame({name: pd.Series(dtype=t.to_pandas_dtype()) for name, t in
+                             zip(SCHEMA.names, SCHEMA.types)})
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+

@@ -1,0 +1,147 @@
+"""Detection metrics: precision, recall, AP at IoU 0.5 and 0.5:0.95, and the paper's fitness.
+
+Boxes are (N, 4) arrays of x0, y0, x1, y1 in pixels. Matching is COCO-style: predictions in
+descending confidence, each takes the unmatched truth box of its class with the highest
+IoU at or above the threshold. AP is the area under the precision envelope sampled at 101
+recall points (as COCO and Ultralytics do).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+
+
+def fitness(map50: float, map50_95: float) -> float:
+    """The VISEM-Tracking paper's model fitness: 0.1 x mAP@0.5 + 0.9 x mAP@0.5:0.95."""
+    return 0.1 * map50 + 0.9 * map50_95
+
+
+def xywhn_to_xyxy(xywhn: np.ndarray, width: int, height: int) -> np.ndarray:
+    xywhn = np.asarray(xywhn, dtype=np.float64).reshape(-1, 4)
+    cx, cy, w, h = xywhn.T
+    return np.stack([(cx - w / 2) * width, (cy - h / 2) * height,
+                     (cx + w / 2) * width, (cy + h / 2) * height], axis=1)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) IoU matrix."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def match_frame(pred_boxes, pred_cls, pred_conf, gt_boxes, gt_cls,
+                thresholds: np.ndarray = IOU_THRESHOLDS) -> np.ndarray:
+    """(n_pred, n_thresholds) bool: is each prediction a true positive at each IoU threshold."""
+    pred_boxes = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)
+    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    pred_cls, gt_cls = np.asarray(pred_cls).reshape(-1), np.asarray(gt_cls).reshape(-1)
+    tp = np.zeros((len(pred_boxes), len(thresholds)), dtype=bool)
+    if len(pred_boxes) == 0 or len(gt_boxes) == 0:
+        return tp
+    iou = box_iou(pred_boxes, gt_boxes)
+    iou[pred_cls[:, None] != gt_cls[None, :]] = 0.0
+    order = np.argsort(-np.asarray(pred_conf), kind="stable")
+    for t, thr in enumerate(thresholds):
+        taken = np.zeros(len(gt_boxes), dtype=bool)
+        for i in order:
+            cand = np.where(~taken & (iou[i] >= thr), iou[i], -1.0)
+            j = int(cand.argmax())
+            if cand[j] >= 0:
+                taken[j] = True
+                tp[i, t] = True
+    return tp
+
+
+def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
+    """Area under the monotone precision envelope, sampled at 101 recall points."""
+    mrec = np.concatenate(([0.0], recall, [1.0]))
+    mpre = np.concatenate(([1.0], precision, [0.0]))
+    mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))
+    x = np.linspace(0, 1, 101)
+    return float(np.trapezoid(np.interp(x, mrec, mpre), x))
+
+
+@dataclass
+class Accumulator:
+    """Collects per-frame matches; `summary()` gives overall and per-class metrics."""
+
+    class_names: tuple[str, ...]
+
+    def __post_init__(self):
+        self.tp: list[np.ndarray] = []
+        self.conf: list[np.ndarray] = []
+        self.cls: list[np.ndarray] = []
+        self.n_gt = np.zeros(len(self.class_names), dtype=np.int64)
+
+    def add(self, pred_boxes, pred_cls, pred_conf, gt_boxes, gt_cls) -> None:
+        pred_cls = np.asarray(pred_cls, dtype=np.int64).reshape(-1)
+        gt_cls = np.asarray(gt_cls, dtype=np.int64).reshape(-1)
+        self.tp.append(match_frame(pred_boxes, pred_cls, pred_conf, gt_boxes, gt_cls))
+        self.conf.append(np.asarray(pred_conf, dtype=np.float64).reshape(-1))
+        self.cls.append(pred_cls)
+        self.n_gt += np.bincount(gt_cls, minlength=len(self.class_names))[: len(self.class_names)]
+
+    def summary(self) -> dict:
+        tp = np.concatenate(self.tp) if self.tp else np.zeros((0, len(IOU_THRESHOLDS)), bool)
+        conf = np.concatenate(self.conf) if self.conf else np.zeros(0)
+        cls = np.concatenate(self.cls) if self.cls else np.zeros(0, np.int64)
+        order = np.argsort(-conf, kind="stable")
+        tp, conf, cls = tp[order], conf[order], cls[order]
+        per_class, present = {}, []
+        grid = np.linspace(0, 1, 1000)
+        f1_curves = []
+        for c, name in enumerate(self.class_names):
+            sel = cls == c
+            n_gt = int(self.n_gt[c])
+            ctp = np.cumsum(tp[sel], axis=0)
+            cfp = np.cumsum(~tp[sel], axis=0)
+            if n_gt == 0:
+                per_class[name] = {"instances": 0, "predictions": int(sel.sum()), "precision": None,
+                                   "recall": None, "mAP50": None, "mAP50-95": None, "fitness": None}
+                continue
+            present.append(c)
+            recall = ctp / n_gt
+            precision = ctp / np.maximum(ctp + cfp, 1)
+            aps = [average_precision(recall[:, t], precision[:, t]) for t in range(len(IOU_THRESHOLDS))] \
+                if sel.any() else [0.0] * len(IOU_THRESHOLDS)
+            # Precision/recall as functions of the confidence threshold, for the max-F1 point.
+            cconf = conf[sel]
+            if sel.any():
+                r_at = np.interp(-grid, -cconf, recall[:, 0], left=0)
+                p_at = np.interp(-grid, -cconf, precision[:, 0], left=1)
+            else:
+                r_at, p_at = np.zeros_like(grid), np.zeros_like(grid)
+            f1_curves.append((p_at, r_at))
+            per_class[name] = {"instances": n_gt, "predictions": int(sel.sum()),
+                               "mAP50": aps[0], "mAP50-95": float(np.mean(aps)),
+                               "fitness": fitness(aps[0], float(np.mean(aps))), "_pr": (p_at, r_at)}
+        if present:
+            mean_p = np.mean([p for p, _ in f1_curves], axis=0)
+            mean_r = np.mean([r for _, r in f1_curves], axis=0)
+            f1 = 2 * mean_p * mean_r / np.maximum(mean_p + mean_r, 1e-16)
+            best = int(f1.argmax())
+            for c in present:
+                entry = per_class[self.class_names[c]]
+                p_at, r_at = entry.pop("_pr")
+                entry["precision"], entry["recall"] = float(p_at[best]), float(r_at[best])
+            overall = {
+                "precision": float(mean_p[best]), "recall": float(mean_r[best]),
+                "mAP50": float(np.mean([per_class[self.class_names[c]]["mAP50"] for c in present])),
+                "mAP50-95": float(np.mean([per_class[self.class_names[c]]["mAP50-95"] for c in present])),
+                "conf_at_max_f1": float(grid[best]),
+            }
+        else:
+            overall = {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50-95": 0.0, "conf_at_max_f1": 0.0}
+        overall["fitness"] = fitness(overall["mAP50"], overall["mAP50-95"])
+        overall["instances"] = int(self.n_gt.sum())
+        return {"overall": overall, "per_class": per_class}

@@ -1,0 +1,74 @@
+"""Choose the labelled frames a round trains and validates on: `frames.csv` and `counts.json`.
+
+VISEM's `<id>/images/` beside `<id>/labels/` is already the layout Ultralytics expects, so
+the table points at the original frames and nothing is copied; the Ultralytics image lists
+and data YAML are written at train time (`tasks.yolo_data`). Consecutive frames at 50 fps
+are near duplicates: training frames are sampled with a stride (and optionally capped per
+video, to simulate scarce labels).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from tasks import layout
+from tasks.dataset import Video, locate
+from tasks.io import write_json, write_text
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    train_stride: int = 10          # every n-th frame of a training video
+    max_frames_per_video: int = 0   # 0 = no cap; >0 keeps that many, spread evenly
+    val_stride: int = 1
+    include_empty: bool = True      # frames without objects teach the model what background is
+
+
+def sample_frames(frames: list[int], stride: int, cap: int) -> list[int]:
+    picked = frames[::max(1, stride)]
+    if cap and len(picked) > cap:
+        # Spread evenly over the whole clip rather than taking its first seconds.
+        idx = [round(i * (len(picked) - 1) / max(1, cap - 1)) for i in range(cap)] if cap > 1 else [0]
+        picked = [picked[i] for i in idx]
+    return picked
+
+
+def portable(path: Path) -> str:
+    """Relative to the working directory when inside it, so the table is the same in every clone."""
+    try:
+        return str(Path(path).relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def frame_rows(video: Video, frames: list[int], split: str) -> list[dict]:
+    labelled = set(video.labelled_frames())
+    return [{"split": split, "video": video.id, "frame": f, "image": portable(video.image_path(f)),
+             "label": portable(video.label_path(f)) if f in labelled else ""} for f in frames]
+
+
+def prepare(root: Path | str, out_dir: Path | str, cfg: PrepareConfig,
+            val_ids=layout.OFFICIAL_VAL_IDS, train_ids=None) -> dict:
+    """Write `frames.csv` (split, video, frame, image, label) and `counts.json`; return counts."""
+    ds = locate(root)
+    train_videos, val_videos = ds.split(val_ids, train_ids)
+    rows: list[dict] = []
+    for video in train_videos:
+        frames = video.frames() if cfg.include_empty else video.labelled_frames()
+        rows += frame_rows(video, sample_frames(frames, cfg.train_stride, cfg.max_frames_per_video), "train")
+    for video in val_videos:
+        rows += frame_rows(video, video.frames()[::max(1, cfg.val_stride)], "val")
+    table = pd.DataFrame(rows, columns=["split", "video", "frame", "image", "label"])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "frames.csv", table.to_csv(index=False))
+    counts = {
+        "train_videos": len(train_videos), "val_videos": len(val_videos),
+        "train_frames": int((table.split == "train").sum()), "val_frames": int((table.split == "val").sum()),
+        "train_labelled_frames": int(((table.split == "train") & (table.label != "")).sum()),
+    }
+    write_json(out / "counts.json", counts)
+    return counts
+

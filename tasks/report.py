@@ -1,0 +1,56 @@
+"""The per-round table a lab looks at: did this round's model and pseudo-labels get better?"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tasks.rounds import METRICS
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def collect(metrics_dir: Path = METRICS) -> dict:
+    """{"rounds": [{round, mAP50, mAP50-95, fitness, accepted_boxes, review_items, accepted_precision,
+    accepted_recall}], "latest": the last round's entry}."""
+    base = Path(metrics_dir) / "rounds"
+    numbers = sorted(int(m.group(1)) for p in base.glob("round-*") if (m := re.fullmatch(r"round-(\d+)", p.name)))
+    rounds = []
+    for n in numbers:
+        ev = _read(base / f"round-{n}" / "eval.json") or {}
+        q = _read(base / f"round-{n}" / "quality.json") or {}
+        st = _read(base / f"round-{n}" / "pseudo.json") or {}
+        overall = ev.get("overall", {})
+        accepted = q.get("accept", {}).get("all", {}) if q.get("truth") else {}
+        rounds.append({
+            "round": n,
+            "mAP50": overall.get("mAP50"), "mAP50-95": overall.get("mAP50-95"), "fitness": overall.get("fitness"),
+            "precision": overall.get("precision"), "recall": overall.get("recall"),
+            "accepted_boxes": sum(st["accept"].values()) if "accept" in st else None,
+            "review_items": st.get("review_items"),
+            "accepted_precision": accepted.get("precision"), "accepted_recall": accepted.get("recall"),
+        })
+    return {"rounds": rounds, "latest": rounds[-1] if rounds else {}}
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if isinstance(v, float) else f"{v:,}"
+
+
+def render(data: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    cols = [("round", "round"), ("mAP50", "mAP@0.5"), ("mAP50-95", "mAP@0.5:0.95"), ("fitness", "fitness"),
+            ("accepted_boxes", "accepted boxes"), ("review_items", "review items"),
+            ("accepted_precision", "accepted P (truth)"), ("accepted_recall", "accepted R (truth)")]
+    table = Table(title="Pseudo-labelling rounds")
+    for _, title in cols:
+        table.add_column(title, justify="right")
+    for row in data["rounds"]:
+        table.add_row(*(_fmt(row[k]) for k, _ in cols))
+    Console().print(table)

@@ -1,0 +1,108 @@
+"""Train the sperm detector for one round: Ultralytics YOLO on full-resolution crops.
+
+Round 0 starts from a model `.yaml` (from scratch) or from local weights (e.g. COCO-pretrained
+`yolov8n.pt` a lab copied in); round N+1 starts from round N's weights.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from tasks import layout, offline
+from tasks.crops import cut_crops
+from tasks.io import atomic_path, write_json
+
+WEIGHTS_NAME = "weights.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "yolov8n.yaml"   # a model .yaml (from scratch) or local .pt weights
+    epochs: int = 10
+    batch: int = 32
+    crop_size: int = 160          # crops cut at full resolution; also the training imgsz
+    crops: int = 640              # crops per epoch's dataset
+    device: str = "auto"          # auto = first GPU when present, else cpu
+    seed: int = 0
+    workers: int = 2
+    lr0: float = 0.01
+    warmup_epochs: float = 1.0
+    val_crops: int = 64           # small crop set Ultralytics validates on at the last epoch
+
+
+def pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "0" if torch.cuda.is_available() else "cpu"
+
+
+def write_yolo_data(workdir: Path, train_images: list[Path], val_images: list[Path]) -> Path:
+    """Ultralytics image lists + data YAML with absolute paths (they live in a scratch folder)."""
+    (workdir / "train.txt").write_text("".join(f"{p.resolve()}\n" for p in train_images))
+    (workdir / "val.txt").write_text("".join(f"{p.resolve()}\n" for p in val_images))
+    data = {"path": str(workdir.resolve()), "train": "train.txt", "val": "val.txt",
+            "names": dict(enumerate(layout.CLASS_NAMES))}
+    path = workdir / "data.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def train(frames: pd.DataFrame, out_dir: Path | str, cfg: TrainConfig, init: str | None = None,
+          workdir: Path | str | None = None) -> dict:
+    """Cut crops from `frames` (columns image, label), train, write `weights.pt` + `train.json`.
+
+    `init` overrides `cfg.model` with earlier weights (round N+1 from round N).
+    """
+    offline.quiet_ultralytics()
+    from ultralytics import YOLO
+
+    out_dir = Path(out_dir)
+    workdir = Path(workdir) if workdir else out_dir.parent / f".{out_dir.name}.work"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    pairs = [(r.image, r.label if isinstance(r.label, str) else "") for r in frames.itertuples()]
+    if not pairs:
+        raise ValueError("no training frames")
+    started = time.time()
+    train_imgs = cut_crops(pairs, workdir / "crops_train", cfg.crops, cfg.crop_size, seed=cfg.seed)
+    val_imgs = cut_crops(pairs, workdir / "crops_val", cfg.val_crops, cfg.crop_size, seed=cfg.seed + 1)
+    data = write_yolo_data(workdir, train_imgs, val_imgs)
+    source = init or cfg.model
+    model = YOLO(source)
+    model.train(
+        data=str(data), epochs=cfg.epochs, imgsz=cfg.crop_size, batch=cfg.batch,
+        device=pick_device(cfg.device), workers=cfg.workers, seed=cfg.seed, deterministic=True,
+        project=str(workdir.resolve()), name="run", exist_ok=True, plots=False, val=False,
+        lr0=cfg.lr0, warmup_epochs=cfg.warmup_epochs, amp=False, verbose=False,
+        # Microscopy has no up or down and heads have one physical size.
+        flipud=0.5, fliplr=0.5, degrees=0.0, scale=0.1, mosaic=1.0, close_mosaic=0,
+        hsv_h=0.0, hsv_s=0.0,
+    )
+    run = workdir / "run"
+    best = run / "weights" / "last.pt"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
+        shutil.copyfile(best, tmp)
+    log = run / "results.csv"
+    if log.exists():
+        shutil.copyfile(log, out_dir / "train_log.csv")
+    iterations = cfg.epochs * -(-cfg.crops // cfg.batch)
+    info = {"source": source, "config": asdict(cfg), "frames": len(pairs),
+            "labelled_frames": sum(1 for _, lbl in pairs if lbl), "iterations": iterations,
+            "seconds": round(time.time() - started, 1)}
+    write_json(out_dir / "train.json", info)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return info
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
