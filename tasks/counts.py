@@ -32,10 +32,18 @@ def read_counts(path: Path | str = REFERENCE_COUNTS) -> pd.DataFrame:
     return out.sort_values(["video", "frame"], ignore_index=True)
 
 
-def per_frame_matrix(counts: pd.DataFrame, video_id: int, n_frames: int) -> np.ndarray:
-    """(n_frames, 3) counts per class for one video; frames without a label file are all zero."""
+def per_frame(counts: pd.DataFrame, video_id: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_frames, 3) counts per class for one video, and (n_frames,) whether the frame has a label file."""
     rows = counts[counts["video"] == video_id]
     mat = np.zeros((n_frames, 3), dtype=np.int64)
-    keep = rows["frame"].to_numpy() < n_frames
-    mat[rows["frame"].to_numpy()[keep]] = rows[["sperm", "cluster", "small_or_pinhead"]].to_numpy()[keep]
-    return mat
+    has = np.zeros(n_frames, dtype=bool)
+    frames = rows["frame"].to_numpy()
+    keep = frames < n_frames
+    mat[frames[keep]] = rows[["sperm", "cluster", "small_or_pinhead"]].to_numpy()[keep]
+    has[frames[keep]] = True
+    return mat, has
+
+
+def per_frame_matrix(counts: pd.DataFrame, video_id: int, n_frames: int) -> np.ndarray:
+    """(n_frames, 3) counts per class for one video; frames without a label file are all zero."""
+    return per_frame(counts, video_id, n_frames)[0]
