@@ -33,20 +33,23 @@ ULTRALYTICS_OFF = ("sync", "hub", "dvc", "mlflow", "wandb", "comet", "clearml", 
                    "tensorboard", "vscode_msg", "openvino_msg")
 
 
-def configure(project_dir: Path | None = None) -> None:
-    """Apply OFFLINE_ENV; keep Ultralytics' settings file inside the project, not in ~/.config."""
+def configure() -> None:
+    """Apply OFFLINE_ENV (writes nothing: `visem-pl validate` must leave every folder as it was)."""
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+
+
+def quiet_ultralytics(dvc_callback: bool = False, project_dir: Path | None = None) -> None:
+    """Switch off Ultralytics' network-facing settings (imports Ultralytics: call it only where it is used).
+
+    Its settings file is kept in the project's `.cache/ultralytics/`, not in the user's
+    ~/.config, so the project's choices never leak into (or from) other projects.
+    """
+    configure()
     if "YOLO_CONFIG_DIR" not in os.environ:
-        base = project_dir or Path.cwd()
-        cfg = base / ".cache" / "ultralytics"
+        cfg = (project_dir or Path.cwd()) / ".cache" / "ultralytics"
         cfg.mkdir(parents=True, exist_ok=True)
         os.environ["YOLO_CONFIG_DIR"] = str(cfg)
-
-
-def quiet_ultralytics(dvc_callback: bool = False) -> None:
-    """Switch off Ultralytics' network-facing settings (imports Ultralytics: call it only where it is used)."""
-    configure()
     from ultralytics import settings
 
     wanted = {key: False for key in ULTRALYTICS_OFF if key in settings}

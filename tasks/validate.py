@@ -189,10 +189,18 @@ def _jpeg_size(buf: bytes) -> tuple[int, int] | None:
 
 
 def check_deep_image(path: Path) -> str | None:
+    """The structural check, then a full decode (OpenCV decodes a truncated JPEG without failing)."""
     import cv2
 
+    err = check_jpeg(path)
+    if err:
+        return err
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    return None if img is not None else "cannot be decoded as an image"
+    if img is None:
+        return "cannot be decoded as an image"
+    if img.shape[:2] != (layout.IMAGE_HEIGHT, layout.IMAGE_WIDTH):
+        return f"image decodes to {img.shape[1]}x{img.shape[0]}, expected {layout.IMAGE_WIDTH}x{layout.IMAGE_HEIGHT}"
+    return None
 
 
 def check_csv(path: Path, expected: tuple[str, ...], problems: _Problems) -> set[int]:
