@@ -26,7 +26,7 @@ def _draw(frame: np.ndarray, label_file: Path) -> tuple[np.ndarray, int]:
         cx, cy, bw, bh = (float(v) for v in fields[1:])
         x0, y0 = int(round((cx - bw / 2) * w)), int(round((cy - bh / 2) * h))
         x1, y1 = int(round((cx + bw / 2) * w)), int(round((cy + bh / 2) * h))
-        cv2.rectangle(out, (x0, y0), (x1, y1), layout.CLASS_COLOURS_BGR[cls], 1, cv2.LINE_AA)
+        cv2.rectangle(out, (x0, y0), (x1, y1), layout.CLASS_COLOURS_BGR[cls], 1, cv2.LINE_8)
         n += 1
     return out, n
 

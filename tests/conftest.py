@@ -101,7 +101,9 @@ def run_cli(tmp_path_factory):
     """
     def run(*args: str | os.PathLike, timeout: float = 120) -> tuple[int, str, str]:
         cwd = tmp_path_factory.mktemp("cwd")
-        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONIOENCODING="utf-8")
+        # Keep the netguard entry the suite put on PYTHONPATH: subprocesses run offline too.
+        path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env = dict(os.environ, PYTHONPATH=path, PYTHONIOENCODING="utf-8")
         proc = subprocess.run([sys.executable, "-m", "tasks.cli", *map(str, args)], cwd=cwd, env=env,
                               capture_output=True, text=True, encoding="utf-8", timeout=timeout)
         return proc.returncode, proc.stdout, proc.stderr
