@@ -273,8 +273,11 @@ def merge(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     labelled = labelled[labelled["split"] == "train"]
     reviewed = [(k, RoundPaths(k).reviewed / "labels") for k in range(round_n + 1)]
     clips = locate(_data_root(params)).clips()
+    boxes = pd.read_parquet(paths.pseudo / "boxes.parquet")
+    doubtful = boxes[boxes["band"] != "accept"]
     try:
-        stats = merge_round(round_n, labelled, paths.pseudo / "labels", reviewed, clips, paths.merged)
+        stats = merge_round(round_n, labelled, paths.pseudo / "labels", reviewed, clips, paths.merged,
+                            doubtful=doubtful)
     except ValueError as exc:
         _fail([str(exc)])
     typer.echo(json.dumps(stats))

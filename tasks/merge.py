@@ -3,12 +3,17 @@
 Frames of the unlabelled clips are decoded once and written as JPEGs beside their labels, so
 the next round trains from plain files. A reviewed frame replaces its pseudo-labels (the expert
 saw the whole frame). Every box keeps its provenance (label source and round) in `manifest.csv`.
+
+A pseudo-labelled frame is only partly labelled: the doubtful boxes (review and reject bands)
+may be cells. Ultralytics has no ignore regions, so those boxes are painted out of the frame
+(inpainted from their surroundings) rather than taught as background.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pandas as pd
 
 from tasks import layout
@@ -30,13 +35,34 @@ def split_key(stem: str) -> tuple[str, int]:
     return clip, int(frame)
 
 
+# Doubtful boxes are painted out a little larger than the box: a head's halo spills over it.
+MASK_GROW = 1.3
+
+
+def mask_boxes(frame, boxes: pd.DataFrame):
+    """The frame with `boxes` (normalised cx, cy, w, h) inpainted from their surroundings."""
+    if boxes.empty:
+        return frame
+    h, w = frame.shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    for b in boxes.itertuples():
+        bw, bh = b.w * w * MASK_GROW, b.h * h * MASK_GROW
+        x0, y0 = int(max(0, b.cx * w - bw / 2)), int(max(0, b.cy * h - bh / 2))
+        x1, y1 = int(min(w, b.cx * w + bw / 2 + 1)), int(min(h, b.cy * h + bh / 2 + 1))
+        mask[y0:y1, x0:x1] = 255
+    return cv2.inpaint(frame, mask, 3, cv2.INPAINT_TELEA)
+
+
 def merge_round(round_n: int, labelled: pd.DataFrame, pseudo_labels: Path, reviewed: list[tuple[int, Path]],
-                clips: list[Clip], out_dir: Path | str) -> dict:
+                clips: list[Clip], out_dir: Path | str, doubtful: pd.DataFrame | None = None) -> dict:
     """Write `images/`, `labels/`, `frames.csv` (image, label, source, round) and `manifest.csv`
     (one row per box with its source and round) under `out_dir`.
 
     `reviewed` is [(round, labels folder)] for every round reviewed so far; later rounds win.
+    `doubtful` (columns clip, frame, cx, cy, w, h) are painted out of pseudo-labelled frames.
     """
+    doubtful_by_frame = ({k: g for k, g in doubtful.groupby(["clip", "frame"])}
+                         if doubtful is not None and not doubtful.empty else {})
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
@@ -68,6 +94,8 @@ def merge_round(round_n: int, labelled: pd.DataFrame, pseudo_labels: Path, revie
             source, rnd, label_src = chosen[stem]
             image = out / "images" / f"{stem}.jpg"
             label = out / "labels" / f"{stem}.txt"
+            if source == PSEUDO and (clip_name, index) in doubtful_by_frame:
+                frame = mask_boxes(frame, doubtful_by_frame[(clip_name, index)])
             ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
             if not ok:
                 raise ValueError(f"{known[clip_name].path}:0: frame {index} cannot be encoded")

@@ -51,9 +51,30 @@ def quiet_ultralytics(dvc_callback: bool = False, project_dir: Path | None = Non
         cfg.mkdir(parents=True, exist_ok=True)
         os.environ["YOLO_CONFIG_DIR"] = str(cfg)
     from ultralytics import settings
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    _local_font(USER_CONFIG_DIR)
 
     wanted = {key: False for key in ULTRALYTICS_OFF if key in settings}
     if dvc_callback and "dvc" in wanted:
         wanted["dvc"] = True
     if any(settings.get(k) != v for k, v in wanted.items()):
         settings.update(wanted)
+
+
+def _local_font(config_dir: Path) -> None:
+    """Give Ultralytics its label font locally.
+
+    Checking a dataset, Ultralytics looks for Arial.ttf and otherwise probes GitHub to fetch
+    it. Matplotlib (an Ultralytics dependency) ships DejaVu Sans; it stands in, offline.
+    """
+    target = Path(config_dir) / "Arial.ttf"
+    if target.exists():
+        return
+    import shutil
+
+    import matplotlib
+
+    source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)

@@ -13,8 +13,11 @@ def _read(path: Path) -> dict | None:
 
 
 def collect(metrics_dir: Path = METRICS) -> dict:
-    """{"rounds": [{round, mAP50, mAP50-95, fitness, accepted_boxes, review_items, accepted_precision,
-    accepted_recall}], "latest": the last round's entry}."""
+    """{"rounds": {"N": {round, mAP50, mAP50-95, fitness, accepted_boxes, review_items,
+    accepted_precision, accepted_recall}}, "latest": the last round's entry}.
+
+    Rounds are keyed by number (not listed) so `dvc metrics diff` can compare them by name.
+    """
     base = Path(metrics_dir) / "rounds"
     numbers = sorted(int(m.group(1)) for p in base.glob("round-*") if (m := re.fullmatch(r"round-(\d+)", p.name)))
     rounds = []
@@ -32,7 +35,7 @@ def collect(metrics_dir: Path = METRICS) -> dict:
             "review_items": st.get("review_items"),
             "accepted_precision": accepted.get("precision"), "accepted_recall": accepted.get("recall"),
         })
-    return {"rounds": rounds, "latest": rounds[-1] if rounds else {}}
+    return {"rounds": {str(r["round"]): r for r in rounds}, "latest": rounds[-1] if rounds else {}}
 
 
 def _fmt(v) -> str:
@@ -51,6 +54,6 @@ def render(data: dict) -> None:
     table = Table(title="Pseudo-labelling rounds")
     for _, title in cols:
         table.add_column(title, justify="right")
-    for row in data["rounds"]:
+    for row in data["rounds"].values():
         table.add_row(*(_fmt(row[k]) for k, _ in cols))
     Console().print(table)

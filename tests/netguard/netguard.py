@@ -31,8 +31,14 @@ def _is_local(host) -> bool:
 def _record(what: str) -> None:
     path = os.environ.get(LOG_ENV)
     if path:
+        import sys
+        import traceback
+
+        # Name the program and the caller, so an attempt can be traced to the code that made it.
+        caller = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}"
+                             for f in traceback.extract_stack()[-6:-2])
         with open(path, "a", encoding="utf-8") as fh:
-            fh.write(f"{os.getpid()} {what}\n")
+            fh.write(f"{os.getpid()} {' '.join(sys.argv[:3])}: {what} via {caller}\n")
 
 
 def install() -> None:

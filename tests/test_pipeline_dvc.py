@@ -1,0 +1,177 @@
+"""The whole round loop through real `dvc repro` in a real git repository.
+
+A copy of the project is committed into a temporary repository with a tiny configuration
+(three videos, one epoch, small image sizes). Round 0 is reproduced, committed and tagged;
+round 1 is added and reproduced without redoing round 0; a third repro does nothing; round 0's
+model is restored bit for bit from a tag; `dvc metrics diff` compares the two rounds; and the
+default local remote pushes and pulls.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.offline import OFFLINE_ENV
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+TINY = {
+    "data": {"root": "data/synthetic"},
+    "split": {"val_ids": [52], "train_ids": None},
+    "synth": {"seed": 0, "videos": [11, 23, 52], "frames_per_video": 12, "rest_clips_per_video": 1,
+              "other_videos": 1, "clips_per_other_video": 1, "frames_per_clip": 9, "workers": 1},
+    "prepare": {"train_stride": 1, "max_frames_per_video": 3, "val_stride": 3, "include_empty": True},
+    "train": {"model": "models/yolov8n.yaml", "restart_each_round": False, "epochs": 1, "batch": 8,
+              "crop_size": 64, "crops": 16, "device": "cpu", "seed": 0, "workers": 0, "lr0": 0.01,
+              "warmup_epochs": 0.0, "val_crops": 8},
+    "evaluate": {"imgsz": 320, "conf": 0.001, "iou": 0.7, "batch": 4, "device": "cpu"},
+    "infer": {"stride": 3, "imgsz": 320, "conf": 0.001, "iou": 0.7, "batch": 4, "device": "cpu"},
+    # An untrained model's confidences are tiny: bands chosen so every band gets boxes.
+    "filter": {"bands": {name: {"low": 0.001, "high": 0.002}
+                         for name in ("sperm", "cluster", "small_or_pinhead")}},
+    "review": {"max_items": 3, "add_missed": 1.0, "fix_iou": 0.1, "seed": 0},
+    "rounds": [{"round": 0, "data": "data/prepared", "init": "models/yolov8n.yaml"}],
+    "pseudo_rounds": [0],
+}
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, **OFFLINE_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_params(ws: Path, params: dict) -> None:
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A fresh git repository holding the project's files, as a user's clone would."""
+    ws = tmp_path_factory.mktemp("pipeline") / "project"
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if not src.is_file() or rel.startswith(("tests/", "dvc.lock", "metrics/")):
+            continue
+        dst = ws / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+    write_params(ws, TINY)
+    run(["git", "init", "-q"], ws)
+    run(["git", "add", "-A"], ws)
+    run(["git", "commit", "-qm", "project"], ws)
+    return ws
+
+
+@pytest.fixture(scope="module")
+def rounds(workspace) -> dict:
+    """Reproduce round 0, tag it, add round 1, reproduce, tag it; return what each step printed."""
+    ws = workspace
+    out = {"repro0": run(["dvc", "repro"], ws).stdout}
+    out["weights0"] = sha256(ws / "models/round-0/weights.pt")
+    run(["git", "add", "-A"], ws)
+    run(["git", "commit", "-qm", "round 0"], ws)
+    run(["git", "tag", "round-0"], ws)
+
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["rounds"].append({"round": 1, "data": "data/rounds/round-0/merged", "init": "models/round-0"})
+    write_params(ws, params)
+    out["repro1"] = run(["dvc", "repro"], ws).stdout
+    out["weights1"] = sha256(ws / "models/round-1/weights.pt")
+    run(["git", "add", "-A"], ws)
+    run(["git", "commit", "-qm", "round 1"], ws)
+    run(["git", "tag", "round-1"], ws)
+    out["repro2"] = run(["dvc", "repro"], ws).stdout
+    return out
+
+
+def test_round0_runs_every_stage_in_order(rounds, workspace):
+    log = rounds["repro0"]
+    stages = ["synthesize", "validate", "prepare", "train@0", "infer@0", "filter@0", "review@0",
+              "merge@0", "evaluate@0", "quality@0", "report"]
+    for stage in stages:
+        assert f"Running stage '{stage}'" in log
+    assert log.index("'train@0'") < log.index("'infer@0'") < log.index("'filter@0'") \
+        < log.index("'review@0'") < log.index("'merge@0'")
+    summary = json.loads((workspace / "metrics/dataset.json").read_text())
+    assert summary["videos"] == 3 and summary["images"] == 36
+    assert summary["clips"] == {"annotated_rest": 3, "other": 1}
+
+
+def test_round1_reuses_round0_and_trains_from_its_weights(rounds, workspace):
+    log = rounds["repro1"]
+    assert "Running stage 'train@1'" in log and "Running stage 'evaluate@1'" in log
+    for stage in ("synthesize", "train@0", "infer@0", "merge@0"):
+        assert f"Running stage '{stage}'" not in log
+    info = json.loads((workspace / "models/round-1/train.json").read_text())
+    assert info["source"] == "models/round-0/weights.pt"
+    merged = json.loads((workspace / "data/rounds/round-0/merged/stats.json").read_text())
+    assert info["frames"] == sum(merged["frames"].values())
+    assert merged["frames"]["labelled"] == 6 and merged["frames"]["reviewed"] == 3
+    assert rounds["weights1"] != rounds["weights0"]
+
+
+def test_second_repro_does_nothing(rounds, workspace):
+    assert "Running stage" not in rounds["repro2"]
+    status = run(["dvc", "status"], workspace).stdout
+    assert "up to date" in status
+
+
+def test_every_round_output_is_dvc_tracked(rounds, workspace):
+    lock = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
+    outs = {o["path"] for stage in lock.values() for o in stage.get("outs", [])}
+    for path in ("models/round-0", "models/round-1", "data/rounds/round-0/pseudo",
+                 "data/rounds/round-0/reviewed", "data/rounds/round-0/merged", "data/rounds/round-0/predictions"):
+        assert path in outs
+    manifest = (workspace / "data/rounds/round-0/merged/manifest.csv").read_text().splitlines()
+    assert manifest[0] == "image,source,round,cls,cx,cy,w,h"
+
+
+def test_metrics_diff_compares_rounds(rounds, workspace):
+    diff = json.loads(run(["dvc", "metrics", "diff", "round-0", "round-1", "--json"], workspace).stdout)
+    report = diff["metrics/report.json"]
+    assert report["latest.round"] == {"old": 0, "new": 1, "diff": 1}
+
+
+def test_round0_model_restored_bit_for_bit(rounds, workspace):
+    ws = workspace
+    try:
+        run(["git", "checkout", "-q", "round-0"], ws)
+        (ws / "models/round-0/weights.pt").unlink()
+        run(["dvc", "checkout"], ws)
+        assert sha256(ws / "models/round-0/weights.pt") == rounds["weights0"]
+        report = json.loads((ws / "metrics/report.json").read_text())
+        assert list(report["rounds"]) == ["0"] and report["latest"]["round"] == 0
+    finally:
+        run(["git", "checkout", "-q", "round-1"], ws)
+        run(["dvc", "checkout"], ws)
+    assert sha256(ws / "models/round-1/weights.pt") == rounds["weights1"]
+
+
+def test_local_remote_push_and_pull(rounds, workspace):
+    ws = workspace
+    run(["dvc", "push"], ws)
+    assert (ws / "dvc-remote").is_dir()
+    shutil.rmtree(ws / ".dvc" / "cache")
+    shutil.rmtree(ws / "models" / "round-0")
+    run(["dvc", "pull"], ws)
+    assert sha256(ws / "models/round-0/weights.pt") == rounds["weights0"]
