@@ -22,10 +22,12 @@ def read_yolo_labels(path: str | Path | None) -> np.ndarray:
     if not path:
         return np.zeros((0, 5))
     try:
-        data = np.loadtxt(path, ndmin=2, dtype=np.float64)
+        text = Path(path).read_text()
     except FileNotFoundError:
         return np.zeros((0, 5))
-    return data.reshape(-1, 5)
+    if not text.strip():  # a frame an expert cleared: no objects
+        return np.zeros((0, 5))
+    return np.array([line.split() for line in text.splitlines() if line.strip()], dtype=np.float64).reshape(-1, 5)
 
 
 def crop_labels(labels: np.ndarray, img_w: int, img_h: int, x0: int, y0: int, size: int) -> np.ndarray:

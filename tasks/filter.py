@@ -40,9 +40,11 @@ def parse_bands(section: dict) -> dict[int, Band]:
 
 
 def assign_bands(pred: pd.DataFrame, bands: dict[int, Band]) -> pd.Series:
-    low = pred["cls"].map({k: b.low for k, b in bands.items()}).to_numpy(dtype=float)
-    high = pred["cls"].map({k: b.high for k, b in bands.items()}).to_numpy(dtype=float)
-    conf = pred["conf"].to_numpy(dtype=float)
+    # Compare in float32, the precision confidences are stored in (infer.SCHEMA): a box whose conf
+    # reads 0.7 sits at a bound written as 0.7 in params.yaml, not just below it (0.69999999 < 0.7).
+    low = pred["cls"].map({k: b.low for k, b in bands.items()}).to_numpy(dtype=np.float32)
+    high = pred["cls"].map({k: b.high for k, b in bands.items()}).to_numpy(dtype=np.float32)
+    conf = pred["conf"].to_numpy(dtype=np.float32)
     band = np.where(conf >= high, ACCEPT, np.where(conf >= low, REVIEW, REJECT))
     return pd.Series(band, index=pred.index, name="band")
 

@@ -131,6 +131,9 @@ def infer_clips(weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # A run killed mid-write leaves its hidden temporary file; it must not become an output.
+    for stale in out_dir.glob(".*.tmp"):
+        stale.unlink()
     model_sha = file_sha256(weights)
     todo = [c for c in clips if not is_done(clip_output(out_dir, c), fingerprint(model_sha, cfg, c))]
     stats = {"clips": len(clips), "skipped": len(clips) - len(todo), "predicted": 0, "boxes": 0}

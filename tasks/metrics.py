@@ -3,7 +3,8 @@
 Boxes are (N, 4) arrays of x0, y0, x1, y1 in pixels. Matching is COCO-style: predictions in
 descending confidence, each takes the unmatched truth box of its class with the highest
 IoU at or above the threshold. AP is the area under the precision envelope sampled at 101
-recall points (as COCO and Ultralytics do).
+recall points (COCO; Ultralytics samples the same points but drops to 0 at the last one, so
+it reports 0.995 for a perfect detector where this gives 1).
 """
 from __future__ import annotations
 
@@ -63,12 +64,20 @@ def match_frame(pred_boxes, pred_cls, pred_conf, gt_boxes, gt_cls,
 
 
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
-    """Area under the monotone precision envelope, sampled at 101 recall points."""
-    mrec = np.concatenate(([0.0], recall, [1.0]))
-    mpre = np.concatenate(([1.0], precision, [0.0]))
-    mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))
-    x = np.linspace(0, 1, 101)
-    return float(np.trapezoid(np.interp(x, mrec, mpre), x))
+    """Area under the precision envelope sampled at 101 recall points r = 0, 0.01, ..., 1.
+
+    The envelope at r is the best precision reached at any recall >= r, and 0 past the highest
+    recall reached (COCO). `recall` is non-decreasing (cumulative TP over ranked predictions).
+    """
+    recall = np.asarray(recall, dtype=np.float64).reshape(-1)
+    precision = np.asarray(precision, dtype=np.float64).reshape(-1)
+    x = np.arange(101) / 100  # exactly k/100, so a recall of 7/10 meets the point 0.7
+    if len(recall) == 0:
+        return 0.0
+    envelope = np.flip(np.maximum.accumulate(np.flip(precision)))
+    first = np.searchsorted(recall, x, side="left")  # first ranked point with recall >= r
+    sampled = np.where(first < len(recall), envelope[np.minimum(first, len(recall) - 1)], 0.0)
+    return float(np.trapezoid(sampled, x))
 
 
 @dataclass

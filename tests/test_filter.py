@@ -1,0 +1,164 @@
+"""Confidence bands per class, and the files `filter_round` writes from a round's predictions."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from predfiles import write_predictions
+from tasks.filter import ACCEPT, QUEUE_COLUMNS, REJECT, REVIEW, Band, assign_bands, filter_round, parse_bands
+
+SECTION = {"sperm": {"low": 0.25, "high": 0.6},
+           "cluster": {"low": 0.5, "high": 0.75},
+           "small_or_pinhead": {"low": 0.1, "high": 0.3}}
+
+
+def bands_of(section=SECTION):
+    return parse_bands(section)
+
+
+def frame(cls, conf):
+    return pd.DataFrame({"cls": np.asarray(cls, dtype=np.int8), "conf": np.asarray(conf, dtype=np.float64)})
+
+
+# --- band logic ------------------------------------------------------------------------------
+
+def test_band_edges():
+    # Bands compare in float32, the precision of stored confidences: "just below" is the next
+    # float32 down.
+    b = bands_of()
+    below_low = float(np.nextafter(np.float32(0.25), np.float32(0)))
+    below_high = float(np.nextafter(np.float32(0.6), np.float32(0)))
+    df = frame([0] * 7, [0.6, 0.25, below_low, below_high, 0.5999, 1.0, 0.0])
+    assert assign_bands(df, b).tolist() == [ACCEPT, REVIEW, REJECT, REVIEW, REVIEW, ACCEPT, REJECT]
+
+
+def test_band_edges_in_float32_as_stored():
+    # Predictions are float32 on disk: 0.7 becomes 0.69999999; a bound written 0.7 still accepts it.
+    b = parse_bands({"sperm": {"low": 0.3, "high": 0.7}, "cluster": {"low": 0.3, "high": 0.7},
+                     "small_or_pinhead": {"low": 0.3, "high": 0.7}})
+    conf = np.array([0.7, 0.3, 0.69, 0.29], dtype=np.float32)
+    df = pd.DataFrame({"cls": np.zeros(4, np.int8), "conf": conf})
+    assert assign_bands(df, b).tolist() == [ACCEPT, REVIEW, REVIEW, REJECT]
+
+
+def test_bands_differ_per_class():
+    b = bands_of()
+    df = frame([0, 1, 2, 1, 2, 0], [0.5, 0.5, 0.5, 0.49, 0.09, 0.2])
+    # sperm 0.5 in [0.25, 0.6) review; cluster 0.5 = low review; pinhead 0.5 >= 0.3 accept ...
+    assert assign_bands(df, b).tolist() == [REVIEW, REVIEW, ACCEPT, REJECT, REJECT, REJECT]
+    other = parse_bands({**SECTION, "sperm": {"low": 0.1, "high": 0.5}})
+    got = assign_bands(frame([0, 1], [0.5, 0.5]), other).tolist()
+    assert got == [ACCEPT, REVIEW]  # a 0.5 sperm is accepted while a 0.5 cluster is reviewed
+
+
+def test_assign_bands_keeps_the_index():
+    df = frame([0, 0], [0.9, 0.1])
+    df.index = [7, 3]
+    out = assign_bands(df, bands_of())
+    assert out.index.tolist() == [7, 3] and out.name == "band"
+
+
+def test_parse_bands():
+    b = bands_of()
+    assert b == {0: Band(0.25, 0.6), 1: Band(0.5, 0.75), 2: Band(0.1, 0.3)}
+    with pytest.raises(ValueError, match=r"missing \['cluster'\], unknown \[\]"):
+        parse_bands({k: v for k, v in SECTION.items() if k != "cluster"})
+    with pytest.raises(ValueError, match=r"missing \[\], unknown \['debris'\]"):
+        parse_bands({**SECTION, "debris": {"low": 0.1, "high": 0.2}})
+    with pytest.raises(ValueError, match=r"missing \['sperm'\], unknown \['Sperm'\]"):
+        parse_bands({**{k: v for k, v in SECTION.items() if k != "sperm"}, "Sperm": SECTION["sperm"]})
+    with pytest.raises(ValueError, match="low=0.7 high=0.6"):
+        parse_bands({**SECTION, "cluster": {"low": 0.7, "high": 0.6}})
+    with pytest.raises(ValueError, match="low <= high <= 1"):
+        parse_bands({**SECTION, "cluster": {"low": 0.2, "high": 1.5}})
+    with pytest.raises(ValueError, match="0 <= low"):
+        Band(-0.1, 0.5)
+    assert parse_bands({**SECTION, "sperm": {"low": 0.4, "high": 0.4}})[0] == Band(0.4, 0.4)
+
+
+# --- filter_round on hand-written prediction files -------------------------------------------
+
+# (frame, cls, cx, cy, w, h, conf); coordinates exact in float32 so the label text is known.
+CLIP_A = "11_30_60"
+ROWS_A = [
+    (0, 0, 0.5, 0.25, 0.0625, 0.125, 0.9),      # accept
+    (0, 1, 0.25, 0.75, 0.125, 0.125, 0.5),      # cluster at its low: review
+    (0, 0, 0.125, 0.375, 0.03125, 0.0625, 0.6),  # sperm at its high: accept
+    (0, 2, 0.75, 0.5, 0.015625, 0.015625, 0.05),  # pinhead below 0.1: reject
+    (2, 0, 0.625, 0.625, 0.0625, 0.0625, 0.3),  # review only: no label file for frame 2
+    (2, 0, 0.375, 0.125, 0.0625, 0.0625, 0.25),  # review (sperm low)
+    (4, 1, 0.5, 0.5, 0.25, 0.25, 0.75),         # cluster at its high: accept
+    (6, 0, 0.5, 0.5, 0.0625, 0.0625, 0.1),      # reject only: nothing at all for frame 6
+]
+CLIP_B = "84_0_30"
+ROWS_B = [
+    (1, 2, 0.25, 0.25, 0.015625, 0.015625, 0.3),  # pinhead at its high: accept
+    (1, 0, 0.75, 0.75, 0.0625, 0.0625, 0.45),   # review
+    (3, 1, 0.5, 0.25, 0.125, 0.125, 0.49),      # cluster just below low: reject
+]
+
+
+@pytest.fixture
+def filtered(tmp_path):
+    pred = tmp_path / "predictions"
+    write_predictions(pred, CLIP_A, ROWS_A, frames_scored=5, stride=2)
+    write_predictions(pred, CLIP_B, ROWS_B, frames_scored=5, stride=1)
+    write_predictions(pred, "90_0_30", [], frames_scored=5, stride=1)  # a clip without boxes
+    out = tmp_path / "pseudo"
+    stats = filter_round(pred, out, bands_of())
+    return out, stats
+
+
+def test_label_files_hold_exactly_the_accepted_boxes(filtered):
+    out, _ = filtered
+    labels = {p.name: p.read_text() for p in (out / "labels").iterdir()}
+    assert labels == {
+        "11_30_60_frame_0.txt": "0 0.500000 0.250000 0.062500 0.125000\n"
+                                "0 0.125000 0.375000 0.031250 0.062500\n",
+        "11_30_60_frame_4.txt": "1 0.500000 0.500000 0.250000 0.250000\n",
+        "84_0_30_frame_1.txt": "2 0.250000 0.250000 0.015625 0.015625\n",
+    }
+
+
+def test_review_queue_has_exactly_the_review_band(filtered):
+    out, _ = filtered
+    text = (out / "review_queue.csv").read_text()
+    assert text.splitlines()[0] == ",".join(QUEUE_COLUMNS)
+    assert QUEUE_COLUMNS == ["item", "clip", "frame", "cls", "class_name", "cx", "cy", "w", "h", "conf"]
+    q = pd.read_csv(out / "review_queue.csv")
+    got = [tuple(r) for r in q.itertuples(index=False)]
+    assert got == [
+        ("11_30_60_frame_0", "11_30_60", 0, 1, "cluster", 0.25, 0.75, 0.125, 0.125, 0.5),
+        ("11_30_60_frame_2", "11_30_60", 2, 0, "sperm", 0.625, 0.625, 0.0625, 0.0625, 0.3),
+        ("11_30_60_frame_2", "11_30_60", 2, 0, "sperm", 0.375, 0.125, 0.0625, 0.0625, 0.25),
+        ("84_0_30_frame_1", "84_0_30", 1, 0, "sperm", 0.75, 0.75, 0.0625, 0.0625, 0.45),
+    ]
+
+
+def test_boxes_and_stats(filtered):
+    out, stats = filtered
+    boxes = pd.read_parquet(out / "boxes.parquet")
+    assert len(boxes) == 11
+    assert boxes.groupby("band").size().to_dict() == {ACCEPT: 4, REVIEW: 4, REJECT: 3}
+    expected = {
+        "boxes": 11, "frames_with_pseudo_labels": 3, "review_items": 3, "review_boxes": 4,
+        "accept": {"sperm": 2, "cluster": 1, "small_or_pinhead": 1},
+        "review": {"sperm": 3, "cluster": 1, "small_or_pinhead": 0},
+        "reject": {"sperm": 1, "cluster": 1, "small_or_pinhead": 1},
+    }
+    assert stats == expected
+    assert json.loads((out / "stats.json").read_text()) == expected
+    # Only the result files: atomic writes leave no temporary file behind.
+    assert sorted(p.name for p in out.iterdir()) == ["boxes.parquet", "labels", "review_queue.csv", "stats.json"]
+
+
+def test_no_predictions_at_all(tmp_path):
+    pred = tmp_path / "predictions"
+    write_predictions(pred, CLIP_A, [], frames_scored=3)
+    stats = filter_round(pred, tmp_path / "pseudo", bands_of())
+    assert stats["boxes"] == 0 and stats["review_items"] == 0 and stats["frames_with_pseudo_labels"] == 0
+    assert list((tmp_path / "pseudo" / "labels").iterdir()) == []
+    assert (tmp_path / "pseudo" / "review_queue.csv").read_text().strip() == ",".join(QUEUE_COLUMNS)

@@ -1,0 +1,188 @@
+"""`infer` is resumable: a run killed with SIGKILL finishes on rerun without redoing finished
+clips and gives exactly the outputs of an uninterrupted run; a changed model or parameter redoes them.
+
+The model is an untrained YOLOv8n built from `models/yolov8n.yaml` with a fixed torch seed and
+saved as weights (nothing is downloaded). With conf 0.0 it still returns boxes (up to max_det
+per frame), so the compared tables are not empty.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tasks import offline
+
+offline.quiet_ultralytics()  # before Ultralytics is imported: offline, settings under .cache/
+
+import torch  # noqa: E402
+from ultralytics import YOLO  # noqa: E402
+
+from tasks.dataset import locate  # noqa: E402
+from tasks.infer import META_KEY, InferConfig, infer_clips, is_done, fingerprint, file_sha256  # noqa: E402
+from tasks.synth import SynthConfig, synthesize  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+FRAMES = 10
+INFER = {"stride": 1, "imgsz": 320, "conf": 0.0, "iou": 0.7, "batch": 2, "max_det": 30, "device": "cpu"}
+PRED = Path("data/rounds/round-0/predictions")  # tasks.rounds.RoundPaths(0).predictions
+
+
+def untrained_weights(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    YOLO(str(REPO / "models" / "yolov8n.yaml")).save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    base = tmp_path_factory.mktemp("infer_resume")
+    root = base / "twin"
+    synthesize(root, SynthConfig(seed=3, videos=(11, 52), frames_per_video=2, rest_clips_per_video=1,
+                                 other_videos=2, frames_per_clip=FRAMES, workers=1), progress=False)
+    weights = untrained_weights(base / "w.pt", seed=0)
+    assert YOLO(str(weights)).model is not None  # loads back as weights
+    return root, weights, base
+
+
+def project_dir(base: Path, name: str, root: Path, weights: Path) -> Path:
+    """A working directory as `visem-pl infer --round 0` expects it: params.yaml and round 0's weights."""
+    cwd = base / name
+    (cwd / "models" / "round-0").mkdir(parents=True)
+    shutil.copyfile(weights, cwd / "models" / "round-0" / "weights.pt")
+    (cwd / "params.yaml").write_text(yaml.safe_dump({"data": {"root": str(root)}, "infer": INFER}))
+    return cwd
+
+
+def cli(cwd: Path, *args: str) -> subprocess.Popen:
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = dict(os.environ, PYTHONPATH=path, PYTHONIOENCODING="utf-8")
+    return subprocess.Popen([sys.executable, "-m", "tasks.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_to_end(cwd: Path) -> dict:
+    proc = cli(cwd, "infer", "--round", "0")
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def results(folder: Path) -> dict[str, Path]:
+    return {p.name: p for p in sorted(folder.glob("*.parquet"))}
+
+
+def test_killed_run_resumes_to_the_same_outputs(setup):
+    root, weights, base = setup
+    clips = locate(root).clips()
+    assert len(clips) == 4
+    names = sorted(f"{c.name}.parquet" for c in clips)
+
+    ref_dir = project_dir(base, "reference", root, weights)
+    ref_stats = run_to_end(ref_dir)
+    assert ref_stats["clips"] == 4 and ref_stats["skipped"] == 0 and ref_stats["predicted"] == 4
+    ref = results(ref_dir / PRED)
+    assert sorted(ref) == names
+    assert ref_stats["boxes"] == sum(pq.read_metadata(p).num_rows for p in ref.values()) > 0
+
+    # Kill -9 as soon as the first clip's file appears.
+    work = project_dir(base, "killed", root, weights)
+    pred = work / PRED
+    proc = cli(work, "infer", "--round", "0")
+    deadline = time.monotonic() + 120
+    while not (pred.is_dir() and any(pred.glob("*.parquet"))):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+
+    finished = results(pred)
+    assert 1 <= len(finished) < 4, "the kill came too late to interrupt the run"
+    # Every visible result file is complete; anything else is a hidden temporary file.
+    sha = file_sha256(work / "models" / "round-0" / "weights.pt")
+    cfg = InferConfig(**INFER)
+    by_name = {c.name: c for c in clips}
+    for name, path in finished.items():
+        assert is_done(path, fingerprint(sha, cfg, by_name[path.stem]))
+        assert pq.read_table(path).equals(pq.read_table(ref[name]))
+    others = [p.name for p in pred.iterdir() if p.name not in finished]
+    assert all(n.startswith(".") and n.endswith(".tmp") for n in others), others
+    before = {name: (p.stat().st_ino, p.stat().st_mtime_ns) for name, p in finished.items()}
+
+    stats = run_to_end(work)
+    assert stats["clips"] == 4
+    assert stats["skipped"] == len(finished) >= 1
+    assert stats["predicted"] == 4 - len(finished)
+    after = results(pred)
+    assert sorted(after) == names
+    for name, (ino, mtime) in before.items():
+        st = after[name].stat()
+        assert (st.st_ino, st.st_mtime_ns) == (ino, mtime), f"{name} was rewritten"
+    for name, path in after.items():
+        got, want = pq.read_table(path), pq.read_table(ref[name])
+        assert got.num_rows > 0
+        assert got.equals(want)
+        assert got.schema.metadata == want.schema.metadata
+        meta = json.loads(got.schema.metadata[META_KEY])
+        assert meta["frames_scored"] == FRAMES and meta["params"] == INFER
+        assert sorted(set(got.column("frame").to_pylist())) == list(range(FRAMES))
+
+    # A third run has nothing left to do.
+    assert run_to_end(work) == {"clips": 4, "skipped": 4, "predicted": 0, "boxes": 0}
+
+
+def test_changed_parameters_or_weights_redo_finished_clips(setup, tmp_path):
+    root, weights, base = setup
+    clips = locate(root).clips()[:2]
+    small = {**INFER, "max_det": 5}
+    cfg = InferConfig(**small)
+    out = tmp_path / "pred"
+
+    first = infer_clips(weights, clips, out, cfg, progress=False)
+    assert first == {"clips": 2, "skipped": 0, "predicted": 2, "boxes": first["boxes"]}
+    assert 0 < first["boxes"] <= 2 * FRAMES * 5
+    tables = {p.name: pq.read_table(p) for p in out.glob("*.parquet")}
+
+    assert infer_clips(weights, clips, out, cfg, progress=False) == \
+        {"clips": 2, "skipped": 2, "predicted": 0, "boxes": 0}
+
+    # Another stride: every clip is redone, with every 2nd frame.
+    stride2 = InferConfig(**{**small, "stride": 2})
+    again = infer_clips(weights, clips, out, stride2, progress=False)
+    assert (again["skipped"], again["predicted"]) == (0, 2)
+    for p in out.glob("*.parquet"):
+        meta = json.loads(pq.read_schema(p).metadata[META_KEY])
+        assert meta["params"]["stride"] == 2 and meta["frames_scored"] == FRAMES // 2
+        assert sorted(set(pq.read_table(p).column("frame").to_pylist())) == list(range(0, FRAMES, 2))
+
+    # Back to stride 1: redone again, and the same tables as the first time.
+    back = infer_clips(weights, clips, out, cfg, progress=False)
+    assert (back["skipped"], back["predicted"]) == (0, 2)
+    for p in out.glob("*.parquet"):
+        assert pq.read_table(p).equals(tables[p.name])
+
+    # Other weights (another seed): redone, and the fingerprint names the new file.
+    other = untrained_weights(tmp_path / "other.pt", seed=1)
+    assert file_sha256(other) != file_sha256(weights)
+    redo = infer_clips(other, clips, out, cfg, progress=False)
+    assert (redo["skipped"], redo["predicted"]) == (0, 2)
+    for p in out.glob("*.parquet"):
+        assert json.loads(pq.read_schema(p).metadata[META_KEY])["model_sha256"] == file_sha256(other)
+
+    # A truncated result file (as a non-atomic writer would leave) is redone, the other skipped.
+    victim = out / f"{clips[0].name}.parquet"
+    victim.write_bytes(victim.read_bytes()[:100])
+    fixed = infer_clips(other, clips, out, cfg, progress=False)
+    assert (fixed["skipped"], fixed["predicted"]) == (1, 1)
+    assert pq.read_table(victim).num_rows == fixed["boxes"] > 0

@@ -1,0 +1,375 @@
+"""The review step (simulated expert, experts' files) and the merge into the next round's training set."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from predfiles import write_predictions
+from tasks import layout
+from tasks.dataset import locate
+from tasks.filter import QUEUE_COLUMNS, filter_round, parse_bands
+from tasks.merge import merge_round
+from tasks.metrics import box_iou, xywhn_to_xyxy
+from tasks.review import ReviewConfig, ReviewPending, collect_review, expert_answer, simulate_review
+from tasks.synth import SynthConfig, synthesize
+from tasks.truth import truth_for
+
+W, H = layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT
+BANDS = {n: {"low": 0.25, "high": 0.6} for n in layout.CLASS_NAMES}
+FRAMES_PER_CLIP = 12
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("review_synth") / "twin"
+    synthesize(root, SynthConfig(seed=1, videos=(11, 52), frames_per_video=12, rest_clips_per_video=1,
+                                 other_videos=1, frames_per_clip=FRAMES_PER_CLIP, workers=1), progress=False)
+    return root
+
+
+def truth_frame(rows) -> pd.DataFrame:
+    """Truth rows (class, cx, cy, w, h) in the `_truth/clips` columns."""
+    df = pd.DataFrame(rows, columns=["class", "cx", "cy", "w", "h"])
+    df.insert(0, "frame", 0)
+    df.insert(1, "track_id", [f"t{i}" for i in range(len(df))])
+    df["motility"] = "immotile"
+    return df
+
+
+def pred_frame(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["cls", "cx", "cy", "w", "h", "conf"])
+
+
+def label_rows(df: pd.DataFrame) -> list[tuple]:
+    return [(int(r.cls), round(r.cx, 9), round(r.cy, 9), round(r.w, 9), round(r.h, 9)) for r in df.itertuples()]
+
+
+# --- the simulated expert on one hand-made frame ------------------------------------------------
+
+TRUTH = [(0, 0.2, 0.2, 0.05, 0.05),    # T0: found exactly
+         (1, 0.5, 0.5, 0.1, 0.1),      # T1: found with the wrong class
+         (0, 0.8, 0.8, 0.05, 0.05),    # T2: missed
+         (2, 0.2, 0.8, 0.02, 0.02)]    # T3: right class, poor placement (IoU 1/3)
+PREDS = [(0, 0.2, 0.2, 0.05, 0.05, 0.9),     # kept as predicted
+         (0, 0.51, 0.5, 0.1, 0.1, 0.8),      # fixed to T1 (class and box)
+         (0, 0.5, 0.1, 0.05, 0.05, 0.7),     # on nothing: deleted
+         (0, 0.205, 0.2, 0.05, 0.05, 0.4),   # a duplicate of T0, which is taken: deleted
+         (2, 0.21, 0.8, 0.02, 0.02, 0.3)]    # fixed to T3's box
+
+
+def test_hand_frame_ious_are_as_designed():
+    iou = box_iou(xywhn_to_xyxy(pred_frame(PREDS)[["cx", "cy", "w", "h"]].to_numpy(), W, H),
+                  xywhn_to_xyxy(truth_frame(TRUTH)[["cx", "cy", "w", "h"]].to_numpy(), W, H))
+    assert iou[0, 0] == pytest.approx(1.0)
+    assert iou[1, 1] > 0.5
+    assert iou[2].max() == 0.0
+    assert iou[4, 3] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("add_missed, added", [(1.0, 1), (0.0, 0)])
+def test_expert_keeps_fixes_deletes_and_adds(add_missed, added):
+    cfg = ReviewConfig(add_missed=add_missed, fix_iou=0.1)
+    labels, log = expert_answer(pred_frame(PREDS), truth_frame(TRUTH), cfg, np.random.default_rng(0))
+    assert log == {"kept": 1, "fixed": 2, "deleted": 2, "added": added}
+    expected = [(0, 0.2, 0.2, 0.05, 0.05),   # kept: the predicted box
+                (1, 0.5, 0.5, 0.1, 0.1),     # fixed: the truth box and class
+                (2, 0.2, 0.8, 0.02, 0.02)]   # fixed
+    if added:
+        expected.append((0, 0.8, 0.8, 0.05, 0.05))
+    assert label_rows(labels) == expected
+    assert list(labels.columns) == ["cls", "cx", "cy", "w", "h"]
+
+
+def test_expert_deletes_a_poorly_placed_box_below_fix_iou():
+    # IoU 1/3 with T3: fixed at fix_iou 0.1, deleted at fix_iou 0.4 (and T3 then counts as missed).
+    labels, log = expert_answer(pred_frame([PREDS[4]]), truth_frame([TRUTH[3]]), ReviewConfig(fix_iou=0.4,
+                                add_missed=0.0), np.random.default_rng(0))
+    assert log == {"kept": 0, "fixed": 0, "deleted": 1, "added": 0}
+    assert labels.empty
+
+
+def test_expert_on_empty_frames():
+    rng = np.random.default_rng(0)
+    labels, log = expert_answer(pred_frame(PREDS[:2]), truth_frame([]), ReviewConfig(add_missed=1.0), rng)
+    assert log == {"kept": 0, "fixed": 0, "deleted": 2, "added": 0} and labels.empty
+    labels, log = expert_answer(pred_frame([]), truth_frame(TRUTH), ReviewConfig(add_missed=1.0), rng)
+    assert log == {"kept": 0, "fixed": 0, "deleted": 0, "added": 4}
+    assert label_rows(labels) == [tuple(t) for t in TRUTH]
+
+
+# --- simulate_review on a synthesized dataset's queue ------------------------------------------
+
+def empty_spot(truth: pd.DataFrame) -> tuple[float, float]:
+    """Centre of a 0.03 x 0.03 box that overlaps no truth box of the frame."""
+    t_xy = xywhn_to_xyxy(truth[["cx", "cy", "w", "h"]].to_numpy(), W, H)
+    for cx in np.arange(0.05, 0.96, 0.05):
+        for cy in np.arange(0.05, 0.96, 0.05):
+            if not len(t_xy) or box_iou(xywhn_to_xyxy([[cx, cy, 0.03, 0.03]], W, H), t_xy).max() == 0:
+                return float(cx), float(cy)
+    raise AssertionError("no empty spot")
+
+
+def boxes_of(truth: pd.DataFrame, conf: float, skip=(), wrong_class=()) -> list[tuple]:
+    rows = []
+    for i, t in enumerate(truth.itertuples()):
+        if i in skip:
+            continue
+        cls = (t[3] + 1) % 3 if i in wrong_class else t[3]  # t[3] is "class"
+        rows.append((int(t.frame), int(cls), t.cx, t.cy, t.w, t.h, conf))
+    return rows
+
+
+def read_label_file(path: Path) -> list[tuple]:
+    return sorted(tuple(float(v) for v in line.split()) for line in path.read_text().splitlines())
+
+
+@pytest.fixture(scope="module")
+def queue_round(synth_root, tmp_path_factory):
+    """Predictions built from the truth with known mistakes, filtered into a review queue."""
+    truth = truth_for(synth_root)
+    assert truth is not None
+    a, b = "11_30_60", "84_0_30"
+    a0, a2, a4, b1 = truth.frame(a, 0), truth.frame(a, 2), truth.frame(a, 4), truth.frame(b, 1)
+    assert min(len(a0), len(a4), len(b1)) >= 5
+    fp0, fp1 = empty_spot(a0), empty_spot(b1)
+    rows_a = (
+        # frame 0: box 0 in the review band, box 1 with the wrong class, box 2 missed,
+        # one review-band box on nothing (deleted) and one reject-band box on nothing (unseen).
+        boxes_of(a0.iloc[:1], 0.4) + boxes_of(a0, 0.9, skip=(0, 2), wrong_class=(1,))
+        + [(0, 0, *fp0, 0.03, 0.03, 0.3), (0, 0, *fp0, 0.03, 0.03, 0.1)]
+        # frame 2: everything accepted: not queued; frame 4: everything in the review band.
+        + boxes_of(a2, 0.9) + boxes_of(a4, 0.5)
+    )
+    rows_b = [(1, 2, *fp1, 0.03, 0.03, 0.45)]  # frame 1: only a box on nothing
+    tmp = tmp_path_factory.mktemp("queue_round")
+    write_predictions(tmp / "predictions", a, rows_a, frames_scored=6, stride=2)
+    write_predictions(tmp / "predictions", b, rows_b, frames_scored=FRAMES_PER_CLIP)
+    filter_round(tmp / "predictions", tmp / "pseudo", parse_bands(BANDS))
+    return tmp, truth, {"a0": a0, "a4": a4, "b1": b1}
+
+
+def test_simulate_review_answers_the_whole_queue(queue_round, tmp_path):
+    src, truth, frames = queue_round
+    q = pd.read_csv(src / "pseudo" / "review_queue.csv")
+    assert list(dict.fromkeys(q["item"])) == ["11_30_60_frame_0", "11_30_60_frame_4", "84_0_30_frame_1"]
+    n0, n4, nb = len(frames["a0"]), len(frames["a4"]), len(frames["b1"])
+    stats = simulate_review(src / "pseudo", tmp_path / "reviewed", truth,
+                            ReviewConfig(max_items=0, add_missed=1.0, fix_iou=0.1, seed=0))
+    assert stats == {"reviewer": "simulated-expert", "items": 3, "kept": (n0 - 2) + n4, "fixed": 1,
+                     "deleted": 2, "added": 1 + nb}
+    assert json.loads((tmp_path / "reviewed" / "stats.json").read_text()) == stats
+    log = pd.read_csv(tmp_path / "reviewed" / "review_log.csv")
+    assert list(log.columns) == ["item", "clip", "frame", "reviewer", "kept", "fixed", "deleted", "added"]
+    assert [tuple(r) for r in log.itertuples(index=False)] == [
+        ("11_30_60_frame_0", "11_30_60", 0, "simulated-expert", n0 - 2, 1, 1, 1),
+        ("11_30_60_frame_4", "11_30_60", 4, "simulated-expert", n4, 0, 0, 0),
+        ("84_0_30_frame_1", "84_0_30", 1, "simulated-expert", 0, 0, 1, nb),
+    ]
+    labels = tmp_path / "reviewed" / "labels"
+    assert sorted(p.name for p in labels.iterdir()) == [
+        "11_30_60_frame_0.txt", "11_30_60_frame_4.txt", "84_0_30_frame_1.txt"]
+    # With every miss added and every mistake fixed, each reviewed frame holds exactly its truth
+    # (kept boxes are the float32 predictions, hence the 1e-6 tolerance on coordinates).
+    for name, gt in (("11_30_60_frame_0", frames["a0"]), ("11_30_60_frame_4", frames["a4"]),
+                     ("84_0_30_frame_1", frames["b1"])):
+        got = read_label_file(labels / f"{name}.txt")
+        want = sorted((float(t[3]), t.cx, t.cy, t.w, t.h) for t in gt.itertuples())
+        assert len(got) == len(want)
+        for g, e in zip(got, want):
+            assert g[0] == e[0]
+            assert g[1:] == pytest.approx(e[1:], abs=2e-6)
+
+
+def test_simulate_review_within_a_budget(queue_round, tmp_path):
+    src, truth, frames = queue_round
+    stats = simulate_review(src / "pseudo", tmp_path / "reviewed", truth,
+                            ReviewConfig(max_items=2, add_missed=0.0, seed=0))
+    # Two of three items, spread over the queue: the first and the last.
+    assert sorted(p.name for p in (tmp_path / "reviewed" / "labels").iterdir()) == [
+        "11_30_60_frame_0.txt", "84_0_30_frame_1.txt"]
+    assert stats == {"reviewer": "simulated-expert", "items": 2, "kept": len(frames["a0"]) - 2, "fixed": 1,
+                     "deleted": 2, "added": 0}
+    assert (tmp_path / "reviewed" / "labels" / "84_0_30_frame_1.txt").read_text() == ""
+
+
+# --- collect_review: experts' files on real data -----------------------------------------------
+
+def write_queue(pseudo: Path, items: list[str]) -> None:
+    pseudo.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for item in items:
+        clip, _, frame = item.rpartition("_frame_")
+        rows.append({"item": item, "clip": clip, "frame": int(frame), "cls": 0, "class_name": "sperm",
+                     "cx": 0.5, "cy": 0.5, "w": 0.1, "h": 0.1, "conf": 0.4})
+    pd.DataFrame(rows, columns=QUEUE_COLUMNS).to_csv(pseudo / "review_queue.csv", index=False)
+
+
+def test_collect_review_waits_for_the_experts(tmp_path):
+    write_queue(tmp_path / "pseudo", ["11_30_60_frame_0", "11_30_60_frame_0", "25_0_30_frame_4"])
+    incoming = tmp_path / "incoming"
+    with pytest.raises(ReviewPending) as exc:
+        collect_review(3, tmp_path / "pseudo", tmp_path / "reviewed", incoming=incoming)
+    msg = str(exc.value)
+    assert str(incoming / "round-3" / "labels") in msg
+    assert "round 3" in msg and "(2 in " in msg
+    # An empty folder is still waiting.
+    (incoming / "round-3" / "labels").mkdir(parents=True)
+    with pytest.raises(ReviewPending):
+        collect_review(3, tmp_path / "pseudo", tmp_path / "reviewed", incoming=incoming)
+    assert not (tmp_path / "reviewed").exists()
+
+
+def test_collect_review_copies_the_experts_files(tmp_path):
+    write_queue(tmp_path / "pseudo", ["11_30_60_frame_0", "25_0_30_frame_4"])
+    src = tmp_path / "incoming" / "round-0" / "labels"
+    src.mkdir(parents=True)
+    texts = {"11_30_60_frame_0.txt": "0 0.500000 0.500000 0.040000 0.050000\n1 0.1 0.2 0.1 0.1\n",
+             "25_0_30_frame_4.txt": ""}
+    for name, text in texts.items():
+        (src / name).write_text(text)
+    stats = collect_review(0, tmp_path / "pseudo", tmp_path / "reviewed", incoming=tmp_path / "incoming")
+    assert stats == {"reviewer": "experts", "items": 2, "queued": 2}
+    assert {p.name: p.read_text() for p in (tmp_path / "reviewed" / "labels").iterdir()} == texts
+    assert json.loads((tmp_path / "reviewed" / "stats.json").read_text()) == stats
+
+
+def test_collect_review_rejects_a_file_that_is_not_queued(tmp_path):
+    write_queue(tmp_path / "pseudo", ["11_30_60_frame_0"])
+    src = tmp_path / "incoming" / "round-1" / "labels"
+    src.mkdir(parents=True)
+    (src / "11_30_60_frame_0.txt").write_text("")
+    (src / "11_30_60_frame_2.txt").write_text("")
+    with pytest.raises(ValueError, match=r"11_30_60_frame_2\.txt:0: not an item of .*review_queue\.csv"):
+        collect_review(1, tmp_path / "pseudo", tmp_path / "reviewed", incoming=tmp_path / "incoming")
+    assert not (tmp_path / "reviewed" / "labels").exists()
+
+
+# --- merge_round -------------------------------------------------------------------------------
+
+def decode_all(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    return frames
+
+
+@pytest.fixture
+def merge_inputs(synth_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ds = locate(synth_root)
+    v11 = ds.videos[11]
+    labelled = pd.DataFrame({
+        "split": "train", "video": 11, "frame": [0, 1, 2],
+        "image": [str(v11.image_path(f)) for f in (0, 1, 2)],
+        "label": [str(v11.label_path(0)), str(v11.label_path(1)), np.nan],  # frame 2: a frame without objects
+    })
+    pseudo = tmp_path / "pseudo"
+    r0, r1 = tmp_path / "reviewed0", tmp_path / "reviewed1"
+    files = {
+        pseudo / "11_30_60_frame_0.txt": "0 0.100000 0.200000 0.030000 0.040000\n2 0.300000 0.400000 0.010000 0.010000\n",
+        pseudo / "11_30_60_frame_4.txt": "0 0.500000 0.500000 0.030000 0.040000\n",
+        pseudo / "84_0_30_frame_2.txt": "1 0.600000 0.600000 0.100000 0.100000\n",
+        pseudo / "84_0_30_frame_5.txt": "0 0.700000 0.700000 0.030000 0.040000\n",
+        r0 / "11_30_60_frame_4.txt": "0 0.510000 0.500000 0.030000 0.040000\n0 0.2 0.2 0.03 0.04\n1 0.9 0.9 0.1 0.1\n",
+        r0 / "11_30_60_frame_6.txt": "",  # the expert deleted every box
+        r0 / "84_0_30_frame_5.txt": "1 0.700000 0.700000 0.100000 0.100000\n",
+        r1 / "84_0_30_frame_5.txt": "2 0.710000 0.700000 0.010000 0.010000\n2 0.1 0.1 0.01 0.01\n",
+    }
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return ds, labelled, pseudo, [(1, r1), (0, r0)], files
+
+
+def test_merge_round(merge_inputs, tmp_path):
+    ds, labelled, pseudo, reviewed, files = merge_inputs
+    stats = merge_round(1, labelled, pseudo, reviewed, ds.clips(), "merged")
+    out = tmp_path / "merged"
+
+    frames = pd.read_csv(out / "frames.csv", keep_default_na=False)
+    assert list(frames.columns) == ["image", "label", "source", "round"]
+    expected_frames = [(labelled.image[0], labelled.label[0], "labelled", -1),
+                       (labelled.image[1], labelled.label[1], "labelled", -1),
+                       (labelled.image[2], "", "labelled", -1)]
+    for stem, source, rnd in [("11_30_60_frame_0", "pseudo", 1), ("11_30_60_frame_4", "reviewed", 0),
+                              ("11_30_60_frame_6", "reviewed", 0), ("84_0_30_frame_2", "pseudo", 1),
+                              ("84_0_30_frame_5", "reviewed", 1)]:
+        expected_frames.append((f"merged/images/{stem}.jpg", f"merged/labels/{stem}.txt", source, rnd))
+    assert [tuple(r) for r in frames.itertuples(index=False)] == expected_frames
+    assert stats["frames"] == {"labelled": 3, "pseudo": 2, "reviewed": 3}
+
+    # Labels: the reviewed file replaces the pseudo-labels of its frame; a later round's review wins.
+    winners = {"11_30_60_frame_0": pseudo / "11_30_60_frame_0.txt",
+               "11_30_60_frame_4": tmp_path / "reviewed0" / "11_30_60_frame_4.txt",
+               "11_30_60_frame_6": tmp_path / "reviewed0" / "11_30_60_frame_6.txt",
+               "84_0_30_frame_2": pseudo / "84_0_30_frame_2.txt",
+               "84_0_30_frame_5": tmp_path / "reviewed1" / "84_0_30_frame_5.txt"}
+    assert sorted(p.stem for p in (out / "labels").iterdir()) == sorted(winners)
+    for stem, src in winners.items():
+        assert (out / "labels" / f"{stem}.txt").read_text() == files[src]
+
+    # Manifest: one row per box, with its source and round.
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert list(manifest.columns) == ["image", "source", "round", "cls", "cx", "cy", "w", "h"]
+    n_lab = [len(Path(labelled.label[i]).read_text().splitlines()) for i in (0, 1)]
+    assert min(n_lab) > 0
+    counts = manifest.groupby(["image", "source", "round"]).size().to_dict()
+    assert counts == {
+        (labelled.image[0], "labelled", -1): n_lab[0], (labelled.image[1], "labelled", -1): n_lab[1],
+        ("merged/images/11_30_60_frame_0.jpg", "pseudo", 1): 2,
+        ("merged/images/11_30_60_frame_4.jpg", "reviewed", 0): 3,
+        ("merged/images/84_0_30_frame_2.jpg", "pseudo", 1): 1,
+        ("merged/images/84_0_30_frame_5.jpg", "reviewed", 1): 2,
+    }
+    assert len(manifest) == sum(n_lab) + 8
+    rev = manifest[manifest.image == "merged/images/84_0_30_frame_5.jpg"]
+    assert [tuple(r) for r in rev[["cls", "cx", "cy", "w", "h"]].itertuples(index=False)] == [
+        (2, 0.71, 0.7, 0.01, 0.01), (2, 0.1, 0.1, 0.01, 0.01)]
+    lab_cls = np.concatenate([np.loadtxt(labelled.label[i], ndmin=2)[:, 0] for i in (0, 1)]).astype(int)
+    assert stats["boxes"] == {
+        "labelled": {n: int((lab_cls == k).sum()) for k, n in enumerate(layout.CLASS_NAMES)},
+        "pseudo": {"sperm": 1, "cluster": 1, "small_or_pinhead": 1},
+        "reviewed": {"sperm": 2, "cluster": 1, "small_or_pinhead": 2},
+    }
+    assert json.loads((out / "stats.json").read_text()) == stats
+
+
+def test_merge_round_images_are_the_right_clip_frames(merge_inputs, tmp_path):
+    ds, labelled, pseudo, reviewed, _ = merge_inputs
+    merge_round(1, labelled, pseudo, reviewed, ds.clips(), "merged")
+    clips = {c.name: c for c in ds.clips()}
+    for clip, wanted in (("11_30_60", (0, 4, 6)), ("84_0_30", (2, 5))):
+        decoded = decode_all(clips[clip].path)
+        assert len(decoded) == FRAMES_PER_CLIP
+        for index in wanted:
+            img = cv2.imread(str(tmp_path / "merged" / "images" / f"{clip}_frame_{index}.jpg"))
+            assert img.shape == (H, W, 3)
+            diff = [np.abs(img.astype(np.int16) - f.astype(np.int16)).mean() for f in decoded]
+            # The JPEG of frame `index` is (nearly) that decoded frame, and farther from every other.
+            assert int(np.argmin(diff)) == index
+            assert diff[index] < 1.5
+            assert min(d for k, d in enumerate(diff) if k != index) > 2 * diff[index]
+
+
+def test_merge_round_rejects_unknown_clips_and_frames_past_the_end(synth_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    clips = locate(synth_root).clips()
+    empty = pd.DataFrame(columns=["image", "label"])
+    (tmp_path / "p1").mkdir()
+    (tmp_path / "p1" / "99_0_30_frame_0.txt").write_text("")
+    with pytest.raises(ValueError, match=r"\['99_0_30'\] that are not in the dataset"):
+        merge_round(0, empty, tmp_path / "p1", [], clips, "m1")
+    (tmp_path / "p2").mkdir()
+    (tmp_path / "p2" / f"11_30_60_frame_{FRAMES_PER_CLIP}.txt").write_text("")
+    with pytest.raises(ValueError, match=rf"11_30_60\.mp4:0: frames \[{FRAMES_PER_CLIP}\] are past the clip's end"):
+        merge_round(0, empty, tmp_path / "p2", [], clips, "m2")
