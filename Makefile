@@ -20,10 +20,10 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-## demo: synthesise the embedded dataset and validate it (DVC pipeline)
+## demo: the whole loop on the embedded synthetic dataset (dvc repro), then the per-round table
 demo: install
-	@time $(BIN)/dvc repro
-	$(BIN)/visem-pl validate $$($(BIN)/python -c "import yaml;print(yaml.safe_load(open('params.yaml'))['data']['root'])")
+	$(BIN)/dvc repro
+	$(BIN)/visem-pl report
 
 ## test: the whole suite (CI runs this through .ci/run)
 test: install-test

@@ -1,8 +1,11 @@
-"""Choose the labelled frames a round trains and validates on: `frames.csv` and `counts.json`.
+"""Choose the labelled frames a round trains and validates on.
 
-VISEM's `<id>/images/` beside `<id>/labels/` is already the layout Ultralytics expects, so
-the table points at the original frames and nothing is copied; the Ultralytics image lists
-and data YAML are written at train time (`tasks.yolo_data`). Consecutive frames at 50 fps
+Writes `frames.csv` (the table every later step reads), `counts.json`, and an Ultralytics
+dataset: `train.txt`, `val.txt` and `data.yaml`, usable from the project folder as
+`yolo val model=models/round-0/weights.pt data=data/prepared/data.yaml`. VISEM's
+`<id>/images/` beside `<id>/labels/` is already the layout Ultralytics expects, so the lists
+point at the original frames and nothing is copied. Paths are relative to the project folder
+(absolute for a dataset outside it) so the files are the same in every clone. Consecutive frames at 50 fps
 are near duplicates: training frames are sampled with a stride (and optionally capped per
 video, to simulate scarce labels).
 """
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from tasks import layout
 from tasks.dataset import Video, locate
@@ -64,6 +68,13 @@ def prepare(root: Path | str, out_dir: Path | str, cfg: PrepareConfig,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "frames.csv", table.to_csv(index=False))
+    for split in ("train", "val"):
+        write_text(out / f"{split}.txt", "".join(f"{p}\n" for p in table.loc[table.split == split, "image"]))
+    # `path: .` makes Ultralytics resolve the lists (and the relative frame paths in them)
+    # from the working directory, i.e. the project folder.
+    write_text(out / "data.yaml", yaml.safe_dump({
+        "path": ".", "train": portable(out / "train.txt"), "val": portable(out / "val.txt"),
+        "names": dict(enumerate(layout.CLASS_NAMES))}, sort_keys=False))
     counts = {
         "train_videos": len(train_videos), "val_videos": len(val_videos),
         "train_frames": int((table.split == "train").sum()), "val_frames": int((table.split == "val").sum()),

@@ -48,10 +48,13 @@ def render(data: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    cols = [("round", "round"), ("mAP50", "mAP@0.5"), ("mAP50-95", "mAP@0.5:0.95"), ("fitness", "fitness"),
-            ("accepted_boxes", "accepted boxes"), ("review_items", "review items"),
-            ("accepted_precision", "accepted P (truth)"), ("accepted_recall", "accepted R (truth)")]
-    table = Table(title="Pseudo-labelling rounds")
+    cols = [("round", "round"), ("mAP50", "mAP50"), ("mAP50-95", "mAP50-95"), ("fitness", "fitness"),
+            ("accepted_boxes", "accepted"), ("review_items", "review"),
+            ("accepted_precision", "acc. P"), ("accepted_recall", "acc. R")]
+    table = Table(title="Pseudo-labelling rounds",
+                  caption="fitness = 0.1 mAP50 + 0.9 mAP50-95 on the validation videos; accepted = pseudo-label "
+                          "boxes kept, review = frames queued for experts, acc. P/R = precision/recall of the "
+                          "accepted boxes against the synthetic truth (IoU >= 0.5)")
     for _, title in cols:
         table.add_column(title, justify="right")
     for row in data["rounds"].values():

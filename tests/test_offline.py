@@ -52,8 +52,11 @@ print(json.dumps({k: settings.get(k, False) for k in ("sync", "hub", "dvc", "mlf
 
 def test_ultralytics_prefect_dvc_run_without_network(tmp_path):
     log = tmp_path / "attempts.log"
-    env = {**os.environ, netguard.LOG_ENV: str(log)}
-    env.pop("YOLO_CONFIG_DIR", None)
+    # Start from an environment without our settings: the script must set them up itself.
+    from tasks.offline import OFFLINE_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in OFFLINE_ENV and k != "YOLO_CONFIG_DIR"}
+    env[netguard.LOG_ENV] = str(log)
     proc = subprocess.run([sys.executable, "-c", OFFLINE_SCRIPT], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,0 +1,48 @@
+"""Is round 1's gain from the pseudo-labels, or only from more training?
+
+Trains the control: round 0's weights trained again for exactly round 1's iterations, with
+round 1's configuration, on the labelled frames only (no pseudo-labels, no reviews), and
+scores it like the rounds. Run after `dvc repro` (or `make demo`) in the project folder:
+
+    .venv/bin/python benchmarks/control_round.py
+
+Prints round 0, round 1 and the control side by side as JSON and writes
+metrics/control_round.json.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.evaluate import EvalConfig, evaluate
+from tasks.io import write_json
+from tasks.params import build, load_params
+from tasks.rounds import PREPARED, RoundPaths
+from tasks.train import TrainConfig, train
+
+OUT = Path("metrics/control_round.json")
+
+
+def main() -> None:
+    params = load_params("params.yaml")
+    cfg = build(TrainConfig, {k: v for k, v in params["train"].items() if k != "restart_each_round"}, "train")
+    eval_cfg = build(EvalConfig, params["evaluate"], "evaluate")
+    frames = pd.read_csv(PREPARED / "frames.csv")
+    control_dir = Path(".cache/control-round-1")
+    info = train(frames[frames["split"] == "train"], control_dir, cfg, init=str(RoundPaths(0).weights))
+    control = evaluate(control_dir / "weights.pt", frames[frames["split"] == "val"], eval_cfg)
+    rows = {}
+    for name, path in (("round 0", RoundPaths(0).metrics / "eval.json"), ("round 1", RoundPaths(1).metrics / "eval.json")):
+        rows[name] = json.loads(path.read_text())["overall"]
+    rows["control: round 0 + same iterations, labelled only"] = control["overall"]
+    keys = ("mAP50", "mAP50-95", "fitness", "precision", "recall")
+    table = {name: {k: round(v[k], 4) for k in keys} for name, v in rows.items()}
+    table["control_iterations"] = info["iterations"]
+    write_json(OUT, table)
+    print(json.dumps(table, indent=2))
+
+
+if __name__ == "__main__":
+    main()
