@@ -13,22 +13,12 @@ from typing import Optional
 import typer
 
 from tasks import offline
+from tasks.cli_common import PARAMS_OPT, ROUND_OPT, stage_config, data_root, fail
 
 offline.configure()
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Semi-supervised pseudo-labelling for VISEM-Tracking sperm videos.")
-
-EXIT_BAD_INPUT = 2
-
-
-def _fail(lines: list[str], extra: int = 0) -> None:
-    for line in lines:
-        typer.echo(line, err=True)
-    if extra:
-        typer.echo(f"... and {extra} more problem(s) not shown", err=True)
-    raise typer.Exit(EXIT_BAD_INPUT)
-
 
 @app.command()
 def validate(
@@ -45,9 +35,9 @@ def validate(
     try:
         report = run(root, deep=deep, max_problems=max_problems)
     except DatasetNotFound as exc:
-        _fail([f"{exc}"])
+        fail([f"{exc}"])
     if not report.ok:
-        _fail([str(p) for p in report.problems], report.truncated)
+        fail([str(p) for p in report.problems], report.truncated)
     if metrics:
         from tasks.io import write_json
 
@@ -95,7 +85,7 @@ def synth(
         cfg = synth_config({**section, **overrides})
         counts = synthesize(out, cfg, progress=sys.stderr.isatty(), overwrite=overwrite)
     except (ValueError, FileExistsError) as exc:
-        _fail([str(exc)])
+        fail([str(exc)])
     if as_json:
         typer.echo(json.dumps(counts, indent=2))
     else:
@@ -129,43 +119,19 @@ def replica(
     typer.echo(json.dumps(build_replica(out, ids), indent=2))
 
 
-PARAMS_OPT = typer.Option(Path("params.yaml"), "--params", help="The project's params.yaml.")
-ROUND_OPT = typer.Option(..., "--round", "-r", min=0, help="Round number (0 = trained on labelled frames only).")
-
-
-def _config(params: Path, name: str, cls, drop: tuple[str, ...] = ()):
-    """A stage's config dataclass from its params.yaml section; bad keys/values exit 2 naming the file."""
-    from tasks.params import build, load_params
-
-    try:
-        section = {k: v for k, v in (load_params(params).get(name) or {}).items() if k not in drop}
-        return build(cls, section, f"{params} {name}")
-    except (ValueError, TypeError) as exc:
-        _fail([str(exc)])
-
-
-def _data_root(params: Path) -> Path:
-    from tasks.params import load_params
-
-    try:
-        return Path(load_params(params)["data"]["root"])
-    except (KeyError, TypeError, ValueError) as exc:
-        _fail([f"{params}: data.root is required ({exc})"])
-
-
 @app.command()
 def prepare(params: Path = PARAMS_OPT, out: Path = typer.Option(Path("data/prepared"))) -> None:
     """Choose the labelled training and validation frames (split and frame stride from params.yaml)."""
     from tasks.params import load_params
     from tasks.prepare import PrepareConfig, prepare as run
 
-    cfg = _config(params, "prepare", PrepareConfig)
+    cfg = stage_config(params, "prepare", PrepareConfig)
     split = load_params(params).get("split") or {}
     try:
-        counts = run(_data_root(params), out, cfg, val_ids=tuple(split.get("val_ids") or ()),
+        counts = run(data_root(params), out, cfg, val_ids=tuple(split.get("val_ids") or ()),
                      train_ids=split.get("train_ids"))
     except ValueError as exc:
-        _fail([str(exc)])
+        fail([str(exc)])
     typer.echo(json.dumps(counts))
 
 
@@ -178,7 +144,7 @@ def train(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     from tasks.rounds import RoundPaths
     from tasks.train import TrainConfig, train as run
 
-    cfg = _config(params, "train", TrainConfig, drop=("restart_each_round",))
+    cfg = stage_config(params, "train", TrainConfig, drop=("restart_each_round",))
     restart = bool((load_params(params).get("train") or {}).get("restart_each_round", False))
     paths = RoundPaths(round_n)
     frames = pd.read_csv(paths.training_frames())
@@ -191,14 +157,14 @@ def train(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
 
 @app.command()
 def evaluate(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
-    """Score round N's model on the validation videos (metrics/round-N/eval.json)."""
+    """Score round N's model on the validation videos (metrics/rounds/round-N/eval.json)."""
     import pandas as pd
 
     from tasks.evaluate import EvalConfig, evaluate as run
     from tasks.io import write_json
     from tasks.rounds import PREPARED, RoundPaths
 
-    cfg = _config(params, "evaluate", EvalConfig)
+    cfg = stage_config(params, "evaluate", EvalConfig)
     paths = RoundPaths(round_n)
     frames = pd.read_csv(PREPARED / "frames.csv")
     result = run(paths.weights, frames[frames["split"] == "val"], cfg)
@@ -213,9 +179,9 @@ def infer(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     from tasks.infer import InferConfig, infer_clips
     from tasks.rounds import RoundPaths
 
-    cfg = _config(params, "infer", InferConfig)
+    cfg = stage_config(params, "infer", InferConfig)
     paths = RoundPaths(round_n)
-    clips = locate(_data_root(params)).clips()
+    clips = locate(data_root(params)).clips()
     stats = infer_clips(paths.weights, clips, paths.predictions, cfg, progress=sys.stderr.isatty())
     typer.echo(json.dumps(stats))
 
@@ -230,32 +196,12 @@ def filter_cmd(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     try:
         bands = parse_bands((load_params(params).get("filter") or {}).get("bands") or {})
     except (ValueError, KeyError, TypeError) as exc:
-        _fail([f"{params}: {exc}"])
+        fail([f"{params}: {exc}"])
     from tasks.io import write_json
 
     paths = RoundPaths(round_n)
     stats = filter_round(paths.predictions, paths.pseudo, bands)
     write_json(paths.metrics / "pseudo.json", stats)
-    typer.echo(json.dumps(stats))
-
-
-@app.command()
-def review(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
-    """Answer round N's review queue: the simulated expert on synthetic data, experts' files on real data."""
-    from tasks.review import ReviewConfig, ReviewPending, collect_review, simulate_review
-    from tasks.rounds import RoundPaths
-    from tasks.truth import truth_for
-
-    cfg = _config(params, "review", ReviewConfig)
-    paths = RoundPaths(round_n)
-    truth = truth_for(_data_root(params))
-    try:
-        if truth is not None:
-            stats = simulate_review(paths.pseudo, paths.reviewed, truth, cfg)
-        else:
-            stats = collect_review(round_n, paths.pseudo, paths.reviewed)
-    except ReviewPending as exc:
-        _fail([str(exc)])
     typer.echo(json.dumps(stats))
 
 
@@ -272,14 +218,14 @@ def merge(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     labelled = pd.read_csv(PREPARED / "frames.csv")
     labelled = labelled[labelled["split"] == "train"]
     reviewed = [(k, RoundPaths(k).reviewed / "labels") for k in range(round_n + 1)]
-    clips = locate(_data_root(params)).clips()
+    clips = locate(data_root(params)).clips()
     boxes = pd.read_parquet(paths.pseudo / "boxes.parquet")
     doubtful = boxes[boxes["band"] != "accept"]
     try:
         stats = merge_round(round_n, labelled, paths.pseudo / "labels", reviewed, clips, paths.merged,
                             doubtful=doubtful)
     except ValueError as exc:
-        _fail([str(exc)])
+        fail([str(exc)])
     typer.echo(json.dumps(stats))
 
 
@@ -294,7 +240,7 @@ def quality(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     from tasks.truth import truth_for
 
     paths = RoundPaths(round_n)
-    truth = truth_for(_data_root(params))
+    truth = truth_for(data_root(params))
     if truth is None:
         result = {"truth": False}
     else:
@@ -318,6 +264,11 @@ def report(as_json: bool = typer.Option(False, "--json"),
         typer.echo(json.dumps(data, indent=2))
     else:
         render(data)
+
+
+from tasks.cli_review import review_app  # noqa: E402
+
+app.add_typer(review_app, name="review")
 
 
 def main() -> None:  # pragma: no cover - console entry point
