@@ -53,11 +53,11 @@ class Video:
 
     def frames(self) -> list[int]:
         """Frame indices that have an image, sorted."""
-        return sorted(_indexed(self.images_dir, layout.IMAGE_NAME_RE))
+        return sorted(index_files(self.images_dir, layout.IMAGE_NAME_RE))
 
     def labelled_frames(self) -> list[int]:
         """Frame indices that have a label file, sorted (frames without objects have none)."""
-        return sorted(_indexed(self.labels_dir, layout.LABEL_NAME_RE))
+        return sorted(index_files(self.labels_dir, layout.LABEL_NAME_RE))
 
 
 @dataclass(frozen=True)
@@ -110,15 +110,15 @@ class Dataset:
         return ([self.videos[i] for i in sorted(train_set)], [self.videos[i] for i in sorted(val_set)])
 
 
-def _indexed(folder: Path, pattern) -> dict[int, str]:
-    """Map frame index to file name for the names in `folder` that match `pattern`."""
-    out: dict[int, str] = {}
+def index_files(folder: Path, pattern) -> dict[int, tuple[str, str]]:
+    """frame index -> (video id in the name, file name) for the names in `folder` matching `pattern`."""
+    out: dict[int, tuple[str, str]] = {}
     try:
         with os.scandir(folder) as it:
             for entry in it:
                 m = pattern.match(entry.name)
                 if m:
-                    out[int(m["frame"])] = entry.name
+                    out[int(m["frame"])] = (m["id"], entry.name)
     except FileNotFoundError:
         pass
     return out

@@ -5,7 +5,6 @@ Round 0 starts from a model `.yaml` (from scratch) or from local weights (e.g. C
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -102,7 +101,3 @@ def train(frames: pd.DataFrame, out_dir: Path | str, cfg: TrainConfig, init: str
     write_json(out_dir / "train.json", info)
     shutil.rmtree(workdir, ignore_errors=True)
     return info
-
-
-def load_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks import layout
-from tasks.dataset import Dataset, locate, probe_video
+from tasks.dataset import Dataset, index_files, locate, probe_video
 
 DEFAULT_MAX_PROBLEMS = 200
 
@@ -259,9 +259,9 @@ def validate(root: Path | str, deep: bool = False, max_problems: int = DEFAULT_M
     image_check = check_deep_image if deep else check_jpeg
 
     for vid, video in ds.videos.items():
-        images = _names(video.images_dir, layout.IMAGE_NAME_RE)
-        labels = _names(video.labels_dir, layout.LABEL_NAME_RE)
-        ftids = _names(video.ftid_dir, layout.FTID_NAME_RE)
+        images = index_files(video.images_dir, layout.IMAGE_NAME_RE)
+        labels = index_files(video.labels_dir, layout.LABEL_NAME_RE)
+        ftids = index_files(video.ftid_dir, layout.FTID_NAME_RE)
         if not video.images_dir.is_dir():
             problems.add(video.images_dir, 0, "missing images/ folder")
         for name, frames in (("images", images), ("labels", labels), ("labels_ftid", ftids)):
@@ -322,16 +322,3 @@ def validate(root: Path | str, deep: bool = False, max_problems: int = DEFAULT_M
         summary["tracks"][name] = len(tracks[cls])
     return Report(summary=summary, problems=problems.items, truncated=problems.extra)
 
-
-def _names(folder: Path, pattern) -> dict[int, tuple[str, str]]:
-    """frame -> (video id in the name, file name)."""
-    out: dict[int, tuple[str, str]] = {}
-    try:
-        with os.scandir(folder) as it:
-            for entry in it:
-                m = pattern.match(entry.name)
-                if m:
-                    out[int(m["frame"])] = (m["id"], entry.name)
-    except FileNotFoundError:
-        pass
-    return out
