@@ -13,12 +13,13 @@ from typing import Optional
 import typer
 
 from tasks import offline
-from tasks.cli_common import PARAMS_OPT, ROUND_OPT, stage_config, data_root, fail
+from tasks.cli_common import PARAMS_OPT, ROUND_OPT, data_root, fail, stage_config
 
 offline.configure()
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Semi-supervised pseudo-labelling for VISEM-Tracking sperm videos.")
+
 
 @app.command()
 def validate(
@@ -188,7 +189,7 @@ def infer(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
 
 @app.command("filter")
 def filter_cmd(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
-    """Split round N's boxes into accept / review / reject bands per class."""
+    """Split round N's boxes into accept / review / reject bands per class; build the review queue."""
     from tasks.filter import filter_round, parse_bands
     from tasks.params import load_params
     from tasks.rounds import RoundPaths
@@ -199,8 +200,18 @@ def filter_cmd(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
         fail([f"{params}: {exc}"])
     from tasks.io import write_json
 
+    from tasks.queue import QueueConfig, build_queue, init_review_folder, write_queue
+    from tasks.review import REVIEW_KEYS
+
+    qcfg = stage_config(params, "review", QueueConfig, drop=REVIEW_KEYS)
     paths = RoundPaths(round_n)
     stats = filter_round(paths.predictions, paths.pseudo, bands)
+    # Disagreement with the previous round's model: its predictions, when that round was pseudo-labelled.
+    prev = RoundPaths(round_n - 1).predictions if round_n > 0 else None
+    queue = build_queue(paths.predictions, bands, qcfg, prev_dir=prev if prev is not None and prev.is_dir() else None)
+    write_queue(queue, paths.queue_csv)
+    init_review_folder(paths.review_folder, round_n)
+    stats["queue_items"] = len(queue)
     write_json(paths.metrics / "pseudo.json", stats)
     typer.echo(json.dumps(stats))
 

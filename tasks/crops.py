@@ -46,12 +46,23 @@ def crop_labels(labels: np.ndarray, img_w: int, img_h: int, x0: int, y0: int, si
     return out[keep]
 
 
+def allocate(n: int, weights: np.ndarray) -> np.ndarray:
+    """Split n into integer counts proportional to `weights`.
+
+    Rounding the running total (not each count) keeps every prefix, hence every contiguous
+    group of frames, within one crop of its exact share.
+    """
+    edges = np.floor(np.concatenate(([0.0], np.cumsum(n * weights / weights.sum()))) + 0.5).astype(np.int64)
+    return np.diff(edges)
+
+
 def cut_crops(frames: list[tuple[str, str]], out_dir: Path, n_crops: int, size: int, seed: int = 0,
-              object_bias: float = 0.7) -> list[Path]:
+              object_bias: float = 0.7, weights: list[float] | None = None) -> list[Path]:
     """Write `n_crops` crops (images/ and labels/) from (image, label) pairs; return the image paths.
 
-    Crops are spread evenly over the frames; with probability `object_bias` a crop is
-    centred near a random box, so rare classes (clusters, pinheads) are seen often enough.
+    Crops are spread over the frames in proportion to `weights` (evenly by default); with
+    probability `object_bias` a crop is centred near a random box, so rare classes
+    (clusters, pinheads) are seen often enough.
     """
     if not frames:
         raise ValueError("no frames to cut training crops from")
@@ -59,7 +70,7 @@ def cut_crops(frames: list[tuple[str, str]], out_dir: Path, n_crops: int, size: 
     img_dir, lbl_dir = out_dir / "images", out_dir / "labels"
     img_dir.mkdir(parents=True, exist_ok=True)
     lbl_dir.mkdir(parents=True, exist_ok=True)
-    per_frame = np.bincount(np.arange(n_crops) % len(frames), minlength=len(frames))
+    per_frame = allocate(n_crops, np.asarray(weights if weights is not None else [1.0] * len(frames), float))
     paths: list[Path] = []
     k = 0
     for (image, label), count in zip(frames, per_frame):

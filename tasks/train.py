@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -33,6 +34,10 @@ class TrainConfig:
     lr0: float = 0.01
     warmup_epochs: float = 1.0
     val_crops: int = 64           # small crop set Ultralytics validates on at the last epoch
+    # Share of crops cut from trusted frames (labelled or expert-reviewed) when the training
+    # set also holds pseudo-labelled frames, so pseudo-labels add to the labels' signal
+    # instead of drowning it. 0 = every frame weighs the same.
+    trusted_share: float = 0.5
 
 
 def pick_device(device: str) -> str:
@@ -54,6 +59,16 @@ def write_yolo_data(workdir: Path, train_images: list[Path], val_images: list[Pa
     return path
 
 
+def crop_weights(frames: pd.DataFrame, trusted_share: float) -> list[float] | None:
+    """Per-frame crop weights giving trusted frames `trusted_share` of the crops (None = even)."""
+    if not trusted_share or "source" not in frames.columns:
+        return None
+    trusted = frames["source"].isin(["labelled", "reviewed"]).to_numpy()
+    if trusted.all() or not trusted.any():
+        return None
+    return list(np.where(trusted, trusted_share / trusted.sum(), (1 - trusted_share) / (~trusted).sum()))
+
+
 def train(frames: pd.DataFrame, out_dir: Path | str, cfg: TrainConfig, init: str | None = None,
           workdir: Path | str | None = None) -> dict:
     """Cut crops from `frames` (columns image, label), train, write `weights.pt` + `train.json`.
@@ -72,7 +87,9 @@ def train(frames: pd.DataFrame, out_dir: Path | str, cfg: TrainConfig, init: str
     if not pairs:
         raise ValueError("no training frames")
     started = time.time()
-    train_imgs = cut_crops(pairs, workdir / "crops_train", cfg.crops, cfg.crop_size, seed=cfg.seed)
+    weights = crop_weights(frames, cfg.trusted_share)
+    train_imgs = cut_crops(pairs, workdir / "crops_train", cfg.crops, cfg.crop_size, seed=cfg.seed,
+                           weights=weights)
     val_imgs = cut_crops(pairs, workdir / "crops_val", cfg.val_crops, cfg.crop_size, seed=cfg.seed + 1)
     data = write_yolo_data(workdir, train_imgs, val_imgs)
     source = init or cfg.model
