@@ -1,33 +1,152 @@
-"""`visem-pl review ...`: the expert review queue of each round."""
+"""`visem-pl review ...`: the expert review queue of each round (status, export, import, answer)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from tasks.cli_common import PARAMS_OPT, ROUND_OPT, stage_config, data_root, fail
 
-review_app = typer.Typer(no_args_is_help=True, help="The expert review queue: answer, status, export, import.")
+review_app = typer.Typer(no_args_is_help=True, help="The expert review queue: status, export, import, answer.")
+
+STORE_OPT = typer.Option(None, "--store", help="The queue folder (default: review/round-N).")
+
+
+def _store(round_n: int, store: Optional[Path]):
+    from tasks.queue import QueueStore
+    from tasks.rounds import RoundPaths
+
+    return QueueStore(store if store is not None else RoundPaths(round_n).review_folder)
 
 
 @review_app.command()
 def answer(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
-    """Answer round N's review queue (the DVC stage): the simulated expert on synthetic data, experts' files on real data."""
+    """Answer round N's review queue (the DVC stage): the simulated expert on synthetic data, experts' answers on real data."""
+    from tasks.dataset import locate
     from tasks.review import ReviewConfig, ReviewPending, collect_review, simulate_review
+    from tasks.queue import QueueConfig
     from tasks.rounds import RoundPaths
     from tasks.truth import truth_for
 
-    cfg = stage_config(params, "review", ReviewConfig)
+    cfg = stage_config(params, "review", ReviewConfig, drop=tuple(f for f in QueueConfig.__dataclass_fields__))
     paths = RoundPaths(round_n)
-    truth = truth_for(data_root(params))
+    root = data_root(params)
+    truth = truth_for(root)
     try:
         if truth is not None:
-            stats = simulate_review(paths.pseudo, paths.reviewed, truth, cfg)
+            stats = simulate_review(round_n, paths.pseudo, paths.reviewed, truth, locate(root).clips(), cfg)
         else:
-            stats = collect_review(round_n, paths.pseudo, paths.reviewed)
-    except ReviewPending as exc:
+            stats = collect_review(round_n, paths.pseudo, paths.reviewed, paths.review_folder.parent)
+    except (ReviewPending, ValueError) as exc:
         fail([str(exc)])
     typer.echo(json.dumps(stats))
 
 
+@review_app.command()
+def status(round_n: int = ROUND_OPT, store: Optional[Path] = STORE_OPT,
+           as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> None:
+    """Counts per state (pending, exported, reviewed, merged), per clip, and what is left."""
+    from tasks.queue import QueueStore, merged_items, queue_status, read_queue
+    from tasks.rounds import RoundPaths
+
+    paths = RoundPaths(round_n)
+    candidates = [store] if store is not None else [paths.review_folder, paths.reviewed / "queue"]
+    found = next((QueueStore(c) for c in candidates if QueueStore(c).exists()), None)
+    if found is not None:
+        where, data = str(found.root), found.status(merged_items(paths.merged / "frames.csv"))
+    elif store is None and paths.queue_csv.exists():
+        where, data = str(paths.queue_csv), queue_status(read_queue(paths.queue_csv))
+    else:
+        fail([f"round {round_n}: no review queue yet (looked for {', '.join(map(str, candidates))} and "
+              f"{paths.queue_csv}); run `dvc repro filter@{round_n}` first"])
+    data = {"round": round_n, "queue": where, **data}
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from tasks.queue import STATES
+
+    table = Table(title=f"Review queue of round {round_n} ({where})")
+    table.add_column("clip")
+    for s in STATES:
+        table.add_column(s, justify="right")
+    for clip, counts in data["clips"].items():
+        table.add_row(clip, *(str(counts[s]) for s in STATES))
+    table.add_row("all", *(str(data["states"][s]) for s in STATES), style="bold")
+    console = Console()
+    console.print(table)
+    console.print(f"{data['left']} of {data['items']} items left to review"
+                  + (f"; reviewers: {', '.join(data['reviewers'])}" if data["reviewers"] else ""))
+
+
+def _init_store(round_n: int, store: Optional[Path]):
+    from tasks.queue import read_queue
+    from tasks.rounds import RoundPaths
+
+    paths = RoundPaths(round_n)
+    st = _store(round_n, store)
+    if not st.exists():
+        if not paths.queue_csv.exists():
+            fail([f"{paths.queue_csv}: no review queue for round {round_n}; run `dvc repro filter@{round_n}` first"])
+        try:
+            st.init(read_queue(paths.queue_csv), round_n)
+        except ValueError as exc:
+            fail([str(exc)])
+    return st, paths
+
+
+@review_app.command("export")
+def export_cmd(round_n: int = ROUND_OPT,
+               fmt: str = typer.Option(..., "--format", "-f", help="labelstudio or cvat."),
+               out: Optional[Path] = typer.Option(None, "--out", help="Write the batch folder here "
+                                                  "(default: the queue folder's exports/)."),
+               store: Optional[Path] = STORE_OPT, params: Path = PARAMS_OPT) -> None:
+    """Export every item not reviewed yet (frame images + Label Studio tasks or CVAT zips)."""
+    import pandas as pd
+
+    from tasks.dataset import locate
+    from tasks.exchange import FORMATS, export_queue
+
+    if fmt not in FORMATS:
+        fail([f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'"])
+    st, paths = _init_store(round_n, store)
+    boxes = pd.read_parquet(paths.pseudo / "boxes.parquet")
+    try:
+        result = export_queue(st, fmt, boxes, locate(data_root(params)).clips(), round_n, out=out)
+    except ValueError as exc:
+        fail([str(exc)])
+    if result["batch"] is None:
+        typer.echo("nothing to export: every item of the queue is reviewed")
+    typer.echo(json.dumps(result))
+
+
+@review_app.command("import")
+def import_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The experts' file."),
+               round_n: int = ROUND_OPT,
+               reviewer: str = typer.Option(..., "--reviewer", help="Who reviewed (recorded per item)."),
+               fmt: Optional[str] = typer.Option(None, "--format", "-f", help="labelstudio (.json) or cvat (.zip); "
+                                                 "default from the file name."),
+               replace: bool = typer.Option(False, "--replace", help="Overwrite answers already imported."),
+               store: Optional[Path] = STORE_OPT) -> None:
+    """Check an expert's file against the queue and import it all or nothing (problems: exit 2, nothing changed)."""
+    from tasks.exchange import import_answers
+    from tasks.queue import ImportRefused
+
+    st = _store(round_n, store)
+    if not st.exists():
+        fail([f"{st.root}: no review queue here; export first (`visem-pl review export --round {round_n} ...`)"])
+    if not reviewer.strip():
+        fail(["--reviewer must name someone"])
+    try:
+        result = import_answers(st, file, reviewer.strip(), fmt=fmt, replace=replace)
+    except ImportRefused as exc:
+        fail([f"{file}: refused, nothing imported ({len(exc.problems)} problem(s)):"] + exc.problems)
+    except ValueError as exc:
+        fail([str(exc)])
+    if result["unchanged"]:
+        typer.echo(f"{file}: already imported as {result['file']}; nothing to do")
+    typer.echo(json.dumps(result))

@@ -1,12 +1,17 @@
 """The review step: an expert answers the round's review queue with complete labels per frame.
 
-On synthetic data a clearly named simulated expert answers from the ground truth: it keeps
-boxes that are right, fixes boxes that are near a cell but wrong in class or placement,
-deletes boxes on nothing, and adds a share of the cells the model missed. On real data the
-round waits for experts' label files in `review/incoming/round-N/labels/`.
+Every answer goes through the round's review queue (`tasks.queue`) and one of the real exchange
+formats (`tasks.exchange`). On synthetic data a clearly named simulated expert does the whole
+lifecycle inside the stage's output `reviewed/queue/`: the queue is exported as Label Studio
+tasks, the expert reads them, edits the model's boxes from the ground truth (keeps boxes that are
+right, fixes boxes near a cell but wrong in class or placement, deletes boxes on nothing, adds a
+share of the cells the model missed) and writes a Label Studio JSON export, which is imported by
+the same code as an expert's file. On real data experts work in `review/round-N/` (export,
+import); the stage copies their answers once every item is reviewed, and waits until then.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,34 +20,31 @@ import numpy as np
 import pandas as pd
 
 from tasks import layout
-from tasks.filter import frame_key, yolo_lines
+from tasks.dataset import Clip
 from tasks.io import atomic_path, write_json
 from tasks.metrics import box_iou, xywhn_to_xyxy
+from tasks.queue import REVIEWED, QueueStore, read_queue
 from tasks.truth import TruthStore
 
 SIMULATED_EXPERT = "simulated-expert"
-INCOMING = Path("review/incoming")
+# The simulated expert's clock: a fixed time, so the stage's outputs are the same on every run
+# (`dvc repro` twice does nothing). Real imports record the real UTC time.
+SIMULATED_TIME = "2000-01-01T00:00:00Z"
+REVIEW_ROOT = Path("review")
 
 
 class ReviewPending(RuntimeError):
-    """Real data: the experts' labels for this round are not there yet."""
+    """Real data: the experts' answers for this round are not all there yet."""
 
 
 @dataclass(frozen=True)
 class ReviewConfig:
-    max_items: int = 0          # review budget in frames per round; 0 = the whole queue
     add_missed: float = 0.8     # share of missed cells the simulated expert adds
     fix_iou: float = 0.1        # a wrong box overlapping a cell this much is fixed, not deleted
     seed: int = 0
 
 
-def pick_items(queue: pd.DataFrame, budget: int) -> list[str]:
-    """Frames to review, spread evenly over the queue when the budget is smaller than it."""
-    items = list(dict.fromkeys(queue["item"]))
-    if budget and len(items) > budget:
-        idx = np.linspace(0, len(items) - 1, budget).round().astype(int)
-        items = [items[i] for i in idx]
-    return items
+REVIEW_KEYS = ("add_missed", "fix_iou", "seed")  # the rest of params.yaml `review:` is the queue's
 
 
 def expert_answer(pred: pd.DataFrame, truth: pd.DataFrame, cfg: ReviewConfig, rng) -> tuple[pd.DataFrame, dict]:
@@ -75,24 +77,63 @@ def expert_answer(pred: pd.DataFrame, truth: pd.DataFrame, cfg: ReviewConfig, rn
     return labels, log
 
 
-def simulate_review(pseudo_dir: Path, out_dir: Path, truth: TruthStore, cfg: ReviewConfig) -> dict:
-    """Answer the queue in `pseudo_dir` from the truth; labels to `out_dir/labels/`, a log beside."""
-    queue = pd.read_csv(pseudo_dir / "review_queue.csv")
-    boxes = pd.read_parquet(pseudo_dir / "boxes.parquet")
-    boxes = boxes[boxes.band != "reject"]
+def simulated_export(tasks: list[dict], truth: TruthStore, cfg: ReviewConfig) -> tuple[list[dict], list[dict]]:
+    """The simulated expert: Label Studio tasks in, a Label Studio JSON export (and a log) out."""
+    from tasks.exchange import labelstudio
+
     rng = np.random.default_rng(cfg.seed)
-    labels_dir = out_dir / "labels"
-    labels_dir.mkdir(parents=True, exist_ok=True)
+    export, log_rows = [], []
+    for k, task in enumerate(tasks, start=1):
+        d = task["data"]
+        rows = []
+        for region in task["predictions"][0]["result"] if task.get("predictions") else []:
+            box = labelstudio.region_to_box(region)
+            if isinstance(box, str):
+                raise ValueError(f"{d['item']}: the exported prediction is not a valid box: {box}")
+            rows.append((*box, float(region.get("score", 0.0))))
+        pred = pd.DataFrame(rows, columns=["cls", "cx", "cy", "w", "h", "conf"])
+        labels, log = expert_answer(pred, truth.frame(d["clip"], int(d["frame"])), cfg, rng)
+        result = [labelstudio.box_to_region(b.cls, b.cx, b.cy, b.w, b.h, region_id=f"a{j}")
+                  for j, b in enumerate(labels.itertuples())]
+        export.append({"id": k, "data": d, "predictions": task.get("predictions", []),
+                       "annotations": [labelstudio.annotation(result, SIMULATED_EXPERT, SIMULATED_TIME, k)]})
+        log_rows.append({"item": d["item"], "clip": d["clip"], "frame": int(d["frame"]),
+                         "reviewer": SIMULATED_EXPERT, **log})
+    return export, log_rows
+
+
+def _copy_labels(store: QueueStore, items: list[str], out_dir: Path) -> None:
+    labels = out_dir / "labels"
+    if labels.exists():
+        shutil.rmtree(labels)
+    labels.mkdir(parents=True)
+    for item in items:
+        shutil.copyfile(store.labels / f"{item}.txt", labels / f"{item}.txt")
+
+
+def simulate_review(round_n: int, pseudo_dir: Path, out_dir: Path, truth: TruthStore, clips: list[Clip],
+                    cfg: ReviewConfig) -> dict:
+    """Synthetic data: the whole queue lifecycle in `out_dir/queue/` through Label Studio's format;
+    the answers to `out_dir/labels/`, a log and stats beside."""
+    from tasks import exchange
+
+    out_dir = Path(out_dir)
+    for old in (out_dir / "queue", out_dir / "labels"):
+        if old.exists():
+            shutil.rmtree(old)
+    store = QueueStore(out_dir / "queue")
+    store.init(read_queue(pseudo_dir / "queue.csv"), round_n)
+    boxes = pd.read_parquet(pseudo_dir / "boxes.parquet")
+    batch = exchange.export_queue(store, exchange.LABELSTUDIO, boxes, clips, round_n, when=SIMULATED_TIME)
     log_rows = []
-    by_frame = {k: g for k, g in boxes.groupby(["clip", "frame"])}
-    for item in pick_items(queue, cfg.max_items):
-        first = queue[queue["item"] == item].iloc[0]
-        clip, frame = str(first["clip"]), int(first["frame"])
-        pred = by_frame.get((clip, frame), boxes.iloc[0:0])
-        labels, log = expert_answer(pred.reset_index(drop=True), truth.frame(clip, frame), cfg, rng)
-        with atomic_path(labels_dir / f"{frame_key(clip, frame)}.txt") as tmp:
-            tmp.write_text(yolo_lines(labels))
-        log_rows.append({"item": item, "clip": clip, "frame": frame, "reviewer": SIMULATED_EXPERT, **log})
+    if batch["batch"]:
+        tasks = json.loads((Path(batch["dir"]) / "tasks.json").read_text())
+        export, log_rows = simulated_export(tasks, truth, cfg)
+        answer = out_dir / "simulated-expert-export.json"
+        write_json(answer, export)
+        exchange.import_answers(store, answer, SIMULATED_EXPERT, exchange.LABELSTUDIO, when=SIMULATED_TIME)
+    items = list(store.queue()["item"])
+    _copy_labels(store, items, out_dir)
     log_df = pd.DataFrame(log_rows, columns=["item", "clip", "frame", "reviewer", "kept", "fixed", "deleted", "added"])
     with atomic_path(out_dir / "review_log.csv") as tmp:
         log_df.to_csv(tmp, index=False)
@@ -102,22 +143,31 @@ def simulate_review(pseudo_dir: Path, out_dir: Path, truth: TruthStore, cfg: Rev
     return stats
 
 
-def collect_review(round_n: int, pseudo_dir: Path, out_dir: Path, incoming: Path = INCOMING) -> dict:
-    """Real data: take the experts' label files for every queued frame, or say what is missing."""
-    source = incoming / f"round-{round_n}" / "labels"
-    queue = pd.read_csv(pseudo_dir / "review_queue.csv")
-    items = list(dict.fromkeys(queue["item"]))
-    present = {p.stem for p in source.glob("*.txt")} if source.is_dir() else set()
-    if items and not present:
-        raise ReviewPending(
-            f"round {round_n} waits for reviewed labels: put one YOLO label file per queued frame "
-            f"({len(items)} in {pseudo_dir / 'review_queue.csv'}), named <item>.txt, into {source}/")
-    unknown = sorted(present - set(items))
-    if unknown:
-        raise ValueError(f"{source}/{unknown[0]}.txt:0: not an item of {pseudo_dir / 'review_queue.csv'}")
-    (out_dir / "labels").mkdir(parents=True, exist_ok=True)
-    for stem in sorted(present):
-        shutil.copyfile(source / f"{stem}.txt", out_dir / "labels" / f"{stem}.txt")
-    stats = {"reviewer": "experts", "items": len(present), "queued": len(items)}
-    write_json(out_dir / "stats.json", stats)
+def review_store(round_n: int, review_root: Path | str = REVIEW_ROOT) -> QueueStore:
+    return QueueStore(Path(review_root) / f"round-{round_n}")
+
+
+def collect_review(round_n: int, pseudo_dir: Path, out_dir: Path, review_root: Path | str = REVIEW_ROOT) -> dict:
+    """Real data: copy the experts' answers of every queued item, or say what is left and how."""
+    queue = read_queue(Path(pseudo_dir) / "queue.csv")
+    items = list(queue["item"])
+    store = review_store(round_n, review_root)
+    how = (f"export with `visem-pl review export --round {round_n} --format labelstudio` (or cvat), "
+           f"import the experts' file with `visem-pl review import --round {round_n} FILE --reviewer NAME`, "
+           f"then `dvc repro` again")
+    if items and not store.exists():
+        raise ReviewPending(f"round {round_n} is waiting for {len(items)} reviewed items in {store.root}/: {how}")
+    if store.exists() and list(store.queue()["item"]) != items:
+        raise ValueError(f"{store.queue_csv}:0: answers a different queue than {Path(pseudo_dir) / 'queue.csv'} "
+                         f"(the filter ran again); move {store.root} away and review the new queue")
+    if items:
+        state = store.state()["items"]
+        left = [i for i in items if state[i]["state"] != REVIEWED]
+        if left:
+            raise ReviewPending(f"round {round_n} is waiting for {len(left)} of {len(items)} items "
+                                f"(e.g. {', '.join(left[:3])}) in {store.root}/: {how}")
+    _copy_labels(store, items, Path(out_dir))
+    reviewers = sorted({store.state()["items"][i]["reviewer"] for i in items}) if items else []
+    stats = {"reviewer": "experts", "items": len(items), "queued": len(items), "reviewers": reviewers}
+    write_json(Path(out_dir) / "stats.json", stats)
     return stats

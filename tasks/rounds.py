@@ -10,6 +10,7 @@ ROUNDS = Path("data/rounds")
 METRICS = Path("metrics")
 # Where experts put reviewed labels for real data (the simulated expert writes the same layout).
 REVIEWED = "reviewed"
+REVIEW_FOLDERS = Path("review")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,16 @@ class RoundPaths:
     @property
     def queue(self) -> Path:
         return self.pseudo / "review_queue.csv"
+
+    @property
+    def queue_csv(self) -> Path:
+        """The prioritised review queue (one row per frame) that `filter` writes."""
+        return self.pseudo / "queue.csv"
+
+    @property
+    def review_folder(self) -> Path:
+        """Where experts' answers of this round live on real data (git-tracked, a `QueueStore`)."""
+        return REVIEW_FOLDERS / f"round-{self.n}"
 
     @property
     def reviewed(self) -> Path:
