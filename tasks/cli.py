@@ -277,9 +277,11 @@ def report(as_json: bool = typer.Option(False, "--json"),
         render(data)
 
 
+from tasks.cli_bench import bench_app  # noqa: E402
 from tasks.cli_review import review_app  # noqa: E402
 
 app.add_typer(review_app, name="review")
+app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:  # pragma: no cover - console entry point

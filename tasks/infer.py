@@ -1,8 +1,14 @@
 """Pseudo-label every unlabelled clip: decode with OpenCV, detect, one columnar file per clip.
 
-A clip whose file exists for the same model and parameters is skipped, and each file is
-written atomically, so a run killed at any point finishes on rerun without redoing the
+A clip whose file exists for the same model, backend and parameters is skipped, and each file
+is written atomically, so a run killed at any point finishes on rerun without redoing the
 clips it had finished, and gives the same outputs.
+
+The pipeline (`tasks.backends`): a decoding thread reads every `stride`-th frame, letterboxes it
+once (Ultralytics' own LetterBox, so the model sees what `predict` would feed it) and hands
+uint8 batches to a bounded queue; the main thread keeps up to one batch per inference slot in
+flight on the backend (OpenVINO on CPU, PyTorch elsewhere) and runs NMS on the finished batch
+while the next computes. Memory is bounded by the queue, not by the clip's length.
 """
 from __future__ import annotations
 
@@ -37,6 +43,12 @@ class InferConfig:
     batch: int = 8
     max_det: int = 300
     device: str = "auto"
+    backend: str = "auto"    # auto (OpenVINO on CPU, PyTorch+fp16 on CUDA) | openvino | torch
+    precision: str = "auto"  # OpenVINO only: auto (bf16 where the CPU has it natively, else f32) | f32 | bf16
+
+
+# Recorded through the resolved backend label rather than among "params".
+BACKEND_KEYS = ("backend", "precision")
 
 
 def file_sha256(path: Path | str) -> str:
@@ -51,8 +63,16 @@ def clip_output(out_dir: Path, clip: Clip) -> Path:
     return out_dir / f"{clip.name}.parquet"
 
 
-def fingerprint(model_sha: str, cfg: InferConfig, clip: Clip) -> dict:
-    return {"model_sha256": model_sha, "params": asdict(cfg), "clip": clip.name}
+def fingerprint(model_sha: str, cfg: InferConfig, clip: Clip, backend: str | None = None) -> dict:
+    """What a finished clip's file records; `backend` is the resolved backend's label
+    (e.g. "openvino/2026.4.1", "torch/cpu/fp32"), worked out from `cfg` when not given, so that
+    switching backends (or upgrading OpenVINO) redoes the clips."""
+    from tasks.backends import backend_label
+
+    params = {k: v for k, v in asdict(cfg).items() if k not in BACKEND_KEYS}
+    if backend is None:
+        backend = backend_label(cfg.backend, cfg.device, cfg.precision)
+    return {"model_sha256": model_sha, "params": params, "backend": backend, "clip": clip.name}
 
 
 def is_done(path: Path, expected: dict) -> bool:
@@ -90,44 +110,30 @@ def iter_frames(path: Path, stride: int):
         cap.release()
 
 
-def predict_clip(model, clip: Clip, cfg: InferConfig, device: str) -> tuple[pa.Table, int]:
-    """The clip's boxes, and how many frames were decoded and scored."""
+def _table(clip: Clip, boxes: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]) -> pa.Table:
+    """One clip's boxes: (frame index, xywhn float32 [n,4], cls [n], conf [n]) per scored frame."""
     cols: dict[str, list] = {name: [] for name in SCHEMA.names}
-    scored = 0
-
-    def flush(batch):
-        results = model.predict([f for _, f in batch], imgsz=cfg.imgsz, conf=cfg.conf, iou=cfg.iou,
-                                max_det=cfg.max_det, device=device, verbose=False)
-        for (index, _), res in zip(batch, results):
-            xywhn = res.boxes.xywhn.cpu().numpy()
-            n = len(xywhn)
-            cols["clip"] += [clip.name] * n
-            cols["frame"] += [index] * n
-            cols["cls"] += res.boxes.cls.cpu().numpy().astype(np.int8).tolist()
-            for k, name in enumerate(("cx", "cy", "w", "h")):
-                cols[name] += xywhn[:, k].tolist()
-            cols["conf"] += res.boxes.conf.cpu().numpy().tolist()
-
-    batch = []
-    for item in iter_frames(clip.path, cfg.stride):
-        scored += 1
-        batch.append(item)
-        if len(batch) == cfg.batch:
-            flush(batch)
-            batch = []
-    if batch:
-        flush(batch)
-    return pa.table(cols, schema=SCHEMA), scored
+    for index, xywhn, cls, conf in boxes:
+        n = len(xywhn)
+        cols["clip"] += [clip.name] * n
+        cols["frame"] += [index] * n
+        cols["cls"] += cls.astype(np.int8).tolist()
+        for k, name in enumerate(("cx", "cy", "w", "h")):
+            cols[name] += xywhn[:, k].tolist()
+        cols["conf"] += conf.tolist()
+    return pa.table(cols, schema=SCHEMA)
 
 
 def infer_clips(weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg: InferConfig,
-                progress: bool = True) -> dict:
-    """Predictions for every clip into `out_dir/<clip>.parquet`; returns counts of done/skipped."""
+                progress: bool = True, cache_dir: Path | str | None = None) -> dict:
+    """Predictions for every clip into `out_dir/<clip>.parquet`; returns counts of done/skipped.
+
+    `cache_dir` holds exported models (default `.cache/exports` under the working directory).
+    """
     offline.quiet_ultralytics()
     from rich.progress import Progress
-    from ultralytics import YOLO
 
-    from tasks.train import pick_device
+    from tasks.backends import backend_label, load_backend, predict_sources
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -135,17 +141,20 @@ def infer_clips(weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg
     for stale in out_dir.glob(".*.tmp"):
         stale.unlink()
     model_sha = file_sha256(weights)
-    todo = [c for c in clips if not is_done(clip_output(out_dir, c), fingerprint(model_sha, cfg, c))]
+    wanted = backend_label(cfg.backend, cfg.device, cfg.precision)
+    todo = [c for c in clips if not is_done(clip_output(out_dir, c), fingerprint(model_sha, cfg, c, wanted))]
     stats = {"clips": len(clips), "skipped": len(clips) - len(todo), "predicted": 0, "boxes": 0}
     if not todo:
         return stats
-    model = YOLO(str(weights))
-    device = pick_device(cfg.device)
+    backend = load_backend(weights, cfg.backend, cfg.device, precision=cfg.precision, model_sha=model_sha,
+                           cache_dir=cache_dir)
+    sources = [(clip, (lambda c=clip: iter_frames(c.path, cfg.stride))) for clip in todo]
     with Progress(disable=not progress, transient=False) as bar:
         task = bar.add_task("pseudo-labelling clips", total=len(clips), completed=stats["skipped"])
-        for clip in todo:
-            table, scored = predict_clip(model, clip, cfg, device)
-            meta = {**fingerprint(model_sha, cfg, clip), "boxes": table.num_rows, "frames_scored": scored}
+        for clip, boxes in predict_sources(backend, sources, cfg):
+            table = _table(clip, boxes)
+            meta = {**fingerprint(model_sha, cfg, clip, backend.label), "boxes": table.num_rows,
+                    "frames_scored": len(boxes)}
             table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
             with atomic_path(clip_output(out_dir, clip)) as tmp:
                 pq.write_table(table, tmp)

@@ -37,6 +37,7 @@ def configure() -> None:
     """Apply OFFLINE_ENV (writes nothing: `visem-pl validate` must leave every folder as it was)."""
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    quiet_openvino()
 
 
 def quiet_ultralytics(dvc_callback: bool = False, project_dir: Path | None = None) -> None:
@@ -78,3 +79,28 @@ def _local_font(config_dir: Path) -> None:
     source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
+
+
+def quiet_openvino() -> None:
+    """Keep OpenVINO from sending usage statistics; must run before `import openvino`.
+
+    `import openvino` (through its model converter, `openvino.tools.ovc`) starts
+    `openvino_telemetry` with no opt-in dialog, and with no consent file on the machine that
+    counts as consent: it writes a client id under ~/intel and posts an "import" event (and
+    one per conversion) to Google Analytics. Every consent check answers "declined" instead,
+    which sends nothing and writes nothing. In memory only; idempotent; a no-op when the
+    telemetry package is absent (OpenVINO then uses its own stub). `configure()` calls it.
+    """
+    try:
+        from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+    except ImportError:
+        return
+    if getattr(OptInChecker.check, "_visem_declined", False):
+        return
+
+    def declined(self, *args, **kwargs):
+        return ConsentCheckResult.DECLINED
+
+    declined._visem_declined = True
+    OptInChecker.check = declined
+
