@@ -4,7 +4,12 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install install-test contact-sheet clean
+.PHONY: demo test install install-test ls-venv contact-sheet clean
+
+# Label Studio, the server the live review tests start, in its own virtual environment (its pins
+# would fight ours); the stamp names the version, so a new pin rebuilds it and an old one is kept.
+LS_VENV ?= .ls-venv
+LABEL_STUDIO_VERSION ?= 1.23.2
 
 $(BIN)/python:
 	python3 -m venv $(VENV)
@@ -17,8 +22,15 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
+$(LS_VENV)/.installed-$(LABEL_STUDIO_VERSION):
+	python3 -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install -q 'label-studio==$(LABEL_STUDIO_VERSION)'
+	touch $@
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+## ls-venv: label-studio in .ls-venv/ (the live Label Studio tests start it on 127.0.0.1)
+ls-venv: $(LS_VENV)/.installed-$(LABEL_STUDIO_VERSION)
 
 ## demo: the whole loop on the embedded synthetic dataset (dvc repro), then the per-round table
 demo: install
@@ -26,7 +38,7 @@ demo: install
 	$(BIN)/visem-pl report
 
 ## test: the whole suite (CI runs this through .ci/run)
-test: install-test
+test: install-test ls-venv
 	$(BIN)/pytest
 
 ## contact-sheet: re-render docs/contact_sheet.png from the synthetic dataset

@@ -1,4 +1,4 @@
-"""`visem-pl review ...`: the expert review queue of each round (status, export, import, answer)."""
+"""`visem-pl review ...`: the expert review queue of each round (status, export, import, push, pull, answer)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import typer
 
 from tasks.cli_common import PARAMS_OPT, ROUND_OPT, stage_config, data_root, fail
 
-review_app = typer.Typer(no_args_is_help=True, help="The expert review queue: status, export, import, answer.")
+review_app = typer.Typer(no_args_is_help=True, help="The expert review queue: status, export, import, push, pull (live Label Studio), answer.")
 
 STORE_OPT = typer.Option(None, "--store", help="The queue folder (default: review/round-N).")
 
@@ -149,4 +149,69 @@ def import_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, hel
         fail([str(exc)])
     if result["unchanged"]:
         typer.echo(f"{file}: already imported as {result['file']}; nothing to do")
+    typer.echo(json.dumps(result))
+
+
+# --- live Label Studio ------------------------------------------------------------------------------
+
+def _live_server():
+    from tasks.exchange.ls_live import LiveError, server_from_env
+
+    try:
+        return server_from_env()
+    except LiveError as exc:
+        fail([str(exc)])
+
+
+@review_app.command("push")
+def push_cmd(round_n: int = ROUND_OPT,
+             document_root: Optional[Path] = typer.Option(
+                 None, "--document-root", envvar="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", show_envvar=True,
+                 help="The Label Studio server's local-files document root (default: the queue folder)."),
+             title: Optional[str] = typer.Option(None, "--title", help="Project title (default: round and batch)."),
+             store: Optional[Path] = STORE_OPT, params: Path = PARAMS_OPT) -> None:
+    """Create a Label Studio project (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY) holding every item not reviewed yet."""
+    import pandas as pd
+
+    from tasks.dataset import locate
+    from tasks.exchange.ls_live import LiveError, push
+
+    server = _live_server()
+    st, paths = _init_store(round_n, store)
+    try:
+        boxes = pd.read_parquet(paths.pseudo / "boxes.parquet")
+        result = push(st, round_n, boxes, locate(data_root(params)).clips(), server,
+                      document_root=document_root, title=title)
+    except (LiveError, ValueError, OSError) as exc:
+        fail([server.redact(exc)])
+    if result["batch"] is None:
+        typer.echo("nothing to push: every item of the queue is reviewed")
+    typer.echo(json.dumps(result))
+
+
+@review_app.command("pull")
+def pull_cmd(round_n: int = ROUND_OPT,
+             reviewer: str = typer.Option(..., "--reviewer", help="Who reviewed (recorded per item)."),
+             batch: Optional[str] = typer.Option(None, "--batch", help="The pushed batch (default: the latest)."),
+             replace: bool = typer.Option(False, "--replace", help="Overwrite answers already imported."),
+             store: Optional[Path] = STORE_OPT) -> None:
+    """Fetch the Label Studio project's annotations and import them all or nothing (problems: exit 2, nothing changed)."""
+    from tasks.exchange.ls_live import LiveError, pull
+    from tasks.queue import ImportRefused
+
+    server = _live_server()
+    st = _store(round_n, store)
+    if not st.exists():
+        fail([f"{st.root}: no review queue here; push first (`visem-pl review push --round {round_n}`)"])
+    if not reviewer.strip():
+        fail(["--reviewer must name someone"])
+    try:
+        result = pull(st, server, reviewer.strip(), batch=batch, replace=replace)
+    except ImportRefused as exc:
+        fail([server.redact(f"Label Studio project of {st.root}: refused, nothing imported "
+                            f"({len(exc.problems)} problem(s)):")] + [server.redact(p) for p in exc.problems])
+    except (LiveError, ValueError, OSError) as exc:
+        fail([server.redact(exc)])
+    if result["unchanged"]:
+        typer.echo(f"project {result['project']}: its annotations are already imported as {result['file']}; nothing to do")
     typer.echo(json.dumps(result))
