@@ -131,7 +131,7 @@ def export_openvino(weights: Path | str, model_sha: str | None = None,
     if openvino_version() is None:
         raise RuntimeError("the openvino package is not installed")
     if model_sha is None:
-        from tasks.infer import file_sha256
+        from tasks.io import file_sha256
 
         model_sha = file_sha256(weights)
     cache_dir = Path(cache_dir) if cache_dir is not None else Path.cwd() / DEFAULT_CACHE

@@ -12,7 +12,6 @@ while the next computes. Memory is bounded by the queue, not by the clip's lengt
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import pyarrow.parquet as pq
 
 from tasks import offline
 from tasks.dataset import Clip
-from tasks.io import atomic_path
+from tasks.io import atomic_path, file_sha256
 
 SCHEMA = pa.schema([
     ("clip", pa.string()), ("frame", pa.int32()), ("cls", pa.int8()),
@@ -49,14 +48,6 @@ class InferConfig:
 
 # Recorded through the resolved backend label rather than among "params".
 BACKEND_KEYS = ("backend", "precision")
-
-
-def file_sha256(path: Path | str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def clip_output(out_dir: Path, clip: Clip) -> Path:

@@ -1,6 +1,7 @@
 """Atomic writes: a reader never sees half a file, an interrupted run leaves the old one."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -35,3 +36,12 @@ def write_text(path: Path | str, text: str) -> None:
 
 def write_json(path: Path | str, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def file_sha256(path: Path | str) -> str:
+    """Streamed, so multi-GB weights and exports are never read whole."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -31,7 +31,6 @@ A `QueueStore` is a folder holding one round's queue and its lifecycle:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -45,7 +44,7 @@ import pandas as pd
 from tasks import layout
 from tasks.filter import REJECT, REVIEW, Band, assign_bands, frame_key, yolo_lines
 from tasks.infer import scored_frames
-from tasks.io import write_json, write_text
+from tasks.io import file_sha256, write_json, write_text
 from tasks.metrics import box_iou, xywhn_to_xyxy
 
 PENDING, EXPORTED, REVIEWED, MERGED = "pending", "exported", "reviewed", "merged"
@@ -241,10 +240,6 @@ def stamp(when: str) -> str:
 
 def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "unnamed"
-
-
-def file_sha256(path: Path | str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 Box = tuple[int, float, float, float, float]
