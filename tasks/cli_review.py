@@ -21,6 +21,16 @@ def _store(round_n: int, store: Optional[Path]):
     return QueueStore(store if store is not None else RoundPaths(round_n).review_folder)
 
 
+def _answering_store(round_n: int, store: Optional[Path], reviewer: str, first: str):
+    """The queue store answers go into, and the reviewer's name; exit 2 when either is missing."""
+    st = _store(round_n, store)
+    if not st.exists():
+        fail([f"{st.root}: no review queue here; {first} first (`visem-pl review {first} --round {round_n} ...`)"])
+    if not reviewer.strip():
+        fail(["--reviewer must name someone"])
+    return st, reviewer.strip()
+
+
 @review_app.command()
 def answer(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     """Answer round N's review queue (the DVC stage): the simulated expert on synthetic data, experts' answers on real data."""
@@ -136,13 +146,9 @@ def import_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, hel
     from tasks.exchange import import_answers
     from tasks.queue import ImportRefused
 
-    st = _store(round_n, store)
-    if not st.exists():
-        fail([f"{st.root}: no review queue here; export first (`visem-pl review export --round {round_n} ...`)"])
-    if not reviewer.strip():
-        fail(["--reviewer must name someone"])
+    st, reviewer = _answering_store(round_n, store, reviewer, "export")
     try:
-        result = import_answers(st, file, reviewer.strip(), fmt=fmt, replace=replace)
+        result = import_answers(st, file, reviewer, fmt=fmt, replace=replace)
     except ImportRefused as exc:
         fail([f"{file}: refused, nothing imported ({len(exc.problems)} problem(s)):"] + exc.problems)
     except ValueError as exc:
@@ -200,13 +206,9 @@ def pull_cmd(round_n: int = ROUND_OPT,
     from tasks.queue import ImportRefused
 
     server = _live_server()
-    st = _store(round_n, store)
-    if not st.exists():
-        fail([f"{st.root}: no review queue here; push first (`visem-pl review push --round {round_n}`)"])
-    if not reviewer.strip():
-        fail(["--reviewer must name someone"])
+    st, reviewer = _answering_store(round_n, store, reviewer, "push")
     try:
-        result = pull(st, server, reviewer.strip(), batch=batch, replace=replace)
+        result = pull(st, server, reviewer, batch=batch, replace=replace)
     except ImportRefused as exc:
         fail([server.redact(f"Label Studio project of {st.root}: refused, nothing imported "
                             f"({len(exc.problems)} problem(s)):")] + [server.redact(p) for p in exc.problems])
