@@ -33,10 +33,10 @@ def _answering_store(round_n: int, store: Optional[Path], reviewer: str, first: 
 
 @review_app.command()
 def answer(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
-    """Answer round N's review queue (the DVC stage): the simulated expert on synthetic data, experts' answers on real data."""
+    """Answer round N's review queue (the DVC stage): experts' answers from review/round-N once that queue exists, else the simulated expert on synthetic data."""
     from tasks.dataset import locate
     from tasks.review import ReviewConfig, ReviewPending, collect_review, simulate_review
-    from tasks.queue import QueueConfig
+    from tasks.queue import QueueConfig, QueueStore
     from tasks.rounds import RoundPaths
     from tasks.truth import truth_for
 
@@ -45,7 +45,9 @@ def answer(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     root = data_root(params)
     truth = truth_for(root)
     try:
-        if truth is not None:
+        # Experts' answers rule once their queue exists (a Prefect round's review wait, or a
+        # `review export`), also on synthetic data; otherwise the simulated expert answers there.
+        if truth is not None and not QueueStore(paths.review_folder).exists():
             stats = simulate_review(round_n, paths.pseudo, paths.reviewed, truth, locate(root).clips(), cfg)
         else:
             stats = collect_review(round_n, paths.pseudo, paths.reviewed, paths.review_folder.parent)
@@ -217,3 +219,80 @@ def pull_cmd(round_n: int = ROUND_OPT,
     if result["unchanged"]:
         typer.echo(f"project {result['project']}: its annotations are already imported as {result['file']}; nothing to do")
     typer.echo(json.dumps(result))
+
+
+# --- the Prefect review wait and the simulated expert ----------------------------------------------
+
+@review_app.command("simulate")
+def simulate_cmd(round_n: int = ROUND_OPT,
+                 out: Path = typer.Option(..., "--out", help="Label Studio JSON export to write."),
+                 batch: str | None = typer.Option(None, "--batch", help="Export batch to answer (default: the latest)."),
+                 store: Path | None = STORE_OPT, params: Path = PARAMS_OPT) -> None:
+    """Synthetic data: the simulated expert answers an exported Label Studio batch from the truth."""
+    from tasks.io import write_json
+    from tasks.queue import QueueConfig
+    from tasks.review import ReviewConfig, simulated_export
+    from tasks.truth import truth_for
+
+    truth = truth_for(data_root(params))
+    if truth is None:
+        fail([f"{data_root(params)}: no synthetic truth here; the simulated expert answers synthetic data only"])
+    cfg = stage_config(params, "review", ReviewConfig, drop=tuple(f for f in QueueConfig.__dataclass_fields__))
+    st = _store(round_n, store)
+    exports = [e for e in st.state()["exports"] if e["format"] == "labelstudio"] if st.exists() else []
+    if batch is not None:
+        exports = [e for e in exports if e["batch"] == batch]
+    if not exports:
+        fail([f"{st.root}: no Label Studio export{' ' + batch if batch else ''} to answer; "
+              f"`visem-pl review export --round {round_n} --format labelstudio` first"])
+    tasks_json = st.exports / exports[-1]["batch"] / "tasks.json"
+    export, log = simulated_export(json.loads(tasks_json.read_text(encoding="utf-8")), truth, cfg)
+    write_json(out, export)
+    typer.echo(json.dumps({"batch": exports[-1]["batch"], "items": len(export), "out": str(out)}))
+
+
+@review_app.command("submit")
+def submit_cmd(flow_run: str = typer.Option(..., "--flow-run", help="The waiting flow run's id (Prefect UI, "
+                                            "`prefect flow-run ls --state Suspended`)."),
+               export: Path | None = typer.Option(None, "--export", help="The reviewed export: Label Studio "
+                                                     "JSON or CVAT zip."),
+               project: int | None = typer.Option(None, "--label-studio-project",
+                                                     help="Or: the Label Studio project to pull."),
+               reviewer: str = typer.Option(..., "--reviewer", help="Who reviewed."),
+               decision: str = typer.Option("import", "--decision", help="import (finish the round) or stop."),
+               notes: str = typer.Option("", "--notes", help="Kept in the flow run's log.")) -> None:
+    """Answer a round waiting for review in Prefect: check the export against its queue, then resume the run
+    (Prefect has no CLI to resume). A refused answer leaves the run waiting (exit 2)."""
+    from uuid import UUID
+
+    from flows.review_wait import ReviewInput, SubmitError, resume_with, waiting_review
+    from tasks.exchange import check_answers
+    from tasks.queue import QueueStore
+
+    try:
+        run_id = UUID(flow_run)
+    except ValueError:
+        fail([f"--flow-run: not a flow run id: {flow_run!r}"])
+    if decision not in ("import", "stop"):
+        fail([f"--decision must be import or stop, got {decision!r}"])
+    if not reviewer.strip():
+        fail(["--reviewer must name someone"])
+    if decision == "import" and (export is None) == (project is None):
+        fail(["give --export FILE or --label-studio-project ID (one of them)"])
+    try:
+        run, n, context = waiting_review(run_id)
+    except SubmitError as exc:
+        fail([str(exc)])
+    if decision == "import" and export is not None:
+        export = export.resolve()
+        store = QueueStore(context.get("store") or Path("review") / f"round-{n}")
+        problems = check_answers(store, export)
+        if problems:
+            fail([f"{export}: refused, flow run {run_id} keeps waiting ({len(problems)} problem(s)):"] + problems[:50])
+    answer = ReviewInput(reviewer=reviewer.strip(), export_path=str(export) if export else None,
+                         label_studio_project=project, decision=decision, notes=notes)
+    try:
+        resume_with(run_id, answer)
+    except Exception as exc:  # noqa: BLE001 - Prefect's reasons (not paused, timed out, invalid input) end here
+        fail([f"flow run {run_id}: not resumed: {exc}"])
+    typer.echo(json.dumps({"flow_run": str(run_id), "round": n, "resumed": True, "decision": decision}))

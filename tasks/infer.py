@@ -115,6 +115,16 @@ def _table(clip: Clip, boxes: list[tuple[int, np.ndarray, np.ndarray, np.ndarray
     return pa.table(cols, schema=SCHEMA)
 
 
+def pending(weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg: InferConfig,
+            model_sha: str | None = None) -> list[Clip]:
+    """The clips whose output is missing or was made by another model, backend or parameters."""
+    from tasks.backends import backend_label
+
+    model_sha = model_sha or file_sha256(weights)
+    wanted = backend_label(cfg.backend, cfg.device, cfg.precision)
+    return [c for c in clips if not is_done(clip_output(Path(out_dir), c), fingerprint(model_sha, cfg, c, wanted))]
+
+
 def infer_clips(weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg: InferConfig,
                 progress: bool = True, cache_dir: Path | str | None = None) -> dict:
     """Predictions for every clip into `out_dir/<clip>.parquet`; returns counts of done/skipped.
@@ -124,16 +134,17 @@ def infer_clips(weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg
     offline.quiet_ultralytics()
     from rich.progress import Progress
 
-    from tasks.backends import backend_label, load_backend, predict_sources
+    from tasks.backends import load_backend, predict_sources
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # A run killed mid-write leaves its hidden temporary file; it must not become an output.
-    for stale in out_dir.glob(".*.tmp"):
-        stale.unlink()
+    # A run killed mid-write leaves its hidden temporary file; it must not become an output. Only
+    # these clips' own: other clips may be written right now by a parallel task (Prefect map).
+    for clip in clips:
+        for stale in out_dir.glob(f".{clip_output(out_dir, clip).name}.*.tmp"):
+            stale.unlink(missing_ok=True)
     model_sha = file_sha256(weights)
-    wanted = backend_label(cfg.backend, cfg.device, cfg.precision)
-    todo = [c for c in clips if not is_done(clip_output(out_dir, c), fingerprint(model_sha, cfg, c, wanted))]
+    todo = pending(weights, clips, out_dir, cfg, model_sha)
     stats = {"clips": len(clips), "skipped": len(clips) - len(todo), "predicted": 0, "boxes": 0}
     if not todo:
         return stats

@@ -8,6 +8,8 @@ right, fixes boxes near a cell but wrong in class or placement, deletes boxes on
 share of the cells the model missed) and writes a Label Studio JSON export, which is imported by
 the same code as an expert's file. On real data experts work in `review/round-N/` (export,
 import); the stage copies their answers once every item is reviewed, and waits until then.
+Once experts' queue exists in `review/round-N/` (a Prefect round's review wait exports it), their
+answers are used on synthetic data too: the simulated expert only answers rounds nobody else does.
 """
 from __future__ import annotations
 

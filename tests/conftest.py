@@ -109,3 +109,79 @@ def run_cli(tmp_path_factory):
         return proc.returncode, proc.stdout, proc.stderr
 
     return run
+
+
+# --- one real Prefect server for the whole session -------------------------------------------------
+
+class PrefectServer:
+    def __init__(self, url: str, home: Path):
+        self.url, self.home = url, home
+
+    @property
+    def env(self) -> dict:
+        """What a client process needs: this server, and results kept under this session's home."""
+        return {"PREFECT_API_URL": self.url, "PREFECT_HOME": str(self.home),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+    def get(self, path: str):
+        import httpx
+
+        r = httpx.get(f"{self.url}{path}", timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def input(self, run_id: str, key: str):
+        """A flow run input's value (stored as JSON text)."""
+        import httpx
+        import json
+
+        r = httpx.get(f"{self.url}/flow_runs/{run_id}/input/{key}", timeout=30)
+        r.raise_for_status()
+        return json.loads(r.text)
+
+    def post(self, path: str, body: dict):
+        import httpx
+
+        r = httpx.post(f"{self.url}{path}", json=body, timeout=30)
+        return r
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """`prefect server start` on loopback (SQLite, no UI), started once and shared by every test."""
+    import socket
+    import time
+    import urllib.request
+
+    from tasks.offline import OFFLINE_ENV
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api"
+    log = open(home / "server.log", "w")
+    env = {**os.environ, **OFFLINE_ENV, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port), "--no-ui", "--analytics-off"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            log.close()
+            raise RuntimeError(f"prefect server did not start:\n{(home / 'server.log').read_text()[-4000:]}")
+        time.sleep(0.5)
+    yield PrefectServer(url, home)
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+    log.close()

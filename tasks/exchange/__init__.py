@@ -133,3 +133,15 @@ def import_answers(store: QueueStore, path: Path | str, reviewer: str, fmt: str 
     fmt = fmt or detect_format(path)
     answers = read_answers(path, fmt)
     return {"format": fmt, **store.apply(answers, path, reviewer, fmt, replace=replace, when=when)}
+
+
+def check_answers(store: QueueStore, path: Path | str, fmt: str | None = None) -> list[str]:
+    """Every reason `import_answers` would refuse this file, without importing anything."""
+    path = Path(path)
+    if not path.is_file():
+        return [f"{path}: no such file"]
+    try:
+        fmt = fmt or detect_format(path)
+        return store.check(read_answers(path, fmt))
+    except ValueError as exc:
+        return [str(exc)]

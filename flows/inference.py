@@ -1,0 +1,70 @@
+"""Pseudo-label a round's unlabelled clips, one Prefect task per clip, on the configured task runner."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import as_completed
+
+from flows.steps import infer_clip, prepare_backend
+
+
+def clip_inputs(workspace: Path, params_file: str) -> list[dict]:
+    """Every unlabelled clip of the dataset `params.yaml` names, as small dicts (paths, not frames)."""
+    from tasks.dataset import locate
+    from tasks.params import load_params
+
+    root = Path(load_params(workspace / params_file)["data"]["root"])
+    root = root if root.is_absolute() else workspace / root
+    return [{**asdict(c), "path": str(c.path.resolve())} for c in locate(root).clips()]
+
+
+def pending_clips(workspace: Path, n: int, params_file: str = "params.yaml") -> list[str]:
+    """Clips of round n not yet pseudo-labelled with its model and the current parameters."""
+    from tasks.dataset import Clip
+    from tasks.infer import InferConfig, pending
+    from tasks.params import build, load_params
+    from tasks.rounds import RoundPaths
+
+    cfg = build(InferConfig, load_params(workspace / params_file).get("infer") or {}, f"{params_file} infer")
+    paths = RoundPaths(n)
+    clips = [Clip(**{**c, "path": Path(c["path"])}) for c in clip_inputs(workspace, params_file)]
+    return [c.name for c in pending(workspace / paths.weights, clips, workspace / paths.predictions, cfg)]
+
+
+@flow(name="pseudo-label-clips", log_prints=False)
+def pseudo_label_clips(workspace: str, n: int, params_file: str = "params.yaml",
+                       out_dir: str | None = None) -> dict:
+    """Run round n's model over every unlabelled clip, mapped per clip (never per frame) over the task
+    runner's workers; a clip already done for this model and these parameters is skipped, a failed
+    clip is retried. A progress artifact follows the clips as they finish."""
+    from tasks.infer import InferConfig
+    from tasks.params import build, load_params
+    from tasks.rounds import RoundPaths
+
+    ws = Path(workspace)
+    cfg = asdict(build(InferConfig, load_params(ws / params_file).get("infer") or {}, f"{params_file} infer"))
+    paths = RoundPaths(n)
+    weights = str(ws / paths.weights)
+    out = out_dir or str(ws / paths.predictions)
+    cache_dir = str(ws / ".cache" / "exports")
+    clips = clip_inputs(ws, params_file)
+    logger = get_run_logger()
+    backend = prepare_backend(weights, cfg, cache_dir, n)
+    logger.info("round %d: %d clips on %s", n, len(clips), backend)
+    progress = create_progress_artifact(progress=0.0, description=f"Round {n}: clips pseudo-labelled")
+    futures = infer_clip.map(unmapped(weights), clips, [Path(c["path"]).stem for c in clips], unmapped(out),
+                             unmapped(cfg), unmapped(cache_dir))
+    totals = {"clips": len(clips), "predicted": 0, "skipped": 0, "boxes": 0, "workers": []}
+    for done, future in enumerate(as_completed(futures), start=1):
+        stats = future.result()
+        for key in ("predicted", "skipped", "boxes"):
+            totals[key] += stats[key]
+        if stats["pid"] not in totals["workers"]:
+            totals["workers"].append(stats["pid"])  # which processes ran clips (threads: this one)
+        update_progress_artifact(progress, progress=100.0 * done / max(1, len(clips)))
+    if not clips:
+        update_progress_artifact(progress, progress=100.0)
+    return totals

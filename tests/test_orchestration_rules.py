@@ -1,0 +1,107 @@
+"""The plain rules under the Prefect flows: declaring rounds, the workspace lock, the campaign's stop
+rule and the task-runner settings (no server needed)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+
+from flows.runners import OrchestrateConfig, make_task_runner
+from tasks import workspace as wsp
+from tasks.campaign import CampaignConfig, stop_reason
+
+PARAMS = """\
+# the project's params
+train:
+  model: models/yolov8n.yaml # from scratch
+rounds:
+  - {round: 0, data: data/prepared, init: models/yolov8n.yaml}
+pseudo_rounds: [0]   # rounds pseudo-labelled
+"""
+
+
+def test_ensure_round_appends_and_keeps_comments(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text(PARAMS)
+    assert wsp.ensure_round(p, 1) is True
+    text = p.read_text()
+    assert "# the project's params" in text and "# from scratch" in text and "# rounds pseudo-labelled" in text
+    data = yaml.safe_load(text)
+    assert data["rounds"][1] == {"round": 1, "data": "data/rounds/round-0/merged", "init": "models/round-0"}
+    assert data["pseudo_rounds"] == [0, 1]
+    assert wsp.ensure_round(p, 1) is False  # already declared: the file is left alone
+    assert p.read_text() == text
+
+
+def test_ensure_round_refuses_gaps(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text(PARAMS)
+    with pytest.raises(ValueError, match="round 3 needs round 2 first"):
+        wsp.ensure_round(p, 3)
+    p.write_text(PARAMS.replace("pseudo_rounds: [0]", "pseudo_rounds: []"))
+    with pytest.raises(ValueError, match="round 0 is not pseudo-labelled"):
+        wsp.ensure_round(p, 1)
+    assert wsp.ensure_round(p, 0) is True
+    assert yaml.safe_load(p.read_text())["pseudo_rounds"] == [0]
+
+
+def test_lock_refuses_a_second_round_and_is_reentrant(tmp_path):
+    a = {"holder": "flow run A", "flow_run": "A", "round": 1}
+    wsp.acquire_lock(tmp_path, a)
+    wsp.acquire_lock(tmp_path, a)  # the same run resumed after its review wait
+    with pytest.raises(wsp.WorkspaceBusy, match=r"round 1 is already running in this workspace \(flow run A"):
+        wsp.acquire_lock(tmp_path, {"holder": "flow run B", "flow_run": "B", "round": 2})
+    assert wsp.release_lock(tmp_path, "flow run B") is False
+    assert wsp.read_lock(tmp_path)["holder"] == "flow run A"
+    assert wsp.release_lock(tmp_path, "flow run A") is True
+    assert wsp.read_lock(tmp_path) is None
+
+
+def test_stale_lock_is_taken_over(tmp_path):
+    wsp.acquire_lock(tmp_path, {"holder": "flow run A", "flow_run": "A", "round": 1})
+    got = wsp.acquire_lock(tmp_path, {"holder": "flow run B", "round": 2}, is_stale=lambda h: h["flow_run"] == "A")
+    assert got["holder"] == "flow run B" and wsp.read_lock(tmp_path)["round"] == 2
+    # A holder without a flow run on this host whose process is gone is stale too.
+    lock = tmp_path / wsp.LOCK
+    data = json.loads(lock.read_text())
+    assert wsp.pid_alive(data) is True
+    data["pid"] = 2 ** 22 + 12345
+    assert wsp.pid_alive(data) is False
+    assert os.getpid() == wsp.read_lock(tmp_path)["pid"]
+
+
+ROWS = [{"round": 0, "fitness": 0.10, "accepted_boxes": 100},
+        {"round": 1, "fitness": 0.20, "accepted_boxes": 180},
+        {"round": 2, "fitness": 0.201, "accepted_boxes": 250}]
+
+
+def test_stop_rule():
+    cfg = CampaignConfig(max_rounds=5, min_fitness_gain=0.005, min_new_accepted=10)
+    assert stop_reason(ROWS[:1], cfg) is None
+    assert stop_reason(ROWS[:2], cfg) is None
+    assert "fitness gained +0.0010 in round 2" in stop_reason(ROWS, cfg)
+    assert "max_rounds = 2" in stop_reason(ROWS[:2], CampaignConfig(max_rounds=2))
+    few = [ROWS[0], {"round": 1, "fitness": 0.3, "accepted_boxes": 105}]
+    assert "accepted 5 new pseudo-label boxes" in stop_reason(few, cfg)
+    with pytest.raises(ValueError, match="max_rounds"):
+        CampaignConfig(max_rounds=0)
+
+
+def test_orchestrate_settings():
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    runner = make_task_runner(OrchestrateConfig(infer_concurrency=3))
+    assert isinstance(runner, ThreadPoolTaskRunner) and runner._max_workers == 3
+    dask = make_task_runner(OrchestrateConfig(task_runner="dask", address="tcp://10.0.0.5:8786"))
+    assert isinstance(dask, DaskTaskRunner) and dask.address == "tcp://10.0.0.5:8786"
+    local = make_task_runner(OrchestrateConfig(task_runner="dask", n_workers=2))
+    assert local.cluster_kwargs["n_workers"] == 2 and local.cluster_kwargs["threads_per_worker"] == 1
+    for bad, match in (({"task_runner": "spark"}, "task_runner must be one of"),
+                       ({"n_workers": 0}, "n_workers must be an integer >= 1"),
+                       ({"address": "10.0.0.5"}, "cluster address"),
+                       ({"review_timeout_hours": 0}, "review_timeout_hours must be > 0")):
+        with pytest.raises(ValueError, match=match):
+            OrchestrateConfig(**bad)
