@@ -298,3 +298,40 @@ def test_campaign_in_a_python_process_pauses_and_stops_by_its_rule(finished, pro
     assert "round-2" in run(["git", "tag"], project).stdout.split()
     report = json.loads((project / "metrics/report.json").read_text())
     assert sorted(report["rounds"]) == ["0", "1", "2"]
+
+
+def test_prefect_yaml_deploys_to_a_process_pool(project, prefect_server):
+    e, prefect = prefect_server.env, str(BIN / "prefect")
+    # The pool through the API with the process worker's own template: `prefect work-pool create` may
+    # ask Prefect's collection registry on GitHub (it falls back to a bundled copy offline).
+    from prefect.workers.process import ProcessWorker
+
+    r = prefect_server.post("/work_pools/", {"name": "visem-pl", "type": "process",
+                                             "base_job_template": ProcessWorker.get_default_base_job_template()})
+    assert r.status_code == 201, r.text
+    run([prefect, "variable", "set", "visem_pl_workspace", str(project)], project, extra_env=e)
+    out = run([prefect, "--no-prompt", "deploy", "--name", "round", "--name", "campaign"], project, extra_env=e)
+    for name, entry in (("pseudo-label-round/round", "flows/round.py:pseudo_label_round"),
+                        ("pseudo-label-campaign/campaign", "flows/campaign.py:pseudo_label_campaign")):
+        d = prefect_server.get(f"/deployments/name/{name}")
+        assert d["work_pool_name"] == "visem-pl" and d["entrypoint"] == entry, out.stdout
+        step = d["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]
+        assert step["directory"] == "{{ prefect.variables.visem_pl_workspace }}"
+        assert d["parameters"] == {"workspace": ".", "params_file": "params.yaml"}
+    schema = prefect_server.get("/deployments/name/pseudo-label-round/round")["parameter_openapi_schema"]
+    assert "round" in schema["required"] and schema["properties"]["round"]["minimum"] == 0
+
+
+def test_stop_decision_ends_the_round_with_nothing_merged(project, prefect_server):
+    """Runs after the campaign (round 2 done): round 3 waits, the coordinator stops it."""
+    rid = start_run(project, prefect_server, "round=3")
+    wait_for(prefect_server, rid, lambda f: waiting_key(f) == "review-round-3-1", "round 3's review wait")
+    proc = submit(project, prefect_server, rid, "--decision", "stop", "--reviewer", "coordinator",
+                  "--notes", "model drifted, retrain first")
+    assert proc.returncode == 0, proc.stderr
+    fr = wait_for(prefect_server, rid, lambda f: f["state"]["type"] == "CANCELLED", "the stopped round")
+    assert "stopped at review by coordinator: model drifted, retrain first" in fr["state"]["message"]
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    assert "filter@3" in lock and "review@3" not in lock and "merge@3" not in lock
+    assert not (project / "data/rounds/round-3/merged").exists()
+    assert not (project / ".visem-pl/round.lock").exists()
