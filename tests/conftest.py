@@ -179,9 +179,7 @@ def prefect_server(tmp_path_factory):
             raise RuntimeError(f"prefect server did not start:\n{(home / 'server.log').read_text()[-4000:]}")
         time.sleep(0.5)
     yield PrefectServer(url, home)
-    os.killpg(proc.pid, 15)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+    from project import stop_group
+
+    stop_group(proc)
     log.close()

@@ -16,30 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from project import make_workspace, run, write_params
+from project import TINY, make_workspace, run, write_params
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-TINY = {
-    "data": {"root": "data/synthetic"},
-    "split": {"val_ids": [52], "train_ids": None},
-    "synth": {"seed": 0, "videos": [11, 23, 52], "frames_per_video": 12, "rest_clips_per_video": 1,
-              "other_videos": 1, "clips_per_other_video": 1, "frames_per_clip": 9, "workers": 1},
-    "prepare": {"train_stride": 1, "max_frames_per_video": 3, "val_stride": 3, "include_empty": True},
-    "train": {"model": "models/yolov8n.yaml", "restart_each_round": False, "epochs": 1, "batch": 8,
-              "crop_size": 64, "crops": 16, "device": "cpu", "seed": 0, "workers": 0, "lr0": 0.01,
-              "warmup_epochs": 0.0, "val_crops": 8},
-    "evaluate": {"imgsz": 320, "conf": 0.001, "iou": 0.7, "batch": 4, "device": "cpu"},
-    "infer": {"stride": 3, "imgsz": 320, "conf": 0.001, "iou": 0.7, "batch": 4, "device": "cpu"},
-    # An untrained model's confidences are tiny: bands chosen so every band gets boxes.
-    "filter": {"bands": {name: {"low": 0.001, "high": 0.002}
-                         for name in ("sperm", "cluster", "small_or_pinhead")}},
-    "review": {"max_items": 3, "add_missed": 1.0, "fix_iou": 0.1, "seed": 0},
-    "rounds": [{"round": 0, "data": "data/prepared", "init": "models/yolov8n.yaml"}],
-    "pseudo_rounds": [0],
-}
-
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -21,26 +21,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from project import BIN, env, make_workspace, run
+from project import BIN, TINY as BASE, env, make_workspace, run, stop_group
 
-TINY = {
-    "data": {"root": "data/synthetic"},
-    "split": {"val_ids": [52], "train_ids": None},
-    "synth": {"seed": 1, "videos": [11, 23, 52], "frames_per_video": 12, "rest_clips_per_video": 1,
-              "other_videos": 1, "clips_per_other_video": 1, "frames_per_clip": 9, "workers": 1},
-    "prepare": {"train_stride": 1, "max_frames_per_video": 3, "val_stride": 3, "include_empty": True},
-    "train": {"model": "models/yolov8n.yaml", "restart_each_round": False, "epochs": 1, "batch": 8,
-              "crop_size": 64, "crops": 16, "device": "cpu", "seed": 0, "workers": 0, "lr0": 0.01,
-              "warmup_epochs": 0.0, "val_crops": 8},
-    "evaluate": {"imgsz": 320, "conf": 0.001, "iou": 0.7, "batch": 4, "device": "cpu"},
-    "infer": {"stride": 3, "imgsz": 320, "conf": 0.001, "iou": 0.7, "batch": 4, "device": "cpu"},
-    "filter": {"bands": {name: {"low": 0.001, "high": 0.002} for name in ("sperm", "cluster", "small_or_pinhead")}},
-    "review": {"max_items": 3, "add_missed": 1.0, "fix_iou": 0.1, "seed": 0},
-    "orchestrate": {"task_runner": "threads", "infer_concurrency": 2, "review_timeout_hours": 1},
-    "campaign": {"max_rounds": 2, "min_fitness_gain": 0.0, "min_new_accepted": 1},
-    "rounds": [{"round": 0, "data": "data/prepared", "init": "models/yolov8n.yaml"}],
-    "pseudo_rounds": [0],
-}
+TINY = {**BASE,
+        "orchestrate": {"task_runner": "threads", "infer_concurrency": 2, "review_timeout_hours": 1},
+        "campaign": {"max_rounds": 2, "min_fitness_gain": 0.0, "min_new_accepted": 1}}
 DEPLOYMENT = "pseudo-label-round/visem-pl"
 
 
@@ -103,11 +88,7 @@ def project(tmp_path_factory, prefect_server):
                 raise AssertionError(f"visem-pl serve did not start:\n{(ws.parent / 'serve.log').read_text()[-4000:]}")
             time.sleep(1)
     yield ws
-    os.killpg(proc.pid, 15)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+    stop_group(proc)
     log.close()
 
 
