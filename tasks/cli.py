@@ -281,9 +281,12 @@ def report(as_json: bool = typer.Option(False, "--json"),
 def serve(name: str = typer.Option("visem-pl", help="Deployment name: 'pseudo-label-round/NAME'."),
           limit: int = typer.Option(2, min=1, help="Flow runs at once (a round locks its workspace).")) -> None:
     """Serve the Prefect deployments pseudo-label-round and pseudo-label-campaign from this folder."""
-    from flows.serve import serve as run
+    from flows.serve import NoServer, serve as run
 
-    run(name, limit)
+    try:
+        run(name, limit)
+    except NoServer as exc:
+        fail([str(exc)])
 
 
 from tasks.cli_bench import bench_app  # noqa: E402

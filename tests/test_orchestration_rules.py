@@ -105,3 +105,16 @@ def test_orchestrate_settings():
                        ({"review_timeout_hours": 0}, "review_timeout_hours must be > 0")):
         with pytest.raises(ValueError, match=match):
             OrchestrateConfig(**bad)
+
+
+def test_serve_without_a_server_says_how_to_start_one(tmp_path):
+    import subprocess
+
+    from project import BIN, env
+
+    e = env(PREFECT_HOME=str(tmp_path / "home"))
+    e.pop("PREFECT_API_URL", None)
+    proc = subprocess.run([str(BIN / "visem-pl"), "serve"], cwd=tmp_path, env=e, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert "PREFECT_API_URL is not set: start `prefect server start`" in proc.stderr
