@@ -118,3 +118,16 @@ def test_serve_without_a_server_says_how_to_start_one(tmp_path):
                           timeout=120)
     assert proc.returncode == 2
     assert "PREFECT_API_URL is not set: start `prefect server start`" in proc.stderr
+
+
+def test_label_studio_project_maps_to_its_pushed_batch(tmp_path):
+    from tasks.exchange.ls_live import PROJECT_FILE
+
+    for batch, project in (("20240501T100000Z-labelstudio", 7), ("20240502T100000Z-labelstudio", 9)):
+        folder = tmp_path / "exports" / batch
+        folder.mkdir(parents=True)
+        (folder / PROJECT_FILE).write_text(json.dumps({"project": project, "batch": batch}))
+    (tmp_path / "exports" / "20240503T100000Z-cvat").mkdir()
+    assert wsp.batch_of_project(tmp_path, 9) == "20240502T100000Z-labelstudio"
+    assert wsp.batch_of_project(tmp_path, 7) == "20240501T100000Z-labelstudio"
+    assert wsp.batch_of_project(tmp_path, 8) is None
