@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tasks.io import atomic_path, write_json
 from tasks.offline import OFFLINE_ENV
 
 LOCK = Path(".visem-pl") / "round.lock"
@@ -69,7 +70,7 @@ def acquire_lock(root: Path | str, holder: dict, is_stale: Callable[[dict], bool
             if current is None:
                 continue  # released between our two calls
             if current.get("holder") == holder["holder"]:
-                _write(path, {**mine, "since": current.get("since", mine["since"])})
+                write_json(path, {**mine, "since": current.get("since", mine["since"])})
                 return mine
             if is_stale(current):
                 path.unlink(missing_ok=True)
@@ -82,12 +83,6 @@ def acquire_lock(root: Path | str, holder: dict, is_stale: Callable[[dict], bool
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(mine, fh)
         return mine
-
-
-def _write(path: Path, data: dict) -> None:
-    from tasks.io import write_json
-
-    write_json(path, data)
 
 
 def release_lock(root: Path | str, holder_id: str) -> bool:
@@ -156,8 +151,6 @@ def ensure_round(params_path: Path | str, n: int) -> bool:
             pseudo.fa.set_flow_style()
         changed = True
     if changed:
-        from tasks.io import atomic_path
-
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             yaml.dump(data, fh)
     return changed
