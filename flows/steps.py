@@ -67,6 +67,11 @@ def visem_pl(workspace: str, args: list[str]) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
+def review_status(workspace: str, n: int) -> dict:
+    """`visem-pl review status --json`: items queued, left, per state and clip."""
+    return json.loads(visem_pl(workspace, ["review", "status", "--round", str(n), "--json"]).stdout)
+
+
 @task(name="export-review-queue", task_run_name="export round {n}'s review queue", **RECORDED)
 def export_review_queue(workspace: str, n: int) -> dict:
     """Hand the round's review queue to the experts: Label Studio tasks with the model's boxes as
@@ -76,7 +81,7 @@ def export_review_queue(workspace: str, n: int) -> dict:
     if proc.returncode != 0:
         raise wsp.StepFailed(f"visem-pl review export --round {n} failed:\n{proc.stderr.strip()}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    status = json.loads(visem_pl(workspace, ["review", "status", "--round", str(n), "--json"]).stdout)
+    status = review_status(workspace, n)
     return {**result, "queued": status["items"], "left": status["left"]}
 
 
@@ -109,7 +114,7 @@ def import_review(workspace: str, n: int, answer: dict, attempt: int) -> dict:
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         return {"ok": False, "problems": lines[-20:] or [f"exit {proc.returncode}"]}
-    status = json.loads(visem_pl(workspace, ["review", "status", "--round", str(n), "--json"]).stdout)
+    status = review_status(workspace, n)
     return {"ok": True, "problems": [], "result": json.loads(proc.stdout.strip().splitlines()[-1]),
             "left": status["left"], "items": status["items"]}
 

@@ -246,7 +246,7 @@ def simulate_cmd(round_n: int = ROUND_OPT,
         fail([f"{st.root}: no Label Studio export{' ' + batch if batch else ''} to answer; "
               f"`visem-pl review export --round {round_n} --format labelstudio` first"])
     tasks_json = st.exports / exports[-1]["batch"] / "tasks.json"
-    export, log = simulated_export(json.loads(tasks_json.read_text(encoding="utf-8")), truth, cfg)
+    export, _ = simulated_export(json.loads(tasks_json.read_text(encoding="utf-8")), truth, cfg)
     write_json(out, export)
     typer.echo(json.dumps({"batch": exports[-1]["batch"], "items": len(export), "out": str(out)}))
 

@@ -149,16 +149,11 @@ class PrefectServer:
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory):
     """`prefect server start` on loopback (SQLite, no UI), started once and shared by every test."""
-    import socket
-    import time
-    import urllib.request
-
+    from project import free_port, wait_healthy
     from tasks.offline import OFFLINE_ENV
 
     home = tmp_path_factory.mktemp("prefect-home")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     log = open(home / "server.log", "w")
     env = {**os.environ, **OFFLINE_ENV, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
@@ -166,18 +161,11 @@ def prefect_server(tmp_path_factory):
     proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
                              "--port", str(port), "--no-ui", "--analytics-off"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            log.close()
-            raise RuntimeError(f"prefect server did not start:\n{(home / 'server.log').read_text()[-4000:]}")
-        time.sleep(0.5)
+    try:
+        wait_healthy(f"{url}/health", proc, home / "server.log", 180, "prefect server")
+    except AssertionError:
+        log.close()
+        raise
     yield PrefectServer(url, home)
     from project import stop_group
 

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -78,3 +81,28 @@ def stop_group(proc: subprocess.Popen) -> None:
         proc.wait(30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float, what: str) -> float:
+    """Seconds until `url` answers 200; AssertionError with the log's tail if `proc` exits or time runs out."""
+    t0 = time.monotonic()
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode} before answering; its log ({log}):\n"
+                                 f"{log.read_text(errors='replace')[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return time.monotonic() - t0
+        except OSError:
+            pass
+        if time.monotonic() - t0 > timeout_s:
+            raise AssertionError(f"{what} did not answer {url} within {timeout_s:.0f} s; its log:\n"
+                                 f"{log.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.5)

@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import pandas as pd
 import pytest
 
 from conftest import tree_digest
+from project import free_port, wait_healthy
 from tasks.exchange import labelstudio
 from tasks.exchange.ls_live import PROJECT_FILE
 from tasks.queue import REVIEWED, QueueStore
@@ -53,12 +53,6 @@ def label_studio_bin(venv: Path = LS_VENV) -> Path:
 def test_missing_ls_venv_fails_naming_the_make_target(tmp_path):
     with pytest.raises(pytest.fail.Exception, match="make ls-venv"):
         label_studio_bin(tmp_path / "no-venv")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -109,20 +103,10 @@ def ls_server(tmp_path_factory):
                                 cwd=base, env=server_env(base, root, token), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT)
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"label-studio exited with {proc.returncode} before answering; its log "
-                            f"({log}):\n{log.read_text(errors='replace')[-4000:]}", pytrace=False)
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() - t0 > START_TIMEOUT_S:
-                pytest.fail(f"label-studio did not answer {url}/health within {START_TIMEOUT_S} s; its log:\n"
-                            f"{log.read_text(errors='replace')[-4000:]}", pytrace=False)
-            time.sleep(0.5)
+        try:
+            wait_healthy(f"{url}/health", proc, log, START_TIMEOUT_S, "label-studio")
+        except AssertionError as exc:
+            pytest.fail(str(exc), pytrace=False)
         yield LabelStudioServer(url, token, root, log, time.monotonic() - t0)
     finally:
         proc.terminate()
