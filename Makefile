@@ -4,7 +4,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install install-test ls-venv contact-sheet clean
+.PHONY: demo test lint format install install-test ls-venv contact-sheet clean
 
 # Label Studio, the server the live review tests start, in its own virtual environment (its pins
 # would fight ours); the stamp names the version, so a new pin rebuilds it and an old one is kept.
@@ -40,6 +40,16 @@ demo: install
 ## test: the whole suite (CI runs this through .ci/run)
 test: install-test ls-venv
 	$(BIN)/pytest
+
+## lint: ruff's linter and formatter check over the whole tree (CI runs it before the tests)
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## format: let ruff fix what it can (imports, formatting)
+format: install-test
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 ## contact-sheet: re-render docs/contact_sheet.png from the synthetic dataset
 contact-sheet: install

@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tasks import offline  # noqa: E402
+from visem_pl.tasks.workspace import offline  # noqa: E402
 
 offline.quiet_ultralytics(project_dir=REPO)
 
@@ -44,10 +44,10 @@ import pandas as pd  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
-from tasks.backends import (OpenVINOBackend, export_openvino, load_backend, predict_sources,  # noqa: E402
+from visem_pl.tasks.inference.backends import (OpenVINOBackend, export_openvino, load_backend, predict_sources,  # noqa: E402
                             to_float_nchw)
-from tasks.dataset import locate  # noqa: E402
-from tasks.infer import META_KEY, InferConfig, file_sha256, infer_clips, iter_frames, read_predictions  # noqa: E402
+from visem_pl.tasks.dataset.reader import locate  # noqa: E402
+from visem_pl.tasks.inference.clips import META_KEY, InferConfig, file_sha256, infer_clips, iter_frames, read_predictions  # noqa: E402
 
 CLIPS_PER_PASS = 502
 FRAMES_PER_PASS = 738_000
@@ -69,7 +69,7 @@ def loadavg() -> list[float]:
 
 
 def make_data(base: Path, frames: int) -> dict:
-    from tasks.synth import SynthConfig, synthesize
+    from visem_pl.tasks.synth import SynthConfig, synthesize
 
     root = base / "twin"
     synthesize(root, SynthConfig(seed=0, videos=(11,), frames_per_video=60, rest_clips_per_video=2,
@@ -264,7 +264,7 @@ def peak_rss(mode: str, root: Path, weights: Path, cache: Path) -> dict:
 
 
 def validation(root: Path, weights: Path, cache: Path, repeat: int) -> dict:
-    from tasks.evaluate import EvalConfig, evaluate
+    from visem_pl.tasks.training.evaluate import EvalConfig, evaluate
 
     vdir = next(root.rglob("Train/11"))
     images = sorted((vdir / "images").glob("*.jpg"))[:60]
@@ -388,7 +388,7 @@ def run(args, base: Path, load_start: list[float]) -> None:
     val = validation(data["root"], weights, cache, max(1, args.repeat - 1))
     # short = one clip of `frames` (first clip of the main twin); long = one clip 3x as long
     short_root = base / "short"
-    from tasks.synth import SynthConfig, synthesize
+    from visem_pl.tasks.synth import SynthConfig, synthesize
 
     synthesize(short_root, SynthConfig(seed=1, videos=(11,), frames_per_video=1, rest_clips_per_video=1,
                                        other_videos=0, frames_per_clip=args.frames, workers=1), progress=False)

@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tasks.synth import SynthConfig, synthesize
+from visem_pl.tasks.synth import SynthConfig, synthesize
 
 
 def timed(cfg: SynthConfig) -> tuple[float, dict]:

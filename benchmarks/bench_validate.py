@@ -27,11 +27,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tasks.dataset import locate  # noqa: E402
-from tasks.replica import build_replica  # noqa: E402
-from tasks.validate import validate  # noqa: E402
+from visem_pl.tasks.dataset.reader import locate
+from visem_pl.tasks.dataset.replica import build_replica
+from visem_pl.tasks.dataset.validate import validate
 
 
 def _timed(fn, repeat: int):

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.evaluate import EvalConfig, evaluate
-from tasks.io import write_json
-from tasks.params import build, load_params
-from tasks.rounds import PREPARED, RoundPaths
-from tasks.train import TrainConfig, train
+from visem_pl.tasks.training.evaluate import EvalConfig, evaluate
+from visem_pl.tasks.workspace.io import write_json
+from visem_pl.tasks.workspace.params import build, load_params
+from visem_pl.tasks.workspace.paths import PREPARED, RoundPaths
+from visem_pl.tasks.training.train import TrainConfig, train
 
 OUT = Path("metrics/control_round.json")
 

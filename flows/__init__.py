@@ -1,5 +1,6 @@
-"""Prefect flows over the `tasks/` functions: one implementation of each step, driven by Prefect.
+"""Prefect flows over the `visem_pl.tasks` functions: one implementation of each step, driven by Prefect.
 
-`flows.round.pseudo_label_round` runs one round, `flows.campaign.pseudo_label_campaign` rounds
-until the stop rule; `flows.serve` serves both as deployments (`visem-pl serve`).
+Installed as `visem_pl.flows`. `round.pseudo_label_round` runs one round, `campaign.pseudo_label_campaign`
+rounds until the stop rule; `serve` serves both as deployments (`visem-pl serve`). Steps that DVC
+must record run as their `dvc.yaml` stage (`versioning.repro`).
 """

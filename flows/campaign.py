@@ -7,15 +7,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
-from flows.round import Runner, _Held, options, run_round
+from visem_pl.flows.round import Runner, _Held, options, run_round
+from visem_pl.tasks.campaign.rounds import declared_rounds
+from visem_pl.tasks.workspace.paths import Workspace
 
 
 def next_round(workspace, params_file: str) -> int:
     """The first round not pseudo-labelled yet, by params.yaml."""
-    from tasks.params import load_params
-    from tasks.workspace import declared_rounds
-
-    _, pseudo = declared_rounds(load_params(workspace / params_file))
+    _, pseudo = declared_rounds(Workspace(workspace, params_file).params())
     return max(pseudo) + 1 if pseudo else 0
 
 
@@ -33,19 +32,18 @@ def pseudo_label_campaign(
     """Run rounds (each with its review wait) from `start_round` (default: the first round not done
     yet) until params.yaml `campaign:` says stop: max_rounds reached, validation fitness gain below
     min_fitness_gain, or fewer than min_new_accepted new accepted pseudo-label boxes."""
-    from tasks.campaign import CampaignConfig, stop_reason
-    from tasks.params import build, load_params
-    from tasks.report import collect
+    from visem_pl.tasks.campaign.stop import CampaignConfig, stop_reason
+    from visem_pl.tasks.report import collect
 
     opts = options(workspace, params_file, task_runner, dask_address, review_timeout_hours, commit, push)
-    cfg = build(CampaignConfig, load_params(opts.workspace / params_file).get("campaign") or {},
-                f"{opts.workspace / params_file} campaign")
+    ws = Workspace(opts.workspace, params_file)
+    cfg = ws.section("campaign", CampaignConfig)
     n = next_round(opts.workspace, params_file) if start_round is None else start_round
     logger = get_run_logger()
     done = []
     with _Held(opts.workspace, n, "pseudo-label-campaign"):
         while True:
-            rows = list(collect(opts.workspace / "metrics")["rounds"].values())
+            rows = list(collect(ws.metrics)["rounds"].values())
             reason = stop_reason([r for r in rows if r["round"] < n], cfg) if n > 0 else None
             if reason:
                 break
@@ -53,7 +51,7 @@ def pseudo_label_campaign(
             if result.get("stopped"):
                 return result["state"]
             done.append(n)
-            rows = list(collect(opts.workspace / "metrics")["rounds"].values())
+            rows = list(collect(ws.metrics)["rounds"].values())
             reason = stop_reason([r for r in rows if r["round"] <= n], cfg)
             if reason:
                 break

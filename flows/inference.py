@@ -8,33 +8,9 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 
-from flows.steps import infer_clip, prepare_backend
-
-
-def dataset_clips(workspace: Path, params_file: str) -> list:
-    """Every unlabelled clip of the dataset `params.yaml` names (data.root, relative to the workspace)."""
-    from tasks.dataset import locate
-    from tasks.params import load_params
-
-    root = Path(load_params(workspace / params_file)["data"]["root"])
-    return locate(root if root.is_absolute() else workspace / root).clips()
-
-
-def infer_config(workspace: Path, params_file: str):
-    from tasks.infer import InferConfig
-    from tasks.params import build, load_params
-
-    return build(InferConfig, load_params(workspace / params_file).get("infer") or {}, f"{params_file} infer")
-
-
-def pending_clips(workspace: Path, n: int, params_file: str = "params.yaml") -> list[str]:
-    """Clips of round n not yet pseudo-labelled with its model and the current parameters."""
-    from tasks.infer import pending
-    from tasks.rounds import RoundPaths
-
-    paths = RoundPaths(n)
-    return [c.name for c in pending(workspace / paths.weights, dataset_clips(workspace, params_file),
-                                    workspace / paths.predictions, infer_config(workspace, params_file))]
+from visem_pl.flows.steps import infer_clip, prepare_backend
+from visem_pl.tasks.inference.stages import infer_config
+from visem_pl.tasks.workspace.paths import Workspace
 
 
 @flow(name="pseudo-label-clips", log_prints=False)
@@ -43,16 +19,14 @@ def pseudo_label_clips(workspace: str, n: int, params_file: str = "params.yaml",
     """Run round n's model over every unlabelled clip, mapped per clip (never per frame) over the task
     runner's workers; a clip already done for this model and these parameters is skipped, a failed
     clip is retried. A progress artifact follows the clips as they finish."""
-    from tasks.rounds import RoundPaths
-
-    ws = Path(workspace)
-    cfg = asdict(infer_config(ws, params_file))
-    paths = RoundPaths(n)
-    weights = str(ws / paths.weights)
-    out = out_dir or str(ws / paths.predictions)
-    cache_dir = str(ws / ".cache" / "exports")
+    ws = Workspace(Path(workspace), params_file)
+    cfg = asdict(infer_config(ws))
+    paths = ws.round(n)
+    weights = str(paths.weights)
+    out = out_dir or str(paths.predictions)
+    cache_dir = str(ws.exports_cache)
     # Small dicts with absolute paths: what crosses to the workers (never frames or models).
-    clips = [{**asdict(c), "path": str(c.path.resolve())} for c in dataset_clips(ws, params_file)]
+    clips = [{**asdict(c), "path": str(c.path.resolve())} for c in ws.clips()]
     logger = get_run_logger()
     backend = prepare_backend(weights, cfg, cache_dir, n)
     logger.info("round %d: %d clips on %s", n, len(clips), backend)

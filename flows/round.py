@@ -20,17 +20,20 @@ from prefect import flow, get_run_logger
 from prefect.states import Cancelled
 from pydantic import Field
 
-from flows.inference import pending_clips, pseudo_label_clips
-from flows.review_wait import describe_wait, wait_for_review
-from flows.runners import OrchestrateConfig, make_task_runner
-from flows.steps import (
+from visem_pl.flows import versioning
+from visem_pl.flows.inference import pseudo_label_clips
+from visem_pl.flows.review_wait import describe_wait, wait_for_review
+from visem_pl.flows.runners import OrchestrateConfig, make_task_runner
+from visem_pl.flows.steps import (
     declare_round,
     dvc_stage,
     export_review_queue,
     import_review,
     version_round,
 )
-from tasks import workspace as wsp
+from visem_pl.tasks.campaign import lock
+from visem_pl.tasks.inference.stages import pending_clips
+from visem_pl.tasks.workspace.paths import Workspace
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class RoundOptions:
 def options(workspace: str, params_file: str, task_runner: str | None, dask_address: str | None,
             review_timeout_hours: float | None, commit: bool, push: bool) -> RoundOptions:
     """Check the workspace and params.yaml before anything runs; ValueError names what is wrong."""
-    from tasks.params import build, load_params
+    from visem_pl.tasks.workspace.params import build, load_params
 
     ws = Path(workspace).resolve()
     if not (ws / "dvc.yaml").is_file():
@@ -69,7 +72,7 @@ def _holder_stale(holder: dict) -> bool:
 
     run_id = holder.get("flow_run")
     if not run_id:
-        return not wsp.pid_alive(holder)
+        return not lock.pid_alive(holder)
     try:
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(UUID(run_id))
@@ -89,7 +92,7 @@ class _Held:
                        "run_name": flow_run.name}
 
     def __enter__(self):
-        wsp.acquire_lock(self.ws, self.holder, is_stale=_holder_stale)
+        lock.acquire_lock(self.ws, self.holder, is_stale=_holder_stale)
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -97,7 +100,7 @@ class _Held:
 
         if exc_type is not None and issubclass(exc_type, Pause):
             return False  # suspended for review: the round still owns the workspace
-        wsp.release_lock(self.ws, self.id)
+        lock.release_lock(self.ws, self.id)
         return False
 
 
@@ -111,7 +114,7 @@ def run_round(n: int, opts: RoundOptions) -> dict:
     for stage in (f"train@{n}", f"evaluate@{n}"):
         dvc_stage(ws, stage, n)
     # After a resume the flow runs again from the top: clips already done are not mapped again.
-    if pending_clips(opts.workspace, n, opts.params_file):
+    if pending_clips(Workspace(opts.workspace, opts.params_file), n):
         clips = pseudo_label_clips.with_options(task_runner=make_task_runner(opts.orchestrate))(
             ws, n, opts.params_file)
         logger.info("round %d inference: %s", n, clips)
@@ -125,14 +128,14 @@ def run_round(n: int, opts: RoundOptions) -> dict:
         return review
     for stage in (f"review@{n}", f"merge@{n}", f"quality@{n}", "report"):
         dvc_stage(ws, stage, n)
-    from flows.artifacts import publish_round
+    from visem_pl.flows.artifacts import publish_round
 
     row = publish_round(opts.workspace, n)
     version = version_round(ws, n, f"round {n} (Prefect flow run {flow_run.name}, {flow_run.id})",
                             opts.push, opts.commit)
-    clean, status = wsp.dvc_status_clean(ws)
+    clean, status = versioning.dvc_status_clean(ws)
     if not clean:
-        raise wsp.StepFailed(f"round {n} finished but `dvc status` is not clean:\n{status}")
+        raise versioning.StepFailed(f"round {n} finished but `dvc status` is not clean:\n{status}")
     return {"round": n, "metrics": row, "review": review, "clips": clips, "version": version}
 
 
@@ -148,7 +151,7 @@ def review_round(n: int, opts: RoundOptions) -> dict:
         return {"items": export["queued"], "imports": []}
     folder = Path(export["dir"])
     folder = folder if folder.is_absolute() else ws / folder
-    context = {"round": n, "workspace": str(ws), "store": str(ws / "review" / f"round-{n}"),
+    context = {"round": n, "workspace": str(ws), "store": str(Workspace(ws, opts.params_file).round(n).review_folder),
                "flow_run": str(flow_run.id), "tasks_json": str(folder / "tasks.json"),
                "images": str(folder / "images"), "labelling_config": str(folder / "labelling_config.xml")}
     timeout = int(opts.orchestrate.review_timeout_hours * 3600)

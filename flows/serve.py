@@ -13,8 +13,8 @@ DEPLOYMENT = "visem-pl"
 
 
 def deployments(name: str = DEPLOYMENT):
-    from flows.campaign import pseudo_label_campaign
-    from flows.round import pseudo_label_round
+    from visem_pl.flows.campaign import pseudo_label_campaign
+    from visem_pl.flows.round import pseudo_label_round
 
     tags = ["visem-pl"]
     return [pseudo_label_round.to_deployment(name=name, tags=tags),

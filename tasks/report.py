@@ -1,19 +1,32 @@
-"""The per-round table a lab looks at: did this round's model and pseudo-labels get better?"""
+"""The per-round table a lab looks at: did this round's model and pseudo-labels get better?
+
+`collect` reads every round's small metric files; `COLUMNS` and `fmt` are how the table is shown,
+in the terminal (`visem-pl report`) and in the Prefect UI's artifacts alike.
+"""
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
 
-from tasks.rounds import METRICS
+from visem_pl.tasks.workspace.io import write_json
+from visem_pl.tasks.workspace.paths import Workspace
+
+# (key in a round's row, column title)
+COLUMNS = (("round", "round"), ("mAP50", "mAP50"), ("mAP50-95", "mAP50-95"), ("fitness", "fitness"),
+           ("accepted_boxes", "accepted"), ("review_items", "review"),
+           ("accepted_precision", "acc. P"), ("accepted_recall", "acc. R"))
+CAPTION = ("fitness = 0.1 mAP50 + 0.9 mAP50-95 on the validation videos; accepted = pseudo-label boxes kept, "
+           "review = frames queued for experts, acc. P/R = precision/recall of the accepted boxes against the "
+           "synthetic truth (IoU >= 0.5)")
 
 
 def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def collect(metrics_dir: Path = METRICS) -> dict:
-    """{"rounds": {"N": {round, mAP50, mAP50-95, fitness, accepted_boxes, review_items,
+def collect(metrics_dir: Path) -> dict:
+    """{"rounds": {"N": {round, mAP50, mAP50-95, fitness, precision, recall, accepted_boxes, review_items,
     accepted_precision, accepted_recall}}, "latest": the last round's entry}.
 
     Rounds are keyed by number (not listed) so `dvc metrics diff` can compare them by name.
@@ -38,25 +51,21 @@ def collect(metrics_dir: Path = METRICS) -> dict:
     return {"rounds": {str(r["round"]): r for r in rounds}, "latest": rounds[-1] if rounds else {}}
 
 
-def _fmt(v) -> str:
+def report_stage(ws: Workspace, out: Path | None = None) -> dict:
+    """The table of every round in the workspace; also written to `out` (a DVC metric) when given."""
+    data = collect(ws.metrics)
+    if out is not None:
+        write_json(out, data)
+    return data
+
+
+def fmt(v) -> str:
+    """One cell: `-` for nothing, three decimals for a ratio, thousands separated for a count."""
     if v is None:
         return "-"
     return f"{v:.3f}" if isinstance(v, float) else f"{v:,}"
 
 
-def render(data: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    cols = [("round", "round"), ("mAP50", "mAP50"), ("mAP50-95", "mAP50-95"), ("fitness", "fitness"),
-            ("accepted_boxes", "accepted"), ("review_items", "review"),
-            ("accepted_precision", "acc. P"), ("accepted_recall", "acc. R")]
-    table = Table(title="Pseudo-labelling rounds",
-                  caption="fitness = 0.1 mAP50 + 0.9 mAP50-95 on the validation videos; accepted = pseudo-label "
-                          "boxes kept, review = frames queued for experts, acc. P/R = precision/recall of the "
-                          "accepted boxes against the synthetic truth (IoU >= 0.5)")
-    for _, title in cols:
-        table.add_column(title, justify="right")
-    for row in data["rounds"].values():
-        table.add_row(*(_fmt(row[k]) for k, _ in cols))
-    Console().print(table)
+def rows(data: dict) -> list[list[str]]:
+    """The table's cells, one list per round, in `COLUMNS` order."""
+    return [[fmt(row.get(k)) for k, _ in COLUMNS] for row in data["rounds"].values()]

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.crops import allocate, crop_labels
-from tasks.train import crop_weights
+from visem_pl.tasks.training.crops import allocate, crop_labels
+from visem_pl.tasks.training.train import crop_weights
 
 
 def test_crop_labels_shift_clip_and_drop():

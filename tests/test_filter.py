@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predfiles import write_predictions
-from tasks.filter import ACCEPT, QUEUE_COLUMNS, REJECT, REVIEW, Band, assign_bands, filter_round, parse_bands
+from helpers.predfiles import write_predictions
+from visem_pl.tasks.pseudo.bands import ACCEPT, REVIEW_BOX_COLUMNS, REJECT, REVIEW, Band, assign_bands, filter_round, parse_bands
 
 SECTION = {"sperm": {"low": 0.25, "high": 0.6},
            "cluster": {"low": 0.5, "high": 0.75},
@@ -126,8 +126,8 @@ def test_label_files_hold_exactly_the_accepted_boxes(filtered):
 def test_review_queue_has_exactly_the_review_band(filtered):
     out, _ = filtered
     text = (out / "review_queue.csv").read_text()
-    assert text.splitlines()[0] == ",".join(QUEUE_COLUMNS)
-    assert QUEUE_COLUMNS == ["item", "clip", "frame", "cls", "class_name", "cx", "cy", "w", "h", "conf"]
+    assert text.splitlines()[0] == ",".join(REVIEW_BOX_COLUMNS)
+    assert REVIEW_BOX_COLUMNS == ["item", "clip", "frame", "cls", "class_name", "cx", "cy", "w", "h", "conf"]
     q = pd.read_csv(out / "review_queue.csv")
     got = [tuple(r) for r in q.itertuples(index=False)]
     assert got == [
@@ -161,4 +161,4 @@ def test_no_predictions_at_all(tmp_path):
     stats = filter_round(pred, tmp_path / "pseudo", bands_of())
     assert stats["boxes"] == 0 and stats["review_items"] == 0 and stats["frames_with_pseudo_labels"] == 0
     assert list((tmp_path / "pseudo" / "labels").iterdir()) == []
-    assert (tmp_path / "pseudo" / "review_queue.csv").read_text().strip() == ",".join(QUEUE_COLUMNS)
+    assert (tmp_path / "pseudo" / "review_queue.csv").read_text().strip() == ",".join(REVIEW_BOX_COLUMNS)

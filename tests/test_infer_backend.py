@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks import offline
+from visem_pl.tasks.workspace import offline
 
 offline.quiet_ultralytics()
 
@@ -32,12 +32,12 @@ from ultralytics import YOLO  # noqa: E402
 from ultralytics.utils import ops  # noqa: E402
 from ultralytics.utils.metrics import box_iou  # noqa: E402
 
-from tasks import backends  # noqa: E402
-from tasks.backends import (OpenVINOBackend, TorchBackend, export_openvino, load_backend,  # noqa: E402
+from visem_pl.tasks.inference import backends  # noqa: E402
+from visem_pl.tasks.inference.backends import (OpenVINOBackend, TorchBackend, export_openvino, load_backend,  # noqa: E402
                             postprocess, predict_sources)
-from tasks.dataset import locate  # noqa: E402
-from tasks.infer import InferConfig, file_sha256, iter_frames  # noqa: E402
-from tasks.synth import SynthConfig, synthesize  # noqa: E402
+from visem_pl.tasks.dataset.reader import locate  # noqa: E402
+from visem_pl.tasks.inference.clips import InferConfig, file_sha256, iter_frames  # noqa: E402
+from visem_pl.tasks.synth import SynthConfig, synthesize  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CFG = InferConfig(stride=1, imgsz=320, conf=0.0, iou=0.7, batch=4, max_det=30, device="cpu")

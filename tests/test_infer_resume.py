@@ -20,16 +20,16 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tasks import offline
+from visem_pl.tasks.workspace import offline
 
 offline.quiet_ultralytics()  # before Ultralytics is imported: offline, settings under .cache/
 
 import torch  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 
-from tasks.dataset import locate  # noqa: E402
-from tasks.infer import META_KEY, InferConfig, infer_clips, is_done, fingerprint, file_sha256  # noqa: E402
-from tasks.synth import SynthConfig, synthesize  # noqa: E402
+from visem_pl.tasks.dataset.reader import locate  # noqa: E402
+from visem_pl.tasks.inference.clips import META_KEY, InferConfig, infer_clips, is_done, fingerprint, file_sha256  # noqa: E402
+from visem_pl.tasks.synth import SynthConfig, synthesize  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FRAMES = 10
@@ -66,7 +66,7 @@ def project_dir(base: Path, name: str, root: Path, weights: Path) -> Path:
 def cli(cwd: Path, *args: str) -> subprocess.Popen:
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env = dict(os.environ, PYTHONPATH=path, PYTHONIOENCODING="utf-8")
-    return subprocess.Popen([sys.executable, "-m", "tasks.cli", *args], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, "-m", "visem_pl.cli.main", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -25,13 +25,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import tree_digest
-from project import free_port, wait_healthy
-from tasks.exchange import labelstudio
-from tasks.exchange.ls_live import PROJECT_FILE
-from tasks.queue import REVIEWED, QueueStore
-from test_review_queue import (A, B, ITEMS, check_merged, edit, expected_answers, region,  # noqa: F401
-                               round_dir, synth_root)
+from helpers.project import free_port, wait_healthy
+from helpers.trees import tree_digest
+from visem_pl.tasks.review.exchange import labelstudio
+from visem_pl.tasks.review.exchange.live import PROJECT_FILE
+from visem_pl.tasks.review.queue import REVIEWED
+from visem_pl.tasks.review.store import QueueStore
+from helpers.review import A, B, ITEMS, check_merged, edit, expected_answers, region
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:label_studio_sdk")  # its pydantic-v1 style
 
@@ -120,7 +120,7 @@ def ls_server(tmp_path_factory):
 # --- helpers ----------------------------------------------------------------------------------------
 
 class Cli:
-    """`python -m tasks.cli ...` in the project folder (the round's files at their default paths),
+    """`python -m visem_pl.cli.main ...` in the project folder (the round's files at their default paths),
     with the Label Studio environment; keeps every output for the token check."""
 
     def __init__(self, cwd: Path, env: dict):
@@ -129,7 +129,7 @@ class Cli:
     def __call__(self, *args, env: dict | None = None) -> tuple[int, str, str]:
         path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         full = {**os.environ, "PYTHONPATH": path, "PYTHONIOENCODING": "utf-8", **self.env, **(env or {})}
-        proc = subprocess.run([sys.executable, "-m", "tasks.cli", *map(str, args)], cwd=self.cwd, env=full,
+        proc = subprocess.run([sys.executable, "-m", "visem_pl.cli.main", *map(str, args)], cwd=self.cwd, env=full,
                               capture_output=True, text=True, encoding="utf-8", timeout=300)
         self.outputs += [proc.stdout, proc.stderr]
         return proc.returncode, proc.stdout, proc.stderr
@@ -154,19 +154,19 @@ def files_under(*roots: Path):
 
 # --- the round trip -------------------------------------------------------------------------------
 
-def test_push_edit_pull_merge(ls_server, synth_root, round_dir, tmp_path, monkeypatch):
+def test_push_edit_pull_merge(ls_server, queue_synth, queue_round, tmp_path, monkeypatch):
     from label_studio_sdk import LabelStudio
 
     ls = ls_server
     print(f"label-studio answered {ls.url}/health {ls.started_in_s:.1f} s after its start")
     proj = ls.root / "project"        # the repository checkout, under the server's document root
     (proj / "data" / "rounds" / "round-0").mkdir(parents=True)
-    shutil.copytree(round_dir / "pseudo", proj / "data" / "rounds" / "round-0" / "pseudo")
-    (proj / "params.yaml").write_text(json.dumps({"data": {"root": str(synth_root)}}))
+    shutil.copytree(queue_round / "pseudo", proj / "data" / "rounds" / "round-0" / "pseudo")
+    (proj / "params.yaml").write_text(json.dumps({"data": {"root": str(queue_synth)}}))
     cli = Cli(proj, {"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token,
                      "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(ls.root)})
     store = QueueStore(proj / "review" / "round-0")
-    boxes = pd.read_parquet(round_dir / "pseudo" / "boxes.parquet")
+    boxes = pd.read_parquet(queue_round / "pseudo" / "boxes.parquet")
     expert = LabelStudio(base_url=ls.url, api_key=ls.token)
 
     # A wrong key: refused before anything is exported, and the key is not echoed.
@@ -286,7 +286,7 @@ def test_push_edit_pull_merge(ls_server, synth_root, round_dir, tmp_path, monkey
     assert tree_digest(store.root) == before
 
     # The merge holds exactly the expert's edits.
-    check_merged(synth_root, round_dir, store, tmp_path, monkeypatch)
+    check_merged(queue_synth, queue_round, store, tmp_path, monkeypatch)
 
     # The token appears in no output and no written file (the project folder, the queue folder, the merge).
     for secret in (ls.token, pat):

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tasks import offline
+from visem_pl.tasks.workspace import offline
 
 offline.quiet_ultralytics()  # before Ultralytics is imported: offline, settings under .cache/
 
@@ -15,7 +15,7 @@ from ultralytics.engine.validator import BaseValidator  # noqa: E402
 from ultralytics.utils.metrics import ap_per_class  # noqa: E402
 from ultralytics.utils.metrics import box_iou as ul_box_iou  # noqa: E402
 
-from tasks.metrics import (IOU_THRESHOLDS, Accumulator, average_precision, box_iou, fitness,  # noqa: E402
+from visem_pl.tasks.training.metrics import (IOU_THRESHOLDS, Accumulator, average_precision, box_iou, fitness,  # noqa: E402
                            match_frame, xywhn_to_xyxy)
 
 NAMES = ("sperm", "cluster", "small_or_pinhead")

@@ -34,7 +34,7 @@ def test_guard_allows_loopback():
 
 OFFLINE_SCRIPT = r"""
 import json, os
-from tasks import offline
+from visem_pl.tasks.workspace import offline
 offline.configure()
 offline.quiet_ultralytics()
 import numpy as np
@@ -53,7 +53,7 @@ print(json.dumps({k: settings.get(k, False) for k in ("sync", "hub", "dvc", "mlf
 def test_ultralytics_prefect_dvc_run_without_network(tmp_path):
     log = tmp_path / "attempts.log"
     # Start from an environment without our settings: the script must set them up itself.
-    from tasks.offline import OFFLINE_ENV
+    from visem_pl.tasks.workspace.offline import OFFLINE_ENV
 
     env = {k: v for k, v in os.environ.items() if k not in OFFLINE_ENV and k != "YOLO_CONFIG_DIR"}
     env[netguard.LOG_ENV] = str(log)

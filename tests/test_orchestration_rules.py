@@ -8,9 +8,10 @@ import os
 import pytest
 import yaml
 
-from flows.runners import OrchestrateConfig, make_task_runner
-from tasks import workspace as wsp
-from tasks.campaign import CampaignConfig, stop_reason
+from visem_pl.flows.runners import OrchestrateConfig, make_task_runner
+from visem_pl.tasks.campaign import lock
+from visem_pl.tasks.campaign.rounds import ensure_round
+from visem_pl.tasks.campaign.stop import CampaignConfig, stop_reason
 
 PARAMS = """\
 # the project's params
@@ -25,13 +26,13 @@ pseudo_rounds: [0]   # rounds pseudo-labelled
 def test_ensure_round_appends_and_keeps_comments(tmp_path):
     p = tmp_path / "params.yaml"
     p.write_text(PARAMS)
-    assert wsp.ensure_round(p, 1) is True
+    assert ensure_round(p, 1) is True
     text = p.read_text()
     assert "# the project's params" in text and "# from scratch" in text and "# rounds pseudo-labelled" in text
     data = yaml.safe_load(text)
     assert data["rounds"][1] == {"round": 1, "data": "data/rounds/round-0/merged", "init": "models/round-0"}
     assert data["pseudo_rounds"] == [0, 1]
-    assert wsp.ensure_round(p, 1) is False  # already declared: the file is left alone
+    assert ensure_round(p, 1) is False  # already declared: the file is left alone
     assert p.read_text() == text
 
 
@@ -39,37 +40,36 @@ def test_ensure_round_refuses_gaps(tmp_path):
     p = tmp_path / "params.yaml"
     p.write_text(PARAMS)
     with pytest.raises(ValueError, match="round 3 needs round 2 first"):
-        wsp.ensure_round(p, 3)
+        ensure_round(p, 3)
     p.write_text(PARAMS.replace("pseudo_rounds: [0]", "pseudo_rounds: []"))
     with pytest.raises(ValueError, match="round 0 is not pseudo-labelled"):
-        wsp.ensure_round(p, 1)
-    assert wsp.ensure_round(p, 0) is True
+        ensure_round(p, 1)
+    assert ensure_round(p, 0) is True
     assert yaml.safe_load(p.read_text())["pseudo_rounds"] == [0]
 
 
 def test_lock_refuses_a_second_round_and_is_reentrant(tmp_path):
     a = {"holder": "flow run A", "flow_run": "A", "round": 1}
-    wsp.acquire_lock(tmp_path, a)
-    wsp.acquire_lock(tmp_path, a)  # the same run resumed after its review wait
-    with pytest.raises(wsp.WorkspaceBusy, match=r"round 1 is already running in this workspace \(flow run A"):
-        wsp.acquire_lock(tmp_path, {"holder": "flow run B", "flow_run": "B", "round": 2})
-    assert wsp.release_lock(tmp_path, "flow run B") is False
-    assert wsp.read_lock(tmp_path)["holder"] == "flow run A"
-    assert wsp.release_lock(tmp_path, "flow run A") is True
-    assert wsp.read_lock(tmp_path) is None
+    lock.acquire_lock(tmp_path, a)
+    lock.acquire_lock(tmp_path, a)  # the same run resumed after its review wait
+    with pytest.raises(lock.WorkspaceBusy, match=r"round 1 is already running in this workspace \(flow run A"):
+        lock.acquire_lock(tmp_path, {"holder": "flow run B", "flow_run": "B", "round": 2})
+    assert lock.release_lock(tmp_path, "flow run B") is False
+    assert lock.read_lock(tmp_path)["holder"] == "flow run A"
+    assert lock.release_lock(tmp_path, "flow run A") is True
+    assert lock.read_lock(tmp_path) is None
 
 
 def test_stale_lock_is_taken_over(tmp_path):
-    wsp.acquire_lock(tmp_path, {"holder": "flow run A", "flow_run": "A", "round": 1})
-    got = wsp.acquire_lock(tmp_path, {"holder": "flow run B", "round": 2}, is_stale=lambda h: h["flow_run"] == "A")
-    assert got["holder"] == "flow run B" and wsp.read_lock(tmp_path)["round"] == 2
+    lock.acquire_lock(tmp_path, {"holder": "flow run A", "flow_run": "A", "round": 1})
+    got = lock.acquire_lock(tmp_path, {"holder": "flow run B", "round": 2}, is_stale=lambda h: h["flow_run"] == "A")
+    assert got["holder"] == "flow run B" and lock.read_lock(tmp_path)["round"] == 2
     # A holder without a flow run on this host whose process is gone is stale too.
-    lock = tmp_path / wsp.LOCK
-    data = json.loads(lock.read_text())
-    assert wsp.pid_alive(data) is True
+    data = json.loads(lock.lock_path(tmp_path).read_text())
+    assert lock.pid_alive(data) is True
     data["pid"] = 2 ** 22 + 12345
-    assert wsp.pid_alive(data) is False
-    assert os.getpid() == wsp.read_lock(tmp_path)["pid"]
+    assert lock.pid_alive(data) is False
+    assert os.getpid() == lock.read_lock(tmp_path)["pid"]
 
 
 ROWS = [{"round": 0, "fitness": 0.10, "accepted_boxes": 100},
@@ -110,7 +110,7 @@ def test_orchestrate_settings():
 def test_serve_without_a_server_says_how_to_start_one(tmp_path):
     import subprocess
 
-    from project import BIN, env
+    from helpers.project import BIN, env
 
     e = env(PREFECT_HOME=str(tmp_path / "home"))
     e.pop("PREFECT_API_URL", None)
@@ -121,13 +121,13 @@ def test_serve_without_a_server_says_how_to_start_one(tmp_path):
 
 
 def test_label_studio_project_maps_to_its_pushed_batch(tmp_path):
-    from tasks.exchange.ls_live import PROJECT_FILE
+    from visem_pl.tasks.review.exchange.live import PROJECT_FILE, batch_of_project
 
     for batch, project in (("20240501T100000Z-labelstudio", 7), ("20240502T100000Z-labelstudio", 9)):
         folder = tmp_path / "exports" / batch
         folder.mkdir(parents=True)
         (folder / PROJECT_FILE).write_text(json.dumps({"project": project, "batch": batch}))
     (tmp_path / "exports" / "20240503T100000Z-cvat").mkdir()
-    assert wsp.batch_of_project(tmp_path, 9) == "20240502T100000Z-labelstudio"
-    assert wsp.batch_of_project(tmp_path, 7) == "20240501T100000Z-labelstudio"
-    assert wsp.batch_of_project(tmp_path, 8) is None
+    assert batch_of_project(tmp_path, 9) == "20240502T100000Z-labelstudio"
+    assert batch_of_project(tmp_path, 7) == "20240501T100000Z-labelstudio"
+    assert batch_of_project(tmp_path, 8) is None

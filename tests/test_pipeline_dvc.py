@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from project import TINY, make_workspace, run, write_params
+from helpers.imports import covered, stage_code
+from helpers.project import TINY, make_workspace, run, write_params
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -124,3 +125,27 @@ def test_local_remote_push_and_pull(rounds, workspace):
     shutil.rmtree(ws / "models" / "round-0")
     run(["dvc", "pull"], ws)
     assert sha256(ws / "models/round-0/weights.pt") == rounds["weights0"]
+
+
+def test_editing_any_module_a_stage_runs_makes_it_stale(rounds, workspace):
+    """dvc.yaml's code deps are complete: with every module that some stage imports edited (one comment
+    line each), `dvc status` reports each stage changed through a dep holding each of its modules."""
+    ws = workspace
+    needed = stage_code(ws, ws / "dvc.yaml")
+    touched = sorted(set().union(*needed.values()))
+    original = {f: (ws / f).read_bytes() for f in touched}
+    try:
+        for f in touched:
+            (ws / f).write_bytes(original[f] + b"\n# edited by the test\n")
+        status = json.loads(run(["dvc", "status", "--json"], ws).stdout)
+    finally:
+        for f, data in original.items():
+            (ws / f).write_bytes(data)
+    instances = {name: name.split("@")[0] for name in yaml.safe_load((ws / "dvc.lock").read_text())["stages"]}
+    assert set(instances.values()) == set(needed)
+    for name, stage in instances.items():
+        changed = [path for entry in status.get(name, []) if isinstance(entry, dict)
+                   for path in entry.get("changed deps", {})]
+        missing = sorted(f for f in needed[stage] if not covered(f, changed))
+        assert not missing, f"{name}: editing {missing} does not make it stale (changed deps: {changed})"
+    assert "up to date" in run(["dvc", "status"], ws).stdout

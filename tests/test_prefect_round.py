@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from project import BIN, TINY as BASE, env, make_workspace, run, stop_group
+from helpers.project import BIN, TINY as BASE, env, make_workspace, run, stop_group
 
 TINY = {**BASE,
         "orchestrate": {"task_runner": "threads", "infer_concurrency": 2, "review_timeout_hours": 1},
@@ -228,8 +228,8 @@ def test_round_artifacts(finished, prefect_server, waiting):
 def test_dask_local_cluster_gives_the_single_process_outputs(finished, project, prefect_server, tmp_path):
     """Round 1's clips mapped over a real distributed.LocalCluster of 2 worker processes."""
     out = tmp_path / "dask"
-    code = ("import json; from flows.inference import pseudo_label_clips; "
-            "from flows.runners import OrchestrateConfig, make_task_runner; "
+    code = ("import json; from visem_pl.flows.inference import pseudo_label_clips; "
+            "from visem_pl.flows.runners import OrchestrateConfig, make_task_runner; "
             "r = pseudo_label_clips.with_options(task_runner=make_task_runner(OrchestrateConfig("
             f"task_runner='dask', n_workers=2)))('{project}', 1, out_dir='{out}'); print(json.dumps(r))")
     proc = run([str(BIN / "python"), "-c", code], project, extra_env=prefect_server.env)
@@ -250,7 +250,7 @@ def test_campaign_in_a_python_process_pauses_and_stops_by_its_rule(finished, pro
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "commit", "-qam", "campaign: up to 3 rounds"], project)
     log = open(tmp_path / "campaign.log", "w")
-    code = "import json; from flows.campaign import pseudo_label_campaign; print(json.dumps(pseudo_label_campaign()))"
+    code = "import json; from visem_pl.flows.campaign import pseudo_label_campaign; print(json.dumps(pseudo_label_campaign()))"
     out = tmp_path / "campaign.out"
     with open(out, "w") as fh:
         proc = subprocess.Popen([str(BIN / "python"), "-c", code], cwd=project, env=env(**prefect_server.env),

@@ -6,8 +6,8 @@ import os
 import pandas as pd
 import pytest
 
-from tasks.prepare import PrepareConfig, prepare, sample_frames
-from tasks.replica import build_replica
+from visem_pl.tasks.training.prepare import PrepareConfig, prepare, sample_frames
+from visem_pl.tasks.dataset.replica import build_replica
 
 
 def test_sample_frames_stride_and_even_cap():
@@ -39,7 +39,7 @@ def test_prepare_split_sampling_and_ultralytics_dataset(project):
     # Paths are relative to the project folder, so the table is the same in every clone.
     assert not any(p.startswith("/") for p in table.image)
 
-    from tasks.offline import quiet_ultralytics
+    from visem_pl.tasks.workspace.offline import quiet_ultralytics
 
     quiet_ultralytics()
     from ultralytics.data.utils import check_det_dataset, img2label_paths

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from predfiles import write_predictions
-from tasks.filter import ACCEPT, REJECT, REVIEW
-from tasks.quality import pseudo_label_quality
-from tasks.truth import TruthStore
+from helpers.predfiles import write_predictions
+from visem_pl.tasks.pseudo.bands import ACCEPT, REJECT, REVIEW
+from visem_pl.tasks.pseudo.quality import pseudo_label_quality
+from visem_pl.tasks.dataset.truth import TruthStore
 
 A, B = "11_30_60", "84_0_30"
 

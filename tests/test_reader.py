@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import layout
-from tasks.clinical import motility, read_clinical
-from tasks.dataset import DatasetNotFound, locate, probe_video
-from tasks.validate import validate
+from visem_pl.tasks.dataset import layout
+from visem_pl.tasks.dataset.clinical import motility, read_clinical
+from visem_pl.tasks.dataset.reader import DatasetNotFound, locate, probe_video
+from visem_pl.tasks.dataset.validate import validate
 
 ALL_CSVS = sorted({layout.COUNTS_CSV, *layout.CLINICAL_CSVS})
 

@@ -10,13 +10,13 @@ from dataclasses import replace
 
 import pytest
 
-from tasks import layout
-from tasks.counts import REFERENCE_COUNTS
-from tasks.dataset import locate
-from tasks.replica import build_replica
-from tasks.validate import validate
+from visem_pl.tasks.dataset import layout
+from visem_pl.tasks.dataset.counts import REFERENCE_COUNTS
+from visem_pl.tasks.dataset.reader import locate
+from visem_pl.tasks.dataset.replica import build_replica
+from visem_pl.tasks.dataset.validate import validate
 
-from conftest import Tree
+from helpers.trees import Tree
 
 GAPS_23 = set(range(823, 973)) | set(range(1084, 1108))
 

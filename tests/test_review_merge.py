@@ -10,17 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import tree_digest
-from predfiles import write_predictions
-from tasks import layout
-from tasks.dataset import locate
-from tasks.filter import filter_round, parse_bands
-from tasks.merge import merge_round
-from tasks.metrics import box_iou, xywhn_to_xyxy
-from tasks.queue import QueueConfig, QueueStore, build_queue, read_queue, write_queue
-from tasks.review import SIMULATED_EXPERT, SIMULATED_TIME, ReviewConfig, expert_answer, simulate_review
-from tasks.synth import SynthConfig, synthesize
-from tasks.truth import truth_for
+from helpers.trees import tree_digest
+from helpers.predfiles import write_predictions
+from visem_pl.tasks.dataset import layout
+from visem_pl.tasks.dataset.reader import locate
+from visem_pl.tasks.pseudo.bands import filter_round, parse_bands
+from visem_pl.tasks.pseudo.merge import merge_round
+from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
+from visem_pl.tasks.review.priority import QueueConfig, build_queue
+from visem_pl.tasks.review.queue import read_queue, write_queue
+from visem_pl.tasks.review.store import QueueStore
+from visem_pl.tasks.review.expert import SIMULATED_EXPERT, SIMULATED_TIME, ReviewConfig, expert_answer, simulate_review
+from visem_pl.tasks.synth import SynthConfig, synthesize
+from visem_pl.tasks.dataset.truth import truth_for
 
 W, H = layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT
 BANDS = {n: {"low": 0.25, "high": 0.6} for n in layout.CLASS_NAMES}

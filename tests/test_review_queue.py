@@ -13,23 +13,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import tree_digest
-from predfiles import write_predictions
-from tasks import layout
-from tasks.dataset import locate
-from tasks.exchange import CVAT, LABELSTUDIO, export_queue, import_answers
-from tasks.exchange import cvat as cvat_fmt
-from tasks.filter import filter_round, parse_bands
-from tasks.merge import merge_round
-from tasks.queue import (EXPORTED, QUEUE_COLUMNS, REVIEWED, ImportRefused, QueueConfig, QueueStore,
-                         build_queue, merged_items, read_queue, write_queue)
-from tasks.review import ReviewPending, collect_review
-from tasks.synth import SynthConfig, synthesize
-from tasks.truth import truth_for
-
-BANDS = parse_bands({n: {"low": 0.2, "high": 0.6} for n in layout.CLASS_NAMES})
-A, B = "11_30_60", "84_0_30"
-FRAMES_PER_CLIP = 10
+from helpers.trees import tree_digest
+from helpers.predfiles import write_predictions
+from visem_pl.tasks.dataset import layout
+from visem_pl.tasks.dataset.reader import locate
+from visem_pl.tasks.review.exchange import CVAT, LABELSTUDIO, export_queue, import_answers
+from visem_pl.tasks.review.exchange import cvat as cvat_fmt
+from visem_pl.tasks.review.priority import QueueConfig, build_queue
+from visem_pl.tasks.review.queue import EXPORTED, QUEUE_COLUMNS, REVIEWED
+from visem_pl.tasks.review.stages import ReviewPending, collect_review
+from visem_pl.tasks.review.store import ImportRefused, QueueStore
+from helpers.review import (A, B, BANDS, ITEMS, check_merged, expected_answers,
+                            labelstudio_export, new_store, parse_labels, pred_rows)
 
 
 # --- priority --------------------------------------------------------------------------------------
@@ -91,50 +86,12 @@ def test_bad_queue_params_are_refused():
 
 # --- a synthesized round ------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("queue_synth") / "twin"
-    synthesize(root, SynthConfig(seed=1, videos=(11, 52), frames_per_video=FRAMES_PER_CLIP, rest_clips_per_video=1,
-                                 other_videos=1, frames_per_clip=FRAMES_PER_CLIP, workers=1), progress=False)
-    return root
-
-
-def truth_rows(gt: pd.DataFrame, frame: int, conf: float) -> list[tuple]:
-    return [(frame, int(t[3]), t.cx, t.cy, t.w, t.h, conf) for t in gt.itertuples()]
-
-
-@pytest.fixture(scope="module")
-def round_dir(synth_root, tmp_path_factory):
-    """Predictions from the truth: A frame 0 all in the review band, A frame 2 accepted plus one doubtful
-    box on a cell, A frame 4 accepted only (stays pseudo), B frame 1 one doubtful box."""
-    truth = truth_for(synth_root)
-    a0, a2, a4, b1 = truth.frame(A, 0), truth.frame(A, 2), truth.frame(A, 4), truth.frame(B, 1)
-    assert min(len(a0), len(a2), len(a4), len(b1)) >= 4
-    tmp = tmp_path_factory.mktemp("queue_round")
-    rows_a = truth_rows(a0, 0, 0.45) + truth_rows(a2.iloc[1:], 2, 0.9) + truth_rows(a2.iloc[:1], 2, 0.3) \
-        + truth_rows(a4, 4, 0.9)
-    write_predictions(tmp / "predictions", A, rows_a, frames_scored=5, stride=2)
-    write_predictions(tmp / "predictions", B, truth_rows(b1.iloc[:1], 1, 0.5), frames_scored=FRAMES_PER_CLIP)
-    filter_round(tmp / "predictions", tmp / "pseudo", BANDS)
-    write_queue(build_queue(tmp / "predictions", BANDS, QueueConfig(max_items=0)), tmp / "pseudo" / "queue.csv")
-    return tmp
-
-
-ITEMS = [f"{A}_frame_0", f"{A}_frame_2", f"{B}_frame_1"]
-
-
-def new_store(round_dir, where: Path) -> QueueStore:
-    store = QueueStore(where)
-    store.init(read_queue(round_dir / "pseudo" / "queue.csv"), 0)
-    return store
-
-
-def test_store_lifecycle_and_reexport(synth_root, round_dir, tmp_path):
-    store = new_store(round_dir, tmp_path / "q")
+def test_store_lifecycle_and_reexport(queue_synth, queue_round, tmp_path):
+    store = new_store(queue_round, tmp_path / "q")
     assert sorted(store.queue()["item"]) == sorted(ITEMS)
     assert store.status()["states"] == {"pending": 3, "exported": 0, "reviewed": 0, "merged": 0}
-    boxes = pd.read_parquet(round_dir / "pseudo" / "boxes.parquet")
-    clips = locate(synth_root).clips()
+    boxes = pd.read_parquet(queue_round / "pseudo" / "boxes.parquet")
+    clips = locate(queue_synth).clips()
     first = export_queue(store, LABELSTUDIO, boxes, clips, 0, when="2024-05-01T10:00:00Z")
     second = export_queue(store, CVAT, boxes, clips, 0, when="2024-05-01T10:00:00Z")
     assert (first["batch"], second["batch"]) == ("20240501T100000Z-labelstudio", "20240501T100000Z-cvat")
@@ -155,10 +112,10 @@ def test_store_lifecycle_and_reexport(synth_root, round_dir, tmp_path):
     assert (store.root / ".gitignore").read_text() == "exports/*/images/\n"
 
 
-def test_labelstudio_tasks_predictions_and_images(synth_root, round_dir, tmp_path):
-    store = new_store(round_dir, tmp_path / "q")
-    boxes = pd.read_parquet(round_dir / "pseudo" / "boxes.parquet")
-    out = export_queue(store, LABELSTUDIO, boxes, locate(synth_root).clips(), 3, when="2024-05-01T10:00:00Z")
+def test_labelstudio_tasks_predictions_and_images(queue_synth, queue_round, tmp_path):
+    store = new_store(queue_round, tmp_path / "q")
+    boxes = pd.read_parquet(queue_round / "pseudo" / "boxes.parquet")
+    out = export_queue(store, LABELSTUDIO, boxes, locate(queue_synth).clips(), 3, when="2024-05-01T10:00:00Z")
     folder = Path(out["dir"])
     assert sorted(p.name for p in folder.iterdir()) == ["images", "labelling_config.xml", "tasks.json"]
     config = (folder / "labelling_config.xml").read_text()
@@ -183,7 +140,7 @@ def test_labelstudio_tasks_predictions_and_images(synth_root, round_dir, tmp_pat
         assert region["score"] == pytest.approx(b.conf)
     assert pred["score"] == pytest.approx(mine["conf"].mean())
     # The images are the clip's frames at the items' indices.
-    cap = cv2.VideoCapture(str(next(c.path for c in locate(synth_root).clips() if c.name == A)))
+    cap = cv2.VideoCapture(str(next(c.path for c in locate(queue_synth).clips() if c.name == A)))
     decoded = [cap.read()[1] for _ in range(3)]
     cap.release()
     img = cv2.imread(str(folder / "images" / f"{A}_frame_2.jpg"))
@@ -193,80 +150,11 @@ def test_labelstudio_tasks_predictions_and_images(synth_root, round_dir, tmp_pat
 
 # --- round trips with simulated expert edits ------------------------------------------------------
 
-def edit(boxes: list[list]) -> list[list]:
-    """The expert's edits of one frame (rows [cls, cx, cy, w, h]): move the 1st box right by 0.01,
-    delete the 2nd, relabel the 3rd (sperm <-> cluster), add a small/pinhead box."""
-    out = [list(b) for b in boxes]
-    out[0][1] += 0.01
-    out[2][0] = 1 if out[2][0] == 0 else 0
-    del out[1]
-    out.append([2, 0.1, 0.1, 0.03, 0.03])
-    return out
-
-
-def pred_rows(boxes: pd.DataFrame, clip: str, frame: int) -> list[list]:
-    g = boxes[(boxes["clip"] == clip) & (boxes["frame"] == frame) & (boxes["band"] != "reject")]
-    g = g.sort_values("conf", ascending=False, kind="stable")
-    return [[int(r.cls), float(r.cx), float(r.cy), float(r.w), float(r.h)] for r in g.itertuples()]
-
-
-def expected_answers(boxes: pd.DataFrame) -> dict[str, list[list]]:
-    """A frame 0 edited, A frame 2 accepted as predicted, B frame 1 cleared (its box was on a cell,
-    but the expert says no)."""
-    return {f"{A}_frame_0": edit(pred_rows(boxes, A, 0)), f"{A}_frame_2": pred_rows(boxes, A, 2), f"{B}_frame_1": []}
-
-
-def parse_labels(text: str) -> list[list]:
-    return [[int(f[0])] + [float(v) for v in f[1:]] for f in (ln.split() for ln in text.splitlines())]
-
-
-def check_merged(synth_root, round_dir, store: QueueStore, tmp_path, monkeypatch):
-    """Merge with the store's answers: reviewed frames hold exactly the edits, the rest pseudo-labels."""
-    monkeypatch.chdir(tmp_path)
-    boxes = pd.read_parquet(round_dir / "pseudo" / "boxes.parquet")
-    stats = merge_round(0, pd.DataFrame(columns=["image", "label"]), round_dir / "pseudo" / "labels",
-                        [(0, store.labels)], locate(synth_root).clips(), "merged")
-    frames = pd.read_csv(tmp_path / "merged" / "frames.csv", keep_default_na=False)
-    assert dict(zip(frames["image"], frames["source"])) == {
-        f"merged/images/{A}_frame_0.jpg": "reviewed", f"merged/images/{A}_frame_2.jpg": "reviewed",
-        f"merged/images/{A}_frame_4.jpg": "pseudo", f"merged/images/{B}_frame_1.jpg": "reviewed"}
-    assert stats["frames"] == {"labelled": 0, "pseudo": 1, "reviewed": 3}
-    for item, want in expected_answers(boxes).items():
-        got = parse_labels((tmp_path / "merged" / "labels" / f"{item}.txt").read_text())
-        assert [g[0] for g in got] == [w[0] for w in want], item
-        for g, w in zip(got, want):
-            assert g[1:] == pytest.approx(w[1:], abs=1.5e-6), item
-    assert (tmp_path / "merged" / "labels" / f"{A}_frame_4.txt").read_text() == \
-        (round_dir / "pseudo" / "labels" / f"{A}_frame_4.txt").read_text()
-    assert merged_items(tmp_path / "merged" / "frames.csv") == set(ITEMS)
-    assert store.status(merged_items(tmp_path / "merged" / "frames.csv"))["states"] == {
-        "pending": 0, "exported": 0, "reviewed": 0, "merged": 3}
-
-
-def region(cls, cx, cy, w, h, rid):
-    return {"id": rid, "type": "rectanglelabels", "from_name": "label", "to_name": "image",
-            "original_width": 640, "original_height": 480, "image_rotation": 0, "origin": "manual",
-            "value": {"x": (cx - w / 2) * 100, "y": (cy - h / 2) * 100, "width": w * 100, "height": h * 100,
-                      "rotation": 0, "rectanglelabels": [layout.CLASS_NAMES[int(cls)]]}}
-
-
-def labelstudio_export(tasks: list[dict], answers: dict[str, list[list]]) -> list[dict]:
-    """What Label Studio's JSON export of the project looks like after the expert's work."""
-    out = []
-    for k, t in enumerate(tasks, start=1):
-        rows = answers[t["data"]["item"]]
-        out.append({"id": k, "data": t["data"], "predictions": [1], "drafts": [], "meta": {},
-                    "annotations": [{"id": 100 + k, "completed_by": 1, "was_cancelled": False, "ground_truth": False,
-                                     "created_at": "2024-05-02T09:00:00.000000Z", "lead_time": 12.5,
-                                     "result": [region(*r, f"r{j}") for j, r in enumerate(rows)]}]})
-    return out
-
-
 @pytest.fixture
-def exported_ls(synth_root, round_dir, tmp_path):
-    store = new_store(round_dir, tmp_path / "review" / "round-0")
-    boxes = pd.read_parquet(round_dir / "pseudo" / "boxes.parquet")
-    out = export_queue(store, LABELSTUDIO, boxes, locate(synth_root).clips(), 0, when="2024-05-01T10:00:00Z")
+def exported_ls(queue_synth, queue_round, tmp_path):
+    store = new_store(queue_round, tmp_path / "review" / "round-0")
+    boxes = pd.read_parquet(queue_round / "pseudo" / "boxes.parquet")
+    out = export_queue(store, LABELSTUDIO, boxes, locate(queue_synth).clips(), 0, when="2024-05-01T10:00:00Z")
     tasks = json.loads((Path(out["dir"]) / "tasks.json").read_text())
     good = labelstudio_export(tasks, expected_answers(boxes))
     path = tmp_path / "project-1-at-2024-05-02.json"
@@ -274,7 +162,7 @@ def exported_ls(synth_root, round_dir, tmp_path):
     return store, tasks, good, path
 
 
-def test_labelstudio_round_trip(synth_root, round_dir, exported_ls, tmp_path, monkeypatch):
+def test_labelstudio_round_trip(queue_synth, queue_round, exported_ls, tmp_path, monkeypatch):
     store, _, _, path = exported_ls
     result = import_answers(store, path, "dr-a", when="2024-05-02T10:11:12Z")
     assert result == {"format": "labelstudio", "imported": 3, "changed": 3, "unchanged": False,
@@ -289,9 +177,9 @@ def test_labelstudio_round_trip(synth_root, round_dir, exported_ls, tmp_path, mo
     again = import_answers(store, path, "dr-a", when="2024-05-03T00:00:00Z")
     assert again["unchanged"] is True and tree_digest(store.root) == before
     # Nothing left to export.
-    boxes = pd.read_parquet(round_dir / "pseudo" / "boxes.parquet")
+    boxes = pd.read_parquet(queue_round / "pseudo" / "boxes.parquet")
     assert export_queue(store, LABELSTUDIO, boxes, [], 0)["batch"] is None
-    check_merged(synth_root, round_dir, store, tmp_path, monkeypatch)
+    check_merged(queue_synth, queue_round, store, tmp_path, monkeypatch)
 
 
 def cvat_back(src: bytes, answers: dict[str, list[list]], flavour: str) -> bytes:
@@ -317,10 +205,10 @@ def cvat_back(src: bytes, answers: dict[str, list[list]], flavour: str) -> bytes
 
 
 @pytest.mark.parametrize("flavour", [cvat_fmt.YOLO11, cvat_fmt.ULTRALYTICS])
-def test_cvat_round_trip(synth_root, round_dir, tmp_path, monkeypatch, flavour):
-    store = new_store(round_dir, tmp_path / "q")
-    boxes = pd.read_parquet(round_dir / "pseudo" / "boxes.parquet")
-    out = export_queue(store, CVAT, boxes, locate(synth_root).clips(), 0, when="2024-05-01T10:00:00Z")
+def test_cvat_round_trip(queue_synth, queue_round, tmp_path, monkeypatch, flavour):
+    store = new_store(queue_round, tmp_path / "q")
+    boxes = pd.read_parquet(queue_round / "pseudo" / "boxes.parquet")
+    out = export_queue(store, CVAT, boxes, locate(queue_synth).clips(), 0, when="2024-05-01T10:00:00Z")
     folder = Path(out["dir"])
     assert sorted(p.name for p in folder.iterdir()) == sorted(["images", *cvat_fmt.ZIP_NAMES.values()])
     assert sorted(p.name for p in (folder / "images").iterdir()) == sorted(f"{i}.jpg" for i in ITEMS)
@@ -344,7 +232,7 @@ def test_cvat_round_trip(synth_root, round_dir, tmp_path, monkeypatch, flavour):
     back.write_bytes(cvat_back(src, expected_answers(boxes), flavour))
     result = import_answers(store, back, "dr-b", when="2024-05-02T10:11:12Z")
     assert (result["format"], result["imported"], result["changed"]) == ("cvat", 3, 3)
-    check_merged(synth_root, round_dir, store, tmp_path, monkeypatch)
+    check_merged(queue_synth, queue_round, store, tmp_path, monkeypatch)
 
 
 # --- malformed imports: listed with item ids, exit 2, nothing changed ------------------------------
@@ -397,10 +285,10 @@ def test_malformed_labelstudio_import_is_refused(exported_ls, tmp_path, run_cli,
     assert tree_digest(store.root) == before
 
 
-def test_malformed_cvat_import_is_refused(synth_root, round_dir, tmp_path):
-    store = new_store(round_dir, tmp_path / "q")
-    boxes = pd.read_parquet(round_dir / "pseudo" / "boxes.parquet")
-    out = export_queue(store, CVAT, boxes, locate(synth_root).clips(), 0, when="2024-05-01T10:00:00Z")
+def test_malformed_cvat_import_is_refused(queue_synth, queue_round, tmp_path):
+    store = new_store(queue_round, tmp_path / "q")
+    boxes = pd.read_parquet(queue_round / "pseudo" / "boxes.parquet")
+    out = export_queue(store, CVAT, boxes, locate(queue_synth).clips(), 0, when="2024-05-01T10:00:00Z")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("obj.names", "sperm\ncluster\nsmall_or_pinhead\ntail\n")
@@ -428,8 +316,8 @@ def test_malformed_cvat_import_is_refused(synth_root, round_dir, tmp_path):
     assert out["items"] == 3
 
 
-def test_cvat_duplicate_item(synth_root, round_dir, tmp_path):
-    store = new_store(round_dir, tmp_path / "q")
+def test_cvat_duplicate_item(queue_synth, queue_round, tmp_path):
+    store = new_store(queue_round, tmp_path / "q")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("obj.names", "sperm\ncluster\nsmall_or_pinhead\n")
@@ -479,18 +367,18 @@ def test_another_answer_needs_replace(exported_ls, tmp_path, run_cli):
 
 # --- the review stage on real data: waits for the experts' answers ---------------------------------
 
-def test_collect_review_waits_then_copies(round_dir, exported_ls, tmp_path):
+def test_collect_review_waits_then_copies(queue_round, exported_ls, tmp_path):
     store, _, _, path = exported_ls
-    pseudo = round_dir / "pseudo"
+    pseudo = queue_round / "pseudo"
     with pytest.raises(ReviewPending) as exc:
-        collect_review(0, pseudo, tmp_path / "reviewed", review_root=tmp_path / "nowhere")
+        collect_review(0, pseudo, tmp_path / "reviewed", QueueStore(tmp_path / "nowhere" / "round-0"))
     assert "waiting for 3 reviewed items" in str(exc.value)
     assert "visem-pl review export --round 0" in str(exc.value) and "visem-pl review import --round 0" in str(exc.value)
     with pytest.raises(ReviewPending, match=r"waiting for 3 of 3 items"):
-        collect_review(0, pseudo, tmp_path / "reviewed", review_root=store.root.parent)
+        collect_review(0, pseudo, tmp_path / "reviewed", store)
     assert not (tmp_path / "reviewed").exists()
     import_answers(store, path, "dr-a")
-    stats = collect_review(0, pseudo, tmp_path / "reviewed", review_root=store.root.parent)
+    stats = collect_review(0, pseudo, tmp_path / "reviewed", store)
     assert stats == {"reviewer": "experts", "items": 3, "queued": 3, "reviewers": ["dr-a"]}
     assert {p.name: p.read_text() for p in (tmp_path / "reviewed" / "labels").iterdir()} == {
         p.name: p.read_text() for p in store.labels.iterdir()}

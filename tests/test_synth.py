@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import layout
-from tasks.synth import SynthConfig, synthesize
+from visem_pl.tasks.dataset import layout
+from visem_pl.tasks.synth import SynthConfig, synthesize
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference" / layout.COUNTS_CSV
 VIDEOS = (11, 23, 24)

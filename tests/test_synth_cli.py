@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tasks import layout
+from visem_pl.tasks.dataset import layout
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from tasks import layout
-from tasks.counts import REFERENCE_COUNTS
-from tasks.dataset import locate
-from tasks.validate import validate
+from visem_pl.tasks.dataset import layout
+from visem_pl.tasks.dataset.counts import REFERENCE_COUNTS
+from visem_pl.tasks.dataset.reader import locate
+from visem_pl.tasks.dataset.validate import validate
 
-from conftest import SMALL_FRAMES, SMALL_VIDEOS, tree_digest
+from helpers.trees import SMALL_FRAMES, SMALL_VIDEOS, tree_digest
 
 SUMMARY_KEYS = ["videos", "images", "label_files", "frames_without_labels", "boxes", "tracks", "clips",
                 "participants"]

@@ -1,6 +1,6 @@
 """Synthetic twin of VISEM-Tracking: same on-disk layout, known ground truth.
 
-    from tasks.synth import SynthConfig, synthesize
+    from visem_pl.tasks.synth import SynthConfig, synthesize
     counts = synthesize(out_dir, SynthConfig(seed=0))
 
 Everything a reader of the real dataset may see is written in the real layout; the

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import layout
+from visem_pl.tasks.dataset import layout
 
 from .ids import rng_for
 from .motion import MOTILITIES

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks import layout
+from visem_pl.tasks.dataset import layout
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,13 @@ class SynthConfig:
             raise ValueError("jpeg_quality must be in [1, 100]")
         if self.workers < 1:
             raise ValueError("workers must be >= 1")
+
+
+def synth_config(section: dict) -> SynthConfig:
+    """SynthConfig from params.yaml `synth:` (`frames_per_video: 0` = the real length)."""
+    from visem_pl.tasks.workspace.params import build
+
+    section = dict(section)
+    if section.get("frames_per_video") == 0:
+        section["frames_per_video"] = None
+    return build(SynthConfig, section, "params.yaml synth")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks import layout
+from visem_pl.tasks.dataset import layout
 
 from .clinical import motility_percentages, write_clinical
 from .config import SynthConfig

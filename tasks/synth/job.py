@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks import layout
+from visem_pl.tasks.dataset import layout
 
 from . import motion as mo
 from .ids import rng_for, track_id
@@ -209,6 +209,6 @@ def _write_labels(job: Job, vdir: Path, truth: pd.DataFrame) -> list[tuple]:
         (vdir / "labels_ftid" / layout.ftid_name(job.vid, frame)).write_text(ftid, encoding="utf-8")
         listed.append(f"labels/{name}")
         cls = g["class"].to_numpy()
-        rows.append((f"{job.vid}_frame_{frame}", *(int((cls == k).sum()) for k in range(3))))
+        rows.append((layout.frame_item(job.vid, frame), *(int((cls == k).sum()) for k in range(3))))
     (vdir / f"{job.vid}.txt").write_text("".join(p + "\n" for p in listed), encoding="utf-8")
     return rows

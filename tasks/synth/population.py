@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tasks.layout import IMAGE_HEIGHT as H, IMAGE_WIDTH as W
+from visem_pl.tasks.dataset.layout import IMAGE_HEIGHT as H, IMAGE_WIDTH as W
 
 from . import motion as mo
 from .render import BLURRED, SHARP, SOFT, sample_look

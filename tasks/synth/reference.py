@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import layout
-from tasks.counts import REFERENCE_COUNTS, per_frame, read_counts
+from visem_pl.tasks.dataset import layout
+from visem_pl.tasks.dataset.counts import REFERENCE_COUNTS, per_frame, read_counts
 
 REAL_SECONDS = 30
 

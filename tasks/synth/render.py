@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from tasks.layout import IMAGE_HEIGHT as H, IMAGE_WIDTH as W
+from visem_pl.tasks.dataset.layout import IMAGE_HEIGHT as H, IMAGE_WIDTH as W
 
 SHIFT = 4  # cv2 sub-pixel drawing: coordinates in 1/16 px keep slow motion smooth
 FP = 1 << SHIFT

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tasks import layout
+from visem_pl.tasks.dataset import layout
 
 
 def fmt(v: float) -> str:

@@ -1,0 +1,406 @@
+"""Detection backends and the streaming prediction pipeline behind `infer`.
+
+Backends:
+
+- ``openvino``: the weights exported once to an OpenVINO IR with dynamic shapes (fp32) and cached
+  under ``.cache/exports/<weights sha256>-<versions>/``; BGR->RGB, uint8->float and /255 run
+  inside the compiled graph (OpenVINO pre-processing), so the decoding thread only letterboxes.
+  Compiled with the THROUGHPUT hint; one batch in flight per inference request it suggests.
+  Precision is the CPU plugin's default, made explicit: bf16 on CPUs with native bf16
+  (AVX512_BF16/AMX, e.g. this AMD EPYC), f32 elsewhere; it is part of the backend's label.
+- ``torch``: Ultralytics' AutoBackend on the chosen device (fp16 on CUDA), the same module and
+  the same pre-processing arithmetic as ``YOLO.predict``; on CPU it uses every core.
+- ``auto``: OpenVINO on CPU when it is installed, PyTorch (fp16) on a CUDA device. A TensorRT
+  engine would be the next step on a GPU; it is not wired in (unmeasured here).
+
+When the OpenVINO export is impossible, `load_backend` logs why and falls back to PyTorch;
+the backend's label goes into each clip's fingerprint, so the files say which one made them.
+
+Pipeline (`predict_sources`): a decoding thread reads frames (OpenCV, stride applied there),
+letterboxes each one once with Ultralytics' own LetterBox (what `predict` would feed the model)
+and puts uint8 batches on a bounded queue; the main thread keeps one batch per inference slot in
+flight and runs Ultralytics' NMS + scale_boxes on a finished batch while the next one computes.
+Memory is bounded by the queue depth, never by a clip's length.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from visem_pl.tasks.workspace import offline
+from visem_pl.tasks.workspace.paths import Workspace
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "openvino", "torch")
+EXPORT_FORMAT = 1  # bump when the export arguments below change: old cache entries are then ignored
+
+
+# ----------------------------------------------------------------------------------------------
+# Choosing a backend
+
+
+def openvino_version() -> str | None:
+    offline.configure()  # before the first `import openvino`: its import would phone home
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return openvino.get_version().split("-")[0]
+
+
+def resolve(backend: str, device: str) -> tuple[str, str]:
+    """(kind, device): kind is "openvino" or "torch"; device as Ultralytics spells it ("cpu", "0")."""
+    from visem_pl.tasks.workspace.device import pick_device
+
+    if backend not in BACKENDS:
+        raise ValueError(f"params.yaml infer: backend {backend!r} is not one of {list(BACKENDS)}")
+    dev = pick_device(device)
+    if backend == "auto":
+        kind = "openvino" if dev == "cpu" and openvino_version() else "torch"
+    else:
+        kind = backend
+    if kind == "openvino" and dev != "cpu":
+        raise ValueError(f"params.yaml infer: backend openvino runs on the CPU, not device {dev!r}; "
+                         "set device: cpu or backend: torch (or auto)")
+    return kind, dev
+
+
+def _half(dev: str) -> bool:
+    return dev not in ("cpu", "mps")
+
+
+def torch_label(dev: str) -> str:
+    return f"torch/{'cpu' if dev == 'cpu' else 'mps' if dev == 'mps' else 'cuda'}/{'fp16' if _half(dev) else 'fp32'}"
+
+
+def openvino_precision() -> str:
+    """The CPU plugin's own default: bf16 where the CPU computes it natively (AVX512_BF16, AMX), else f32."""
+    offline.configure()
+    import openvino as ov
+
+    return "bf16" if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "f32"
+
+
+def _precision(precision: str | None) -> str:
+    if precision in (None, "auto"):
+        return openvino_precision()
+    if precision not in ("f32", "bf16"):
+        raise ValueError(f"params.yaml infer: precision {precision!r} is not one of ['auto', 'f32', 'bf16']")
+    return precision
+
+
+def openvino_label(precision: str | None = None) -> str:
+    return f"openvino/{openvino_version()}/{_precision(precision)}"
+
+
+def backend_label(backend: str, device: str, precision: str | None = "auto") -> str:
+    """The label a run with these settings is expected to record, e.g. "openvino/2026.4.1/bf16"."""
+    kind, dev = resolve(backend, device)
+    return openvino_label(precision) if kind == "openvino" else torch_label(dev)
+
+
+# ----------------------------------------------------------------------------------------------
+# OpenVINO export, cached by the weights' hash
+
+
+def export_key(model_sha: str) -> str:
+    import ultralytics
+
+    return f"{model_sha}-openvino{openvino_version()}-ul{ultralytics.__version__}-dyn-fp32-v{EXPORT_FORMAT}"
+
+
+def export_openvino(weights: Path | str, model_sha: str | None = None,
+                    cache_dir: Path | str | None = None) -> tuple[Path, bool]:
+    """The cached OpenVINO IR (.xml) of `weights`, exporting it first when absent.
+
+    Returns (xml path, whether this call exported). The export runs in a hidden temporary
+    folder renamed into place, so concurrent or killed runs never leave a half-written model.
+    """
+    offline.quiet_ultralytics()
+    offline.quiet_openvino()
+    if openvino_version() is None:
+        raise RuntimeError("the openvino package is not installed")
+    if model_sha is None:
+        from visem_pl.tasks.workspace.io import file_sha256
+
+        model_sha = file_sha256(weights)
+    cache_dir = Path(cache_dir) if cache_dir is not None else Workspace(Path.cwd()).exports_cache
+    target = cache_dir / export_key(model_sha)
+    xml = target / "model_openvino_model" / "model.xml"
+    if xml.exists() and xml.with_suffix(".bin").exists():
+        return xml, False
+    from ultralytics import YOLO
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{model_sha[:12]}-", suffix=".tmp", dir=cache_dir))
+    try:
+        shutil.copyfile(weights, tmp / "model.pt")
+        # dynamic: any batch size and any letterboxed frame shape; imgsz only sizes the trace.
+        YOLO(str(tmp / "model.pt")).export(format="openvino", dynamic=True, half=False, int8=False,
+                                           imgsz=640, batch=1, device="cpu", verbose=False)
+        if not (tmp / "model_openvino_model" / "model.xml").exists():
+            raise RuntimeError("Ultralytics' export wrote no model.xml")
+        (tmp / "model.pt").unlink()
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not xml.exists():  # not a concurrent run that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return xml, True
+
+
+# ----------------------------------------------------------------------------------------------
+# Backends: submit(slot, uint8 BGR NHWC batch) / wait(slot) -> raw (B, 4+nc, anchors) tensor
+
+
+def to_float_nchw(batch: np.ndarray) -> np.ndarray:
+    """uint8 BGR NHWC -> float32 RGB NCHW in [0, 1] (what the in-graph pre-processing does)."""
+    out = np.empty((batch.shape[0], 3, batch.shape[1], batch.shape[2]), np.float32)
+    np.divide(batch[..., ::-1].transpose(0, 3, 1, 2), np.float32(255), out=out)
+    return out
+
+
+class OpenVINOBackend:
+    kind = "openvino"
+
+    def __init__(self, xml: Path | str, hint: str = "THROUGHPUT", requests: int | None = None,
+                 preprocess_in_graph: bool = True, precision: str | None = None):
+        offline.configure()
+        import openvino as ov
+        import yaml
+
+        meta = yaml.safe_load((Path(xml).parent / "metadata.yaml").read_text(encoding="utf-8")) or {}
+        self.names = {int(k): v for k, v in (meta.get("names") or {}).items()}
+        stride = meta.get("stride", 32)
+        self.stride = int(max(stride) if isinstance(stride, (list, tuple)) else stride)
+        self.end2end = bool(meta.get("end2end", False))
+        self.precision = _precision(precision)
+        self.label = openvino_label(self.precision)
+        self.uint8_input = preprocess_in_graph
+        core = ov.Core()
+        model = core.read_model(str(xml))
+        if preprocess_in_graph:
+            from openvino.preprocess import ColorFormat, PrePostProcessor
+
+            ppp = PrePostProcessor(model)
+            ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")) \
+                .set_color_format(ColorFormat.BGR)
+            ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB) \
+                .scale(255.0)
+            ppp.input().model().set_layout(ov.Layout("NCHW"))
+            model = ppp.build()
+        self.compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": hint,
+                                                          "INFERENCE_PRECISION_HINT": self.precision})
+        n = requests or int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.requests = [self.compiled.create_infer_request() for _ in range(max(1, n))]
+        self.slots = len(self.requests)
+        self._keep: dict[int, np.ndarray] = {}
+
+    def submit(self, slot: int, batch: np.ndarray) -> None:
+        if not self.uint8_input:  # the plain fp32 NCHW RGB model (benchmark's comparison)
+            batch = to_float_nchw(batch)
+        # share_inputs: no copy; the pipeline keeps `batch` alive until wait(slot) returns.
+        self._keep[slot] = batch
+        self.requests[slot].start_async({0: batch}, share_inputs=True)
+
+    def wait(self, slot: int):
+        import torch
+
+        req = self.requests[slot]
+        req.wait()
+        return torch.from_numpy(req.get_output_tensor(0).data.copy())
+
+
+class TorchBackend:
+    kind = "torch"
+
+    def __init__(self, weights: Path | str, device: str = "cpu"):
+        offline.quiet_ultralytics()
+        import torch
+        from ultralytics.nn.autobackend import AutoBackend
+
+        self.device = torch.device("cpu" if device == "cpu" else "mps" if device == "mps" else
+                                   f"cuda:{device}" if str(device).isdigit() else device)
+        # Ultralytics sets OMP_NUM_THREADS=1 on import; the forward pass wants every core (set
+        # around each forward only, so the rest of the process keeps its setting).
+        self.threads = (os.cpu_count() or 1) if self.device.type == "cpu" else None
+        half = self.device.type == "cuda"
+        self.model = AutoBackend(model=str(weights), device=self.device, fp16=half, fuse=True, verbose=False)
+        self.model.eval()
+        self.names = dict(self.model.names)
+        self.stride = int(max(self.model.stride) if hasattr(self.model.stride, "__len__") else self.model.stride)
+        self.end2end = bool(getattr(self.model, "end2end", False))
+        self.label = torch_label("cpu" if self.device.type == "cpu" else self.device.type if
+                                 self.device.type == "mps" else "0")
+        self.uint8_input = True
+        self.slots = 1
+        self._out = {}
+
+    def submit(self, slot: int, batch: np.ndarray) -> None:
+        import torch
+
+        before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                # Exactly Ultralytics' BasePredictor.preprocess arithmetic.
+                im = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).contiguous().flip(1)
+                im = (im.half() if self.model.fp16 else im.float()).div_(255)
+                out = self.model(im)
+        finally:
+            if self.threads:
+                torch.set_num_threads(before)
+        self._out[slot] = out[0] if isinstance(out, (list, tuple)) else out
+
+    def wait(self, slot: int):
+        return self._out.pop(slot)
+
+
+def load_backend(weights: Path | str, backend: str = "auto", device: str = "auto", precision: str = "auto",
+                 model_sha: str | None = None, cache_dir: Path | str | None = None):
+    """The backend `backend`/`device` ask for; PyTorch (logged) when the OpenVINO export fails."""
+    kind, dev = resolve(backend, device)
+    if kind == "openvino":
+        try:
+            xml, _ = export_openvino(weights, model_sha, cache_dir)
+            return OpenVINOBackend(xml, precision=precision)
+        except Exception as exc:  # noqa: BLE001 - any failure means: use PyTorch instead
+            log.warning("OpenVINO export or load failed (%s: %s); falling back to PyTorch on the CPU",
+                        type(exc).__name__, exc)
+    return TorchBackend(weights, dev)
+
+
+# ----------------------------------------------------------------------------------------------
+# The pipeline
+
+Source = tuple[object, Callable[[], Iterable[tuple[int, np.ndarray]]]]
+FrameBoxes = tuple[int, np.ndarray, np.ndarray, np.ndarray]  # index, xywhn [n,4] f32, cls [n], conf [n]
+
+
+class _Feeder(threading.Thread):
+    """Decode + letterbox in a thread; batches on a bounded queue."""
+
+    def __init__(self, sources: list[Source], batch: int, letterbox, depth: int):
+        super().__init__(name="visem-decode", daemon=True)
+        self.sources, self.batch, self.letterbox = sources, batch, letterbox
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.halt = threading.Event()
+
+    def _put(self, item) -> bool:
+        while not self.halt.is_set():
+            try:
+                self.q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
+        try:
+            for si, (_, frames) in enumerate(self.sources):
+                indices, imgs, origs = [], [], []
+
+                def flush() -> bool:
+                    ok = True
+                    if imgs:
+                        ok = self._put(("batch", si, list(indices), np.stack(imgs), list(origs)))
+                    indices.clear(), imgs.clear(), origs.clear()
+                    return ok
+
+                for index, frame in frames():
+                    img = self.letterbox(image=frame)
+                    if imgs and img.shape != imgs[0].shape and not flush():
+                        return
+                    indices.append(index), imgs.append(img), origs.append(frame.shape[:2])
+                    if len(imgs) == self.batch and not flush():
+                        return
+                if not flush() or not self._put(("end", si)):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consuming thread
+            self._put(("error", exc))
+            return
+        self._put(("done",))
+
+
+def postprocess(raw, img_hw: tuple[int, int], orig_hws: list[tuple[int, int]], conf: float, iou: float,
+                max_det: int, nc: int, end2end: bool = False) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Ultralytics' detection post-processing: NMS, boxes back to each frame, normalised xywh."""
+    from ultralytics.utils import nms, ops
+
+    preds = nms.non_max_suppression(raw, conf, iou, classes=None, agnostic=False, max_det=max_det, nc=nc,
+                                    end2end=end2end)
+    out = []
+    for pred, (h, w) in zip(preds, orig_hws):
+        pred[:, :4] = ops.scale_boxes(img_hw, pred[:, :4], (h, w))
+        xywh = ops.xyxy2xywh(pred[:, :4])
+        xywh[..., [0, 2]] /= w
+        xywh[..., [1, 3]] /= h
+        out.append((xywh.float().cpu().numpy(), pred[:, 5].cpu().numpy(), pred[:, 4].float().cpu().numpy()))
+    return out
+
+
+def predict_sources(backend, sources: list[Source], cfg, depth: int | None = None
+                    ) -> Iterator[tuple[object, list[FrameBoxes]]]:
+    """Yield (key, [(index, xywhn, cls, conf) per frame]) for each (key, frames factory), in order.
+
+    `cfg` needs imgsz, batch, conf, iou, max_det. Batches never span two sources.
+    """
+    from ultralytics.data.augment import LetterBox
+    from ultralytics.utils.checks import check_imgsz
+
+    imgsz = check_imgsz(cfg.imgsz, stride=backend.stride, min_dim=2)
+    letterbox = LetterBox(imgsz, auto=True, stride=backend.stride)
+    nc = len(backend.names)
+    feeder = _Feeder(sources, cfg.batch, letterbox, depth or 2 * backend.slots + 1)
+    inflight: deque = deque()
+    done: dict[int, list[FrameBoxes]] = {}
+    slot = 0
+
+    def finish() -> None:
+        s, si, indices, img_hw, origs, _ = inflight.popleft()
+        raw = backend.wait(s)
+        for index, (xywhn, cls, conf) in zip(indices, postprocess(raw, img_hw, origs, cfg.conf, cfg.iou,
+                                                                 cfg.max_det, nc, backend.end2end)):
+            done.setdefault(si, []).append((index, xywhn, cls, conf))
+
+    feeder.start()
+    try:
+        while True:
+            item = feeder.q.get()
+            if item[0] == "batch":
+                _, si, indices, arr, origs = item
+                if len(inflight) == backend.slots:
+                    finish()
+                backend.submit(slot, arr)
+                inflight.append((slot, si, indices, arr.shape[1:3], origs, arr))  # arr: kept alive
+                slot = (slot + 1) % backend.slots
+            elif item[0] == "end":
+                while inflight:
+                    finish()
+                yield sources[item[1]][0], done.pop(item[1], [])
+            elif item[0] == "error":
+                raise item[1]
+            else:
+                break
+    finally:
+        feeder.halt.set()
+        while inflight:  # an exported backend may still be reading these batches
+            s = inflight.popleft()[0]
+            try:
+                backend.wait(s)
+            except Exception:  # noqa: BLE001
+                pass
+        feeder.join(timeout=10)

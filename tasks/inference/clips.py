@@ -1,0 +1,184 @@
+"""Pseudo-label every unlabelled clip: decode with OpenCV, detect, one columnar file per clip.
+
+A clip whose file exists for the same model, backend and parameters is skipped, and each file
+is written atomically, so a run killed at any point finishes on rerun without redoing the
+clips it had finished, and gives the same outputs.
+
+The pipeline (`tasks.backends`): a decoding thread reads every `stride`-th frame, letterboxes it
+once (Ultralytics' own LetterBox, so the model sees what `predict` would feed it) and hands
+uint8 batches to a bounded queue; the main thread keeps up to one batch per inference slot in
+flight on the backend (OpenVINO on CPU, PyTorch elsewhere) and runs NMS on the finished batch
+while the next computes. Memory is bounded by the queue, not by the clip's length.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from visem_pl.tasks.workspace import offline
+from visem_pl.tasks.dataset.reader import Clip
+from visem_pl.tasks.workspace.io import atomic_path, file_sha256
+
+SCHEMA = pa.schema([
+    ("clip", pa.string()), ("frame", pa.int32()), ("cls", pa.int8()),
+    ("cx", pa.float32()), ("cy", pa.float32()), ("w", pa.float32()), ("h", pa.float32()),
+    ("conf", pa.float32()),
+])
+META_KEY = b"visem_pl"
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    stride: int = 1          # every n-th frame of each clip
+    imgsz: int = 640
+    conf: float = 0.05       # below the lowest review band: nothing useful is dropped
+    iou: float = 0.7
+    batch: int = 8
+    max_det: int = 300
+    device: str = "auto"
+    backend: str = "auto"    # auto (OpenVINO on CPU, PyTorch+fp16 on CUDA) | openvino | torch
+    precision: str = "auto"  # OpenVINO only: auto (bf16 where the CPU has it natively, else f32) | f32 | bf16
+
+
+# Recorded through the resolved backend label rather than among "params".
+BACKEND_KEYS = ("backend", "precision")
+
+
+def clip_output(out_dir: Path, clip: Clip) -> Path:
+    return out_dir / f"{clip.name}.parquet"
+
+
+def fingerprint(model_sha: str, cfg: InferConfig, clip: Clip, backend: str | None = None) -> dict:
+    """What a finished clip's file records; `backend` is the resolved backend's label
+    (e.g. "openvino/2026.4.1", "torch/cpu/fp32"), worked out from `cfg` when not given, so that
+    switching backends (or upgrading OpenVINO) redoes the clips."""
+    from visem_pl.tasks.inference.backends import backend_label
+
+    params = {k: v for k, v in asdict(cfg).items() if k not in BACKEND_KEYS}
+    if backend is None:
+        backend = backend_label(cfg.backend, cfg.device, cfg.precision)
+    return {"model_sha256": model_sha, "params": params, "backend": backend, "clip": clip.name}
+
+
+def is_done(path: Path, expected: dict) -> bool:
+    """True when `path` holds a finished result for exactly this model and these parameters."""
+    if not path.exists():
+        return False
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError):
+        return False
+    try:
+        found = json.loads(meta.get(META_KEY, b"{}"))
+    except json.JSONDecodeError:
+        return False
+    return {k: found.get(k) for k in expected} == expected
+
+
+def iter_frames(path: Path, stride: int):
+    """Yield (frame index, BGR frame) for every `stride`-th frame, decoding sequentially."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ValueError(f"{path}:0: cannot be opened as a video")
+    try:
+        index = 0
+        while True:
+            if index % stride == 0:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                yield index, frame
+            elif not cap.grab():  # skipped frames are demuxed but never converted
+                break
+            index += 1
+    finally:
+        cap.release()
+
+
+def _table(clip: Clip, boxes: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]) -> pa.Table:
+    """One clip's boxes: (frame index, xywhn float32 [n,4], cls [n], conf [n]) per scored frame."""
+    cols: dict[str, list] = {name: [] for name in SCHEMA.names}
+    for index, xywhn, cls, conf in boxes:
+        n = len(xywhn)
+        cols["clip"] += [clip.name] * n
+        cols["frame"] += [index] * n
+        cols["cls"] += cls.astype(np.int8).tolist()
+        for k, name in enumerate(("cx", "cy", "w", "h")):
+            cols[name] += xywhn[:, k].tolist()
+        cols["conf"] += conf.tolist()
+    return pa.table(cols, schema=SCHEMA)
+
+
+def pending(weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg: InferConfig,
+            model_sha: str | None = None) -> list[Clip]:
+    """The clips whose output is missing or was made by another model, backend or parameters."""
+    from visem_pl.tasks.inference.backends import backend_label
+
+    model_sha = model_sha or file_sha256(weights)
+    wanted = backend_label(cfg.backend, cfg.device, cfg.precision)
+    return [c for c in clips if not is_done(clip_output(Path(out_dir), c), fingerprint(model_sha, cfg, c, wanted))]
+
+
+def infer_clips(weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg: InferConfig,
+                progress: bool = True, cache_dir: Path | str | None = None) -> dict:
+    """Predictions for every clip into `out_dir/<clip>.parquet`; returns counts of done/skipped.
+
+    `cache_dir` holds exported models (default `.cache/exports` under the working directory).
+    """
+    offline.quiet_ultralytics()
+    from rich.progress import Progress
+
+    from visem_pl.tasks.inference.backends import load_backend, predict_sources
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # A run killed mid-write leaves its hidden temporary file; it must not become an output. Only
+    # these clips' own: other clips may be written right now by a parallel task (Prefect map).
+    for clip in clips:
+        for stale in out_dir.glob(f".{clip_output(out_dir, clip).name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+    model_sha = file_sha256(weights)
+    todo = pending(weights, clips, out_dir, cfg, model_sha)
+    stats = {"clips": len(clips), "skipped": len(clips) - len(todo), "predicted": 0, "boxes": 0}
+    if not todo:
+        return stats
+    backend = load_backend(weights, cfg.backend, cfg.device, precision=cfg.precision, model_sha=model_sha,
+                           cache_dir=cache_dir)
+    sources = [(clip, (lambda c=clip: iter_frames(c.path, cfg.stride))) for clip in todo]
+    with Progress(disable=not progress, transient=False) as bar:
+        task = bar.add_task("pseudo-labelling clips", total=len(clips), completed=stats["skipped"])
+        for clip, boxes in predict_sources(backend, sources, cfg):
+            table = _table(clip, boxes)
+            meta = {**fingerprint(model_sha, cfg, clip, backend.label), "boxes": table.num_rows,
+                    "frames_scored": len(boxes)}
+            table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+            with atomic_path(clip_output(out_dir, clip)) as tmp:
+                pq.write_table(table, tmp)
+            stats["predicted"] += 1
+            stats["boxes"] += table.num_rows
+            bar.advance(task)
+    return stats
+
+
+def scored_frames(path: Path) -> list[int]:
+    """Frame indices a clip's prediction file covers (frames without boxes included)."""
+    meta = json.loads((pq.read_schema(path).metadata or {})[META_KEY])
+    return list(range(0, meta["frames_scored"] * meta["params"]["stride"], meta["params"]["stride"]))
+
+
+def read_predictions(out_dir: Path | str) -> "pd.DataFrame":  # noqa: F821
+    """All clips' predictions as one table (columns of SCHEMA)."""
+    import pandas as pd
+
+    files = sorted(Path(out_dir).glob("*.parquet"))
+    if not files:
+        return pd.DataFrame({name: pd.Series(dtype=t.to_pandas_dtype()) for name, t in
+                             zip(SCHEMA.names, SCHEMA.types)})
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+

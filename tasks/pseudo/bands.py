@@ -1,0 +1,81 @@
+"""Split a round's predictions into confidence bands per class.
+
+accept (conf >= high): the box becomes a pseudo-label; review (low <= conf < high): the box
+goes to the round's review queue for an expert; reject (conf < low): dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from visem_pl.tasks.dataset import layout
+from visem_pl.tasks.dataset.labels import yolo_text
+from visem_pl.tasks.inference.clips import read_predictions
+from visem_pl.tasks.workspace.io import atomic_path, write_json
+
+ACCEPT, REVIEW, REJECT = "accept", "review", "reject"
+# review_queue.csv: one row per review-band box (the frame-level queue is tasks.review.queue).
+REVIEW_BOX_COLUMNS = ["item", "clip", "frame", "cls", "class_name", "cx", "cy", "w", "h", "conf"]
+BOX_COLUMNS = ["cls", "cx", "cy", "w", "h"]
+
+
+@dataclass(frozen=True)
+class Band:
+    low: float
+    high: float
+
+    def __post_init__(self):
+        if not 0.0 <= self.low <= self.high <= 1.0:
+            raise ValueError(f"band needs 0 <= low <= high <= 1, got low={self.low} high={self.high}")
+
+
+def parse_bands(section: dict) -> dict[int, Band]:
+    """`{sperm: {low, high}, ...}` from params.yaml -> {class index: Band}; every class required."""
+    missing = [n for n in layout.CLASS_NAMES if n not in section]
+    unknown = [n for n in section if n not in layout.CLASS_NAMES]
+    if missing or unknown:
+        raise ValueError(f"params.yaml filter.bands: missing {missing}, unknown {unknown}; "
+                         f"expected {list(layout.CLASS_NAMES)}")
+    return {k: Band(float(section[n]["low"]), float(section[n]["high"])) for k, n in enumerate(layout.CLASS_NAMES)}
+
+
+def assign_bands(pred: pd.DataFrame, bands: dict[int, Band]) -> pd.Series:
+    # Compare in float32, the precision confidences are stored in (infer.SCHEMA): a box whose conf
+    # reads 0.7 sits at a bound written as 0.7 in params.yaml, not just below it (0.69999999 < 0.7).
+    low = pred["cls"].map({k: b.low for k, b in bands.items()}).to_numpy(dtype=np.float32)
+    high = pred["cls"].map({k: b.high for k, b in bands.items()}).to_numpy(dtype=np.float32)
+    conf = pred["conf"].to_numpy(dtype=np.float32)
+    band = np.where(conf >= high, ACCEPT, np.where(conf >= low, REVIEW, REJECT))
+    return pd.Series(band, index=pred.index, name="band")
+
+
+def filter_round(pred_dir: Path | str, out_dir: Path | str, bands: dict[int, Band]) -> dict:
+    """Write `boxes.parquet` (every box with its band), `labels/` (accepted pseudo-labels per
+    frame) and `review_queue.csv` (the review band) under `out_dir`; return counts."""
+    pred = read_predictions(pred_dir)
+    pred["band"] = assign_bands(pred, bands)
+    out = Path(out_dir)
+    labels = out / "labels"
+    labels.mkdir(parents=True, exist_ok=True)
+    accepted = pred[pred.band == ACCEPT]
+    for (clip, frame), rows in accepted.groupby(["clip", "frame"], sort=True):
+        with atomic_path(labels / f"{layout.frame_item(clip, frame)}.txt") as tmp:
+            tmp.write_text(yolo_text(rows[BOX_COLUMNS].itertuples(index=False)))
+    review = pred[pred.band == REVIEW].copy()
+    review["item"] = [layout.frame_item(c, f) for c, f in zip(review["clip"], review["frame"])]
+    review["class_name"] = review["cls"].map(dict(enumerate(layout.CLASS_NAMES)))
+    review = review.sort_values(["clip", "frame", "conf"], ascending=[True, True, False])
+    with atomic_path(out / "review_queue.csv") as tmp:
+        review[REVIEW_BOX_COLUMNS].to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_path(out / "boxes.parquet") as tmp:
+        pred.to_parquet(tmp, index=False)
+    stats = {"boxes": int(len(pred)), "frames_with_pseudo_labels": int(accepted.groupby(["clip", "frame"]).ngroups),
+             "review_items": int(review["item"].nunique()), "review_boxes": int(len(review))}
+    for band in (ACCEPT, REVIEW, REJECT):
+        sel = pred[pred.band == band]
+        stats[band] = {n: int((sel.cls == k).sum()) for k, n in enumerate(layout.CLASS_NAMES)}
+    write_json(out / "stats.json", stats)
+    return stats

@@ -1,0 +1,63 @@
+"""The DVC stages filter@N, merge@N and quality@N, each one function of a workspace and a round."""
+from __future__ import annotations
+
+import pandas as pd
+
+from visem_pl.tasks.workspace.errors import ConfigError
+from visem_pl.tasks.workspace.io import write_json
+from visem_pl.tasks.workspace.paths import Workspace
+
+
+def filter_stage(ws: Workspace, n: int) -> dict:
+    """Split round n's boxes into accept / review / reject bands per class (pseudo-labels, boxes.parquet),
+    build the prioritised review queue and create the experts' review folder; writes pseudo.json."""
+    from visem_pl.tasks.pseudo.bands import filter_round, parse_bands
+    from visem_pl.tasks.review.expert import REVIEW_KEYS
+    from visem_pl.tasks.review.priority import QueueConfig, build_queue
+    from visem_pl.tasks.review.queue import init_review_folder, write_queue
+
+    try:
+        bands = parse_bands((ws.params().get("filter") or {}).get("bands") or {})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError([f"{ws.params_path}: {exc}"]) from None
+    qcfg = ws.section("review", QueueConfig, drop=REVIEW_KEYS)
+    paths = ws.round(n)
+    stats = filter_round(paths.predictions, paths.pseudo, bands)
+    # Disagreement with the previous round's model: its predictions, when that round was pseudo-labelled.
+    prev = paths.previous.predictions if paths.previous is not None else None
+    queue = build_queue(paths.predictions, bands, qcfg, prev_dir=prev if prev is not None and prev.is_dir() else None)
+    write_queue(queue, paths.queue_csv)
+    init_review_folder(paths.review_folder, n)
+    stats["queue_items"] = len(queue)
+    write_json(paths.metrics / "pseudo.json", stats)
+    return stats
+
+
+def merge_stage(ws: Workspace, n: int) -> dict:
+    """Round n+1's training set: labelled frames + accepted pseudo-labels + reviewed labels of rounds 0..n."""
+    from visem_pl.tasks.pseudo.merge import merge_round
+
+    paths = ws.round(n)
+    labelled = pd.read_csv(ws.prepared / "frames.csv")
+    labelled = labelled[labelled["split"] == "train"]
+    reviewed = [(k, ws.round(k).reviewed / "labels") for k in range(n + 1)]
+    boxes = pd.read_parquet(paths.boxes)
+    return merge_round(n, labelled, paths.pseudo / "labels", reviewed, ws.clips(), paths.merged,
+                       doubtful=boxes[boxes["band"] != "accept"])
+
+
+def quality_stage(ws: Workspace, n: int) -> dict:
+    """Precision and recall of round n's pseudo-labels per class and band against the synthetic truth
+    (`{"truth": false}` on real data); writes quality.json."""
+    from visem_pl.tasks.dataset.truth import truth_for
+    from visem_pl.tasks.pseudo.quality import pseudo_label_quality
+
+    paths = ws.round(n)
+    truth = truth_for(ws.data_root())
+    if truth is None:
+        result = {"truth": False}
+    else:
+        boxes = pd.read_parquet(paths.boxes)
+        result = {"truth": True, **pseudo_label_quality(boxes, paths.predictions, truth)}
+    write_json(paths.metrics / "quality.json", result)
+    return result

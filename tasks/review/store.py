@@ -1,0 +1,230 @@
+"""A queue store: one round's review queue and its lifecycle in a folder (docs/REVIEW_QUEUE.md).
+
+queue.csv, state.json (per item: pending, exported, reviewed; reviewer, time, batches, import),
+exports/<batch>/, imports/ (every file as it came back) and labels/<item>.txt (the answers).
+"merged" is derived from the round's merged training set, never stored.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from visem_pl.tasks.dataset.labels import Box, yolo_text
+from visem_pl.tasks.review.queue import EXPORTED, MERGED, PENDING, QUEUE_FILE, REVIEWED, STATES, read_queue, write_queue
+from visem_pl.tasks.workspace.errors import Refused
+from visem_pl.tasks.workspace.io import file_sha256, write_json, write_text
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def stamp(when: str) -> str:
+    """`2024-05-01T10:20:30Z` -> `20240501T102030Z` (for file names)."""
+    return re.sub(r"[-:]", "", when)
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "unnamed"
+
+
+@dataclass
+class Answers:
+    """What an expert's file says, before it is checked against the queue."""
+
+    boxes: list[tuple[str, list[Box]]] = field(default_factory=list)   # (item, complete labels), file order
+    problems: list[tuple[str, str]] = field(default_factory=list)      # (item, what is wrong)
+    unanswered: list[str] = field(default_factory=list)                # items in the file without an answer
+    batch: str | None = None                                           # the export the file answers, if known
+
+
+class ImportRefused(Refused):
+    """An expert's file that cannot be imported; `problems` lists every reason by item."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(problems)
+        self.problems = problems
+
+
+class QueueStore:
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    queue_csv = property(lambda self: self.root / QUEUE_FILE)
+    state_json = property(lambda self: self.root / "state.json")
+    labels = property(lambda self: self.root / "labels")
+    exports = property(lambda self: self.root / "exports")
+    imports = property(lambda self: self.root / "imports")
+
+    def exists(self) -> bool:
+        return self.state_json.exists()
+
+    def init(self, queue: pd.DataFrame, round_n: int) -> None:
+        """Start the lifecycle from a queue (every item pending); a second call with the same queue
+        does nothing, with another queue it refuses (answers belong to the queue they were given for)."""
+        if self.exists():
+            if list(self.queue()["item"]) != list(queue["item"]):
+                raise ValueError(f"{self.queue_csv}:0: holds another queue than the one given "
+                                 f"({len(self.queue())} vs {len(queue)} items); move the folder away to start over")
+            return
+        write_queue(queue, self.queue_csv)
+        write_text(self.root / ".gitignore", "exports/*/images/\n")
+        self.labels.mkdir(parents=True, exist_ok=True)
+        state = {"round": int(round_n), "exports": [], "imports": [],
+                 "items": {item: {"state": PENDING, "reviewer": None, "reviewed_at": None, "exports": [],
+                                  "import": None} for item in queue["item"]}}
+        self.save(state)
+
+    def queue(self) -> pd.DataFrame:
+        return read_queue(self.queue_csv)
+
+    def state(self) -> dict:
+        return json.loads(self.state_json.read_text(encoding="utf-8"))
+
+    def save(self, state: dict) -> None:
+        write_json(self.state_json, state)
+
+    # -- export bookkeeping --
+    def to_export(self) -> list[str]:
+        """Items not reviewed yet, in queue order."""
+        items = self.state()["items"]
+        return [i for i in self.queue()["item"] if items[i]["state"] != REVIEWED]
+
+    def new_batch(self, fmt: str, when: str) -> str:
+        names = {e["batch"] for e in self.state()["exports"]}
+        base = f"{stamp(when)}-{fmt}"
+        name, k = base, 2
+        while name in names or (self.exports / name).exists():
+            name, k = f"{base}-{k}", k + 1
+        return name
+
+    def record_export(self, batch: str, fmt: str, items: list[str], when: str, where: Path) -> None:
+        state = self.state()
+        # Relative to the store when inside it: state.json is committed and read on other machines.
+        try:
+            where = Path(where).resolve().relative_to(self.root.resolve())
+        except ValueError:
+            pass
+        state["exports"].append({"batch": batch, "format": fmt, "created_at": when, "path": str(where),
+                                 "items": list(items)})
+        for item in items:
+            entry = state["items"][item]
+            if batch not in entry["exports"]:
+                entry["exports"].append(batch)
+            if entry["state"] == PENDING:
+                entry["state"] = EXPORTED
+        self.save(state)
+
+    # -- import --
+    def check(self, answers: Answers, replace: bool = False) -> list[str]:
+        """Every reason to refuse `answers`, as `item: what is wrong` lines; empty = acceptable."""
+        state = self.state()
+        known = state["items"]
+        problems = [f"{item}: {msg}" for item, msg in answers.problems]
+        counts: dict[str, int] = {}
+        for item, _ in answers.boxes:
+            counts[item] = counts.get(item, 0) + 1
+        problems += [f"{item}: answered {n} times in the file (duplicate)" for item, n in counts.items() if n > 1]
+        problems += [f"{item}: not an item of this round's queue (unknown frame)"
+                     for item in dict.fromkeys([i for i, _ in answers.boxes] + answers.unanswered) if item not in known]
+        answered = set(counts)
+        expected: list[str] = []
+        if answers.batch is not None:
+            batches = {e["batch"]: e for e in state["exports"]}
+            if answers.batch not in batches:
+                problems.append(f"-: export batch '{answers.batch}' is not an export of this queue")
+            else:
+                expected = batches[answers.batch]["items"]
+        else:
+            # No batch in the file (CVAT): the latest export holding every answered item.
+            for e in reversed(state["exports"]):
+                if answered and answered <= set(e["items"]):
+                    expected = e["items"]
+                    break
+        missing = [i for i in dict.fromkeys(list(expected) + answers.unanswered) if i in known and i not in answered]
+        problems += [f"{item}: missing from the file (no answer)" for item in missing]
+        if not replace:
+            for item, boxes in answers.boxes:
+                if item in known and known[item]["state"] == REVIEWED and counts[item] == 1:
+                    if (self.labels / f"{item}.txt").read_text() != yolo_text(boxes):
+                        problems.append(f"{item}: already reviewed by {known[item]['reviewer']} with another answer "
+                                        f"(use --replace to overwrite)")
+        return problems
+
+    def apply(self, answers: Answers, original: Path | str, reviewer: str, fmt: str,
+              replace: bool = False, when: str | None = None) -> dict:
+        """Check, then import all or nothing: labels, the archived original, the states."""
+        original = Path(original)
+        digest = file_sha256(original)
+        state = self.state()
+        for done in state["imports"]:
+            if done["sha256"] == digest:
+                return {"imported": 0, "changed": 0, "unchanged": True, "file": done["file"]}
+        problems = self.check(answers, replace=replace)
+        if problems:
+            raise ImportRefused(problems)
+        when = when or utc_now()
+        archived = self.imports / f"{stamp(when)}_{safe_name(reviewer)}_{safe_name(original.name)}"
+        k = 2
+        while archived.exists():
+            archived = archived.with_name(f"{stamp(when)}_{safe_name(reviewer)}_{k}_{safe_name(original.name)}")
+            k += 1
+        archived.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(original, archived)
+        changed = []
+        for item, boxes in answers.boxes:
+            path = self.labels / f"{item}.txt"
+            text = yolo_text(boxes)
+            entry = state["items"][item]
+            if entry["state"] == REVIEWED and path.exists() and path.read_text() == text:
+                continue
+            write_text(path, text)
+            entry.update({"state": REVIEWED, "reviewer": reviewer, "reviewed_at": when, "import": archived.name})
+            changed.append(item)
+        rel = archived.relative_to(self.root).as_posix()
+        state["imports"].append({"file": rel, "sha256": digest, "reviewer": reviewer, "imported_at": when,
+                                 "format": fmt, "source": original.name, "batch": answers.batch,
+                                 "items": [i for i, _ in answers.boxes], "changed": changed})
+        self.save(state)  # the commit point: written last
+        return {"imported": len(answers.boxes), "changed": len(changed), "unchanged": False, "file": rel}
+
+    def copy_labels(self, items: list[str], out_dir: Path) -> None:
+        """The answers of `items` into `out_dir/labels/` (what the review stage hands to merge)."""
+        labels = Path(out_dir) / "labels"
+        if labels.exists():
+            shutil.rmtree(labels)
+        labels.mkdir(parents=True)
+        for item in items:
+            shutil.copyfile(self.labels / f"{item}.txt", labels / f"{item}.txt")
+
+    # -- status --
+    def status(self, merged: set[str] = frozenset()) -> dict:
+        """Counts per state (merged derived from the merged training set), per clip, and what is left."""
+        items = self.state()["items"]
+        queue = self.queue()
+        per_state = {s: 0 for s in STATES}
+        per_clip: dict[str, dict[str, int]] = {}
+        for item, clip in zip(queue["item"], queue["clip"]):
+            s = items[item]["state"]
+            if s == REVIEWED and item in merged:
+                s = MERGED
+            per_state[s] += 1
+            per_clip.setdefault(clip, {k: 0 for k in STATES})[s] += 1
+        left = per_state[PENDING] + per_state[EXPORTED]
+        return {"items": len(queue), "states": per_state, "clips": per_clip, "left": left,
+                "reviewers": sorted({e["reviewer"] for e in items.values() if e["reviewer"]})}
+
+
+def merged_items(frames_csv: Path | str) -> set[str]:
+    """Items that are reviewed frames of a merged training set (`merged/frames.csv`)."""
+    path = Path(frames_csv)
+    if not path.exists():
+        return set()
+    frames = pd.read_csv(path, keep_default_na=False)
+    return {Path(p).stem for p in frames.loc[frames["source"] == "reviewed", "image"]}

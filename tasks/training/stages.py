@@ -1,0 +1,48 @@
+"""The DVC stages prepare, train@N and evaluate@N, each one function of a workspace.
+
+`visem-pl prepare|train|evaluate` call these; `dvc.yaml` runs those commands.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from visem_pl.tasks.workspace.io import write_json
+from visem_pl.tasks.workspace.paths import Workspace
+
+
+def prepare_stage(ws: Workspace, out: Path | None = None) -> dict:
+    """Choose the labelled training and validation frames (params.yaml `split`, `prepare`)."""
+    from visem_pl.tasks.training.prepare import PrepareConfig, prepare
+
+    cfg = ws.section("prepare", PrepareConfig)
+    split = ws.params().get("split") or {}
+    return prepare(ws.data_root(), out if out is not None else ws.prepared, cfg,
+                   val_ids=tuple(split.get("val_ids") or ()), train_ids=split.get("train_ids"))
+
+
+def train_stage(ws: Workspace, n: int) -> dict:
+    """Train round n: from `train.model` for round 0 (or with `restart_each_round`), else from round n-1's weights."""
+    from visem_pl.tasks.training.train import TrainConfig, train
+
+    cfg = ws.section("train", TrainConfig, drop=("restart_each_round",))
+    restart = bool((ws.params().get("train") or {}).get("restart_each_round", False))
+    paths = ws.round(n)
+    frames = pd.read_csv(paths.training_frames())
+    if n == 0:
+        frames = frames[frames["split"] == "train"]
+    init = None if restart or paths.init_weights() is None else str(paths.init_weights())
+    return train(frames, paths.model_dir, cfg, init=init)
+
+
+def evaluate_stage(ws: Workspace, n: int) -> dict:
+    """Score round n's model on the validation frames; writes metrics/rounds/round-N/eval.json."""
+    from visem_pl.tasks.training.evaluate import EvalConfig, evaluate
+
+    cfg = ws.section("evaluate", EvalConfig)
+    paths = ws.round(n)
+    frames = pd.read_csv(ws.prepared / "frames.csv")
+    result = evaluate(paths.weights, frames[frames["split"] == "val"], cfg)
+    write_json(paths.metrics / "eval.json", result)
+    return result

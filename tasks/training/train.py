@@ -1,0 +1,114 @@
+"""Train the sperm detector for one round: Ultralytics YOLO on full-resolution crops.
+
+Round 0 starts from a model `.yaml` (from scratch) or from local weights (e.g. COCO-pretrained
+`yolov8n.pt` a lab copied in); round N+1 starts from round N's weights.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from visem_pl.tasks.dataset import layout
+from visem_pl.tasks.workspace import offline
+from visem_pl.tasks.workspace.device import pick_device
+from visem_pl.tasks.training.crops import cut_crops
+from visem_pl.tasks.workspace.io import atomic_path, write_json
+
+WEIGHTS_NAME = "weights.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "yolov8n.yaml"   # a model .yaml (from scratch) or local .pt weights
+    epochs: int = 10
+    batch: int = 32
+    crop_size: int = 160          # crops cut at full resolution; also the training imgsz
+    crops: int = 640              # crops per epoch's dataset
+    device: str = "auto"          # auto = first GPU when present, else cpu
+    seed: int = 0
+    workers: int = 2
+    lr0: float = 0.01
+    warmup_epochs: float = 1.0
+    val_crops: int = 64           # small crop set Ultralytics validates on at the last epoch
+    # Share of crops cut from trusted frames (labelled or expert-reviewed) when the training
+    # set also holds pseudo-labelled frames, so pseudo-labels add to the labels' signal
+    # instead of drowning it. 0 = every frame weighs the same.
+    trusted_share: float = 0.5
+
+
+def write_yolo_data(workdir: Path, train_images: list[Path], val_images: list[Path]) -> Path:
+    """Ultralytics image lists + data YAML with absolute paths (they live in a scratch folder)."""
+    (workdir / "train.txt").write_text("".join(f"{p.resolve()}\n" for p in train_images))
+    (workdir / "val.txt").write_text("".join(f"{p.resolve()}\n" for p in val_images))
+    data = {"path": str(workdir.resolve()), "train": "train.txt", "val": "val.txt",
+            "names": dict(enumerate(layout.CLASS_NAMES))}
+    path = workdir / "data.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def crop_weights(frames: pd.DataFrame, trusted_share: float) -> list[float] | None:
+    """Per-frame crop weights giving trusted frames `trusted_share` of the crops (None = even)."""
+    if not trusted_share or "source" not in frames.columns:
+        return None
+    trusted = frames["source"].isin(["labelled", "reviewed"]).to_numpy()
+    if trusted.all() or not trusted.any():
+        return None
+    return list(np.where(trusted, trusted_share / trusted.sum(), (1 - trusted_share) / (~trusted).sum()))
+
+
+def train(frames: pd.DataFrame, out_dir: Path | str, cfg: TrainConfig, init: str | None = None,
+          workdir: Path | str | None = None) -> dict:
+    """Cut crops from `frames` (columns image, label), train, write `weights.pt` + `train.json`.
+
+    `init` overrides `cfg.model` with earlier weights (round N+1 from round N).
+    """
+    offline.quiet_ultralytics()
+    from ultralytics import YOLO
+
+    out_dir = Path(out_dir)
+    workdir = Path(workdir) if workdir else out_dir.parent / f".{out_dir.name}.work"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    pairs = [(r.image, r.label if isinstance(r.label, str) else "") for r in frames.itertuples()]
+    if not pairs:
+        raise ValueError("no training frames")
+    started = time.time()
+    weights = crop_weights(frames, cfg.trusted_share)
+    train_imgs = cut_crops(pairs, workdir / "crops_train", cfg.crops, cfg.crop_size, seed=cfg.seed,
+                           weights=weights)
+    val_imgs = cut_crops(pairs, workdir / "crops_val", cfg.val_crops, cfg.crop_size, seed=cfg.seed + 1)
+    data = write_yolo_data(workdir, train_imgs, val_imgs)
+    source = init or cfg.model
+    model = YOLO(source)
+    model.train(
+        data=str(data), epochs=cfg.epochs, imgsz=cfg.crop_size, batch=cfg.batch,
+        device=pick_device(cfg.device), workers=cfg.workers, seed=cfg.seed, deterministic=True,
+        project=str(workdir.resolve()), name="run", exist_ok=True, plots=False, val=False,
+        lr0=cfg.lr0, warmup_epochs=cfg.warmup_epochs, amp=False, verbose=False,
+        # Microscopy has no up or down and heads have one physical size.
+        flipud=0.5, fliplr=0.5, degrees=0.0, scale=0.1, mosaic=1.0, close_mosaic=0,
+        hsv_h=0.0, hsv_s=0.0,
+    )
+    run = workdir / "run"
+    best = run / "weights" / "last.pt"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
+        shutil.copyfile(best, tmp)
+    log = run / "results.csv"
+    if log.exists():
+        shutil.copyfile(log, out_dir / "train_log.csv")
+    iterations = cfg.epochs * -(-cfg.crops // cfg.batch)
+    info = {"source": source, "config": asdict(cfg), "frames": len(pairs),
+            "labelled_frames": sum(1 for _, lbl in pairs if lbl), "iterations": iterations,
+            "seconds": round(time.time() - started, 1)}
+    write_json(out_dir / "train.json", info)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return info

@@ -1,0 +1,110 @@
+"""Where a project's data, models, metrics and review folders live: one place, rooted at the workspace.
+
+`dvc.yaml` declares the same paths relative to the project folder; every step reaches them
+through a `Workspace` (the folder and its params.yaml) and its `RoundPaths`, never by hand.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from visem_pl.tasks.workspace.errors import ConfigError
+from visem_pl.tasks.workspace.params import build, load_params
+
+PARAMS_FILE = "params.yaml"
+
+
+def portable(path: Path | str) -> str:
+    """Relative to the working directory when inside it, so tables written there are the same in every clone."""
+    try:
+        return str(Path(path).relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A project folder: `root` (relative paths stay relative, as DVC runs stages in it) and its params."""
+
+    root: Path = Path(".")
+    params_file: Path | str = PARAMS_FILE
+
+    @property
+    def params_path(self) -> Path:
+        p = Path(self.params_file)
+        return p if p.is_absolute() else self.root / p
+
+    prepared = property(lambda self: self.root / "data" / "prepared")
+    rounds_dir = property(lambda self: self.root / "data" / "rounds")
+    models = property(lambda self: self.root / "models")
+    metrics = property(lambda self: self.root / "metrics")
+    # Experts' review folders (git-tracked queue stores), one per round.
+    review = property(lambda self: self.root / "review")
+    exports_cache = property(lambda self: self.root / ".cache" / "exports")
+    lock_file = property(lambda self: self.root / ".visem-pl" / "round.lock")
+
+    def round(self, n: int) -> RoundPaths:
+        return RoundPaths(self, n)
+
+    def params(self) -> dict:
+        try:
+            return load_params(self.params_path)
+        except ValueError as exc:
+            raise ConfigError([str(exc)]) from None
+
+    def section(self, name: str, cls, drop: tuple[str, ...] = ()):
+        """A stage's config dataclass from its params.yaml section; ConfigError names the file and key."""
+        try:
+            section = {k: v for k, v in (self.params().get(name) or {}).items() if k not in drop}
+            return build(cls, section, f"{self.params_path} {name}")
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ConfigError([str(exc)]) from None
+
+    def data_root(self) -> Path:
+        """params.yaml `data.root`, relative to the workspace unless absolute."""
+        try:
+            root = Path(self.params()["data"]["root"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError([f"{self.params_path}: data.root is required ({exc})"]) from None
+        return root if root.is_absolute() else self.root / root
+
+    def clips(self) -> list:
+        """Every unlabelled clip of the dataset `data.root` names."""
+        from visem_pl.tasks.dataset.reader import locate
+
+        return locate(self.data_root()).clips()
+
+
+@dataclass(frozen=True)
+class RoundPaths:
+    """Round n's model, data, metrics and review folder in a workspace."""
+
+    ws: Workspace
+    n: int
+
+    model_dir = property(lambda self: self.ws.models / f"round-{self.n}")
+    weights = property(lambda self: self.model_dir / "weights.pt")
+    data = property(lambda self: self.ws.rounds_dir / f"round-{self.n}")
+    predictions = property(lambda self: self.data / "predictions")
+    pseudo = property(lambda self: self.data / "pseudo")
+    boxes = property(lambda self: self.pseudo / "boxes.parquet")
+    # The prioritised review queue (one row per frame) that `filter` writes.
+    queue_csv = property(lambda self: self.pseudo / "queue.csv")
+    # Where experts answer this round's queue (git-tracked, a `QueueStore`).
+    review_folder = property(lambda self: self.ws.review / f"round-{self.n}")
+    reviewed = property(lambda self: self.data / "reviewed")
+    merged = property(lambda self: self.data / "merged")
+    metrics = property(lambda self: self.ws.metrics / "rounds" / f"round-{self.n}")
+
+    @property
+    def previous(self) -> RoundPaths | None:
+        return None if self.n == 0 else RoundPaths(self.ws, self.n - 1)
+
+    def training_frames(self) -> Path:
+        """The frames this round trains on: labelled frames for round 0, else round N-1's merged set."""
+        return self.ws.prepared / "frames.csv" if self.previous is None else self.previous.merged / "frames.csv"
+
+    def init_weights(self) -> Path | None:
+        return None if self.previous is None else self.previous.weights

@@ -1,0 +1,1 @@
+"""Helpers the tests share (plain functions and constants); fixtures live in conftest.py."""

@@ -1,0 +1,226 @@
+"""`visem-pl`: the one command line that users and `dvc.yaml` stages drive.
+
+Each stage command calls the stage's function in `visem_pl.tasks` (named in `dvc.yaml`); imports
+are lazy so `visem-pl --help` answers at once.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from visem_pl.cli.bench import bench_app
+from visem_pl.cli.common import PARAMS_OPT, ROUND_OPT, bad_input, fail, workspace
+from visem_pl.cli.review import review_app
+from visem_pl.tasks.workspace import offline
+from visem_pl.tasks.workspace.paths import Workspace
+
+offline.configure()
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Semi-supervised pseudo-labelling for VISEM-Tracking sperm videos.")
+app.add_typer(review_app, name="review")
+app.add_typer(bench_app, name="bench")
+
+
+@app.command()
+def validate(
+    root: Path = typer.Argument(..., help="Zip root, VISEM_Tracking_Train_v4/ or Train/."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    deep: bool = typer.Option(False, help="Decode every frame instead of checking JPEG structure."),
+    max_problems: int = typer.Option(200, help="Report at most this many problems."),
+    metrics: Optional[Path] = typer.Option(None, help="Also write the summary to this JSON file."),
+) -> None:
+    """Check every label line, frame, video and CSV; print a summary or every problem (exit 2)."""
+    from visem_pl.tasks.dataset.reader import DatasetNotFound
+    from visem_pl.tasks.dataset.validate import validate as run
+
+    with bad_input(DatasetNotFound):
+        report = run(root, deep=deep, max_problems=max_problems)
+    if not report.ok:
+        fail([str(p) for p in report.problems], report.truncated)
+    if metrics:
+        from visem_pl.tasks.workspace.io import write_json
+
+        write_json(metrics, report.summary)
+    if as_json:
+        typer.echo(json.dumps(report.summary, indent=2))
+    else:
+        _print_summary(report.summary)
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="VISEM-Tracking dataset", show_header=True)
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    for key in ("videos", "images", "label_files", "frames_without_labels", "participants"):
+        table.add_row(key, f"{summary[key]:,}")
+    for key in ("boxes", "tracks", "clips"):
+        for sub, value in summary[key].items():
+            table.add_row(f"{key}.{sub}", f"{value:,}")
+    Console().print(table)
+
+
+@app.command()
+def synth(
+    out: Path = typer.Argument(..., help="Folder to create (the zip-root layout goes inside)."),
+    params: Optional[Path] = typer.Option(None, help="params.yaml whose 'synth' section sets the defaults."),
+    seed: Optional[int] = typer.Option(None),
+    frames_per_video: Optional[int] = typer.Option(None, help="0 = the real length of each video."),
+    scale: Optional[float] = typer.Option(None, help="Multiplies the real per-frame concentrations."),
+    overwrite: bool = typer.Option(False, help="Replace an existing non-empty OUT."),
+    as_json: bool = typer.Option(False, "--json", help="Print the generator's counts as JSON."),
+) -> None:
+    """Write a synthetic dataset in the exact real layout, with ground truth in OUT/_truth/."""
+    from visem_pl.tasks.synth import synthesize
+    from visem_pl.tasks.synth.config import synth_config
+
+    overrides = {k: v for k, v in dict(seed=seed, frames_per_video=frames_per_video, scale=scale).items()
+                 if v is not None}
+    with bad_input(ValueError, FileExistsError):
+        section = workspace(params).params().get("synth", {}) if params else {}
+        cfg = synth_config({**section, **overrides})
+        counts = synthesize(out, cfg, progress=sys.stderr.isatty(), overwrite=overwrite)
+    if as_json:
+        typer.echo(json.dumps(counts, indent=2))
+    else:
+        _print_summary(counts)
+
+
+@app.command("contact-sheet")
+def contact_sheet(
+    root: Path = typer.Argument(..., help="Dataset root (any level the reader accepts)."),
+    out: Path = typer.Argument(..., help="PNG to write."),
+    frames: int = typer.Option(6, help="How many frames to show."),
+    seed: int = typer.Option(0, help="Which frames: a seeded pick across videos."),
+) -> None:
+    """Render frames with their boxes (sperm red, cluster green, pinhead blue) to one PNG."""
+    from visem_pl.tasks.dataset.contact_sheet import render_contact_sheet
+
+    typer.echo(str(render_contact_sheet(root, out, n_frames=frames, seed=seed)))
+
+
+@app.command()
+def replica(
+    out: Path = typer.Argument(..., help="Folder to write the label-only replica into."),
+    videos: Optional[str] = typer.Option(None, help="Comma-separated video ids (default: all 20)."),
+) -> None:
+    """Rebuild the real label files' counts from sperm_counts_per_frame.csv (for checks and benchmarks)."""
+    from visem_pl.tasks.dataset import layout
+    from visem_pl.tasks.dataset.replica import build_replica
+
+    ids = tuple(int(v) for v in videos.split(",")) if videos else layout.ANNOTATED_IDS
+    typer.echo(json.dumps(build_replica(out, ids), indent=2))
+
+
+@app.command()
+def prepare(params: Path = PARAMS_OPT, out: Path = typer.Option(Path("data/prepared"))) -> None:
+    """Choose the labelled training and validation frames (split and frame stride from params.yaml)."""
+    from visem_pl.tasks.training.stages import prepare_stage
+
+    with bad_input(ValueError):
+        counts = prepare_stage(workspace(params), out)
+    typer.echo(json.dumps(counts))
+
+
+@app.command()
+def train(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Train round N: from the model .yaml/weights for round 0, from round N-1's weights after."""
+    from visem_pl.tasks.training.stages import train_stage
+
+    with bad_input():
+        info = train_stage(workspace(params), round_n)
+    typer.echo(json.dumps(info))
+
+
+@app.command()
+def evaluate(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Score round N's model on the validation videos (metrics/rounds/round-N/eval.json)."""
+    from visem_pl.tasks.training.stages import evaluate_stage
+
+    with bad_input():
+        result = evaluate_stage(workspace(params), round_n)
+    typer.echo(json.dumps(result["overall"]))
+
+
+@app.command()
+def infer(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Pseudo-label every unlabelled clip with round N's model (resumable, one file per clip)."""
+    from visem_pl.tasks.inference.stages import infer_stage
+
+    with bad_input():
+        stats = infer_stage(workspace(params), round_n, progress=sys.stderr.isatty())
+    typer.echo(json.dumps(stats))
+
+
+@app.command("filter")
+def filter_cmd(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Split round N's boxes into accept / review / reject bands per class; build the review queue."""
+    from visem_pl.tasks.pseudo.stages import filter_stage
+
+    with bad_input():
+        stats = filter_stage(workspace(params), round_n)
+    typer.echo(json.dumps(stats))
+
+
+@app.command()
+def merge(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Build round N+1's training set: labelled + accepted pseudo-labels + reviewed labels."""
+    from visem_pl.tasks.pseudo.stages import merge_stage
+
+    with bad_input(ValueError):
+        stats = merge_stage(workspace(params), round_n)
+    typer.echo(json.dumps(stats))
+
+
+@app.command()
+def quality(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Precision and recall of round N's pseudo-labels per class and band (synthetic truth only)."""
+    from visem_pl.tasks.pseudo.stages import quality_stage
+
+    with bad_input():
+        result = quality_stage(workspace(params), round_n)
+    typer.echo(json.dumps(result.get("accept", result)))
+
+
+@app.command()
+def report(as_json: bool = typer.Option(False, "--json"),
+           out: Optional[Path] = typer.Option(None, help="Also write the report JSON here (a DVC metric).")) -> None:
+    """Per round: mAP@0.5, mAP@0.5:0.95, fitness, accepted boxes, review items, pseudo-label quality."""
+    from visem_pl.tasks.report import report_stage
+
+    data = report_stage(Workspace(), out)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from visem_pl.tasks.report import CAPTION, COLUMNS, rows
+
+    table = Table(title="Pseudo-labelling rounds", caption=CAPTION)
+    for _, title in COLUMNS:
+        table.add_column(title, justify="right")
+    for cells in rows(data):
+        table.add_row(*cells)
+    Console().print(table)
+
+
+@app.command()
+def serve(name: str = typer.Option("visem-pl", help="Deployment name: 'pseudo-label-round/NAME'."),
+          limit: int = typer.Option(2, min=1, help="Flow runs at once (a round locks its workspace).")) -> None:
+    """Serve the Prefect deployments pseudo-label-round and pseudo-label-campaign from this folder."""
+    from visem_pl.flows.serve import NoServer, serve as run
+
+    with bad_input(NoServer):
+        run(name, limit)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
