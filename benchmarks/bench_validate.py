@@ -14,6 +14,7 @@ CPU-bound figures, not cold-disk ones.
 
     .venv/bin/python benchmarks/bench_validate.py [--root PATH] [--deep-videos 2] [--repeat 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
 
         if args.deep_videos > 0:
             ds = locate(root)
-            subset = replace(ds, videos=dict(list(ds.videos.items())[:args.deep_videos]),
-                             all_clips=[], odd_clip_files=[])
+            subset = replace(
+                ds, videos=dict(list(ds.videos.items())[: args.deep_videos]), all_clips=[], odd_clip_files=[]
+            )
             result["subset_videos"] = list(subset.videos)
             s_sec, s_rep = _timed(lambda: validate(root, dataset=subset), args.repeat)
             d_sec, d_rep = _timed(lambda: validate(root, deep=True, dataset=subset), args.repeat)
@@ -101,12 +102,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     print(json.dumps(result, indent=2))
     v = result["validate"]
-    line = (f"validate: {v['images']:,} frames, {v['label_files']:,} label files, {v['label_lines']:,} lines "
-            f"in {v['seconds']:.2f} s = {v['label_files_per_s']:,} files/s, {v['label_lines_per_s']:,} lines/s")
+    line = (
+        f"validate: {v['images']:,} frames, {v['label_files']:,} label files, {v['label_lines']:,} lines "
+        f"in {v['seconds']:.2f} s = {v['label_files_per_s']:,} files/s, {v['label_lines_per_s']:,} lines/s"
+    )
     if "subset_deep" in result:
         s, d = result["subset_structural"], result["subset_deep"]
-        line += (f" | videos {result['subset_videos']}: structural {s['seconds']:.2f} s, "
-                 f"--deep {d['seconds']:.2f} s ({d['images_per_s']:,} frames/s)")
+        line += (
+            f" | videos {result['subset_videos']}: structural {s['seconds']:.2f} s, "
+            f"--deep {d['seconds']:.2f} s ({d['images_per_s']:,} frames/s)"
+        )
     print(line)
     return result
 

@@ -9,6 +9,7 @@ scores it like the rounds. Run after `dvc repro` (or `make demo`) in the project
 Prints round 0, round 1 and the control side by side as JSON and writes
 metrics/control_round.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from visem_pl.tasks.training.evaluate import EvalConfig, evaluate
+from visem_pl.tasks.training.train import TrainConfig, train
 from visem_pl.tasks.workspace.io import write_json
 from visem_pl.tasks.workspace.params import build, load_params
 from visem_pl.tasks.workspace.paths import PREPARED, RoundPaths
-from visem_pl.tasks.training.train import TrainConfig, train
 
 OUT = Path("metrics/control_round.json")
 
@@ -34,7 +35,10 @@ def main() -> None:
     info = train(frames[frames["split"] == "train"], control_dir, cfg, init=str(RoundPaths(0).weights))
     control = evaluate(control_dir / "weights.pt", frames[frames["split"] == "val"], eval_cfg)
     rows = {}
-    for name, path in (("round 0", RoundPaths(0).metrics / "eval.json"), ("round 1", RoundPaths(1).metrics / "eval.json")):
+    for name, path in (
+        ("round 0", RoundPaths(0).metrics / "eval.json"),
+        ("round 1", RoundPaths(1).metrics / "eval.json"),
+    ):
         rows[name] = json.loads(path.read_text())["overall"]
     rows["control: round 0 + same iterations, labelled only"] = control["overall"]
     keys = ("mAP50", "mAP50-95", "fitness", "precision", "recall")

@@ -1,4 +1,5 @@
 """What a round leaves in the Prefect UI: its report (markdown) and the table of every round."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,20 +13,31 @@ from visem_pl.tasks.workspace.paths import Workspace
 def round_markdown(n: int, data: dict) -> str:
     by = {r["round"]: r for r in data["rounds"].values()}
     row, prev = by[n], by.get(n - 1)
-    gain = (f" ({row['fitness'] - prev['fitness']:+.3f} over round {n - 1})"
-            if prev and row.get("fitness") is not None and prev.get("fitness") is not None else "")
-    lines = [f"# Round {n}", "",
-             f"Validation (fixed videos): mAP50 {fmt(row['mAP50'])}, mAP50-95 {fmt(row['mAP50-95'])}, "
-             f"fitness {fmt(row['fitness'])}{gain}.",
-             f"Pseudo-labels: {fmt(row['accepted_boxes'])} boxes accepted, {fmt(row['review_items'])} frames "
-             f"queued for review.",
-             f"Accepted boxes against the synthetic truth: precision {fmt(row['accepted_precision'])}, "
-             f"recall {fmt(row['accepted_recall'])} (`-` on real data: no truth).", "",
-             "| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    gain = (
+        f" ({row['fitness'] - prev['fitness']:+.3f} over round {n - 1})"
+        if prev and row.get("fitness") is not None and prev.get("fitness") is not None
+        else ""
+    )
+    lines = [
+        f"# Round {n}",
+        "",
+        f"Validation (fixed videos): mAP50 {fmt(row['mAP50'])}, mAP50-95 {fmt(row['mAP50-95'])}, "
+        f"fitness {fmt(row['fitness'])}{gain}.",
+        f"Pseudo-labels: {fmt(row['accepted_boxes'])} boxes accepted, {fmt(row['review_items'])} frames "
+        f"queued for review.",
+        f"Accepted boxes against the synthetic truth: precision {fmt(row['accepted_precision'])}, "
+        f"recall {fmt(row['accepted_recall'])} (`-` on real data: no truth).",
+        "",
+        "| " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows(data)]
     if n > 0:
-        lines += ["", f"Versioned as git tag `round-{n}` with `dvc.lock`; `dvc metrics diff round-{n - 1} round-{n}` "
-                      "compares it with the round before."]
+        lines += [
+            "",
+            f"Versioned as git tag `round-{n}` with `dvc.lock`; `dvc metrics diff round-{n - 1} round-{n}` "
+            "compares it with the round before.",
+        ]
     return "\n".join(lines)
 
 
@@ -33,9 +45,12 @@ def publish_round(workspace: Path, n: int) -> dict:
     """The round's markdown report and the per-round metrics table (keys round-N-report,
     pseudo-label-rounds: each new version shows up under the same key in the UI)."""
     data = collect(Workspace(Path(workspace)).metrics)
-    create_table_artifact(key="pseudo-label-rounds", table=[{k: r.get(k) for k, _ in COLUMNS}
-                                                            for r in data["rounds"].values()],
-                          description="Per-round validation metrics and pseudo-label counts")
-    create_markdown_artifact(key=f"round-{n}-report", markdown=round_markdown(n, data),
-                             description=f"Round {n} of the pseudo-labelling loop")
+    create_table_artifact(
+        key="pseudo-label-rounds",
+        table=[{k: r.get(k) for k, _ in COLUMNS} for r in data["rounds"].values()],
+        description="Per-round validation metrics and pseudo-label counts",
+    )
+    create_markdown_artifact(
+        key=f"round-{n}-report", markdown=round_markdown(n, data), description=f"Round {n} of the pseudo-labelling loop"
+    )
     return data["rounds"].get(str(n), {})

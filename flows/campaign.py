@@ -1,4 +1,5 @@
 """`pseudo-label-campaign`: rounds one after another until the stop rule of params.yaml `campaign:`."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -57,6 +58,7 @@ def pseudo_label_campaign(
                 break
             n += 1
     logger.info("campaign stops: %s", reason)
-    create_markdown_artifact(key="campaign-stop", markdown=f"# Campaign stopped\n\nRounds run: {done or 'none'}.\n\n"
-                                                           f"Why: {reason}.")
+    create_markdown_artifact(
+        key="campaign-stop", markdown=f"# Campaign stopped\n\nRounds run: {done or 'none'}.\n\nWhy: {reason}."
+    )
     return {"rounds": done, "stopped_because": reason}

@@ -1,4 +1,5 @@
 """Pseudo-label a round's unlabelled clips, one Prefect task per clip, on the configured task runner."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -14,8 +15,7 @@ from visem_pl.tasks.workspace.paths import Workspace
 
 
 @flow(name="pseudo-label-clips", log_prints=False)
-def pseudo_label_clips(workspace: str, n: int, params_file: str = "params.yaml",
-                       out_dir: str | None = None) -> dict:
+def pseudo_label_clips(workspace: str, n: int, params_file: str = "params.yaml", out_dir: str | None = None) -> dict:
     """Run round n's model over every unlabelled clip, mapped per clip (never per frame) over the task
     runner's workers; a clip already done for this model and these parameters is skipped, a failed
     clip is retried. A progress artifact follows the clips as they finish."""
@@ -31,8 +31,14 @@ def pseudo_label_clips(workspace: str, n: int, params_file: str = "params.yaml",
     backend = prepare_backend(weights, cfg, cache_dir, n)
     logger.info("round %d: %d clips on %s", n, len(clips), backend)
     progress = create_progress_artifact(progress=0.0, description=f"Round {n}: clips pseudo-labelled")
-    futures = infer_clip.map(unmapped(weights), clips, [Path(c["path"]).stem for c in clips], unmapped(out),
-                             unmapped(cfg), unmapped(cache_dir))
+    futures = infer_clip.map(
+        unmapped(weights),
+        clips,
+        [Path(c["path"]).stem for c in clips],
+        unmapped(out),
+        unmapped(cfg),
+        unmapped(cache_dir),
+    )
     totals = {"clips": len(clips), "predicted": 0, "skipped": 0, "boxes": 0, "workers": []}
     for done, future in enumerate(as_completed(futures), start=1):
         stats = future.result()

@@ -11,6 +11,7 @@ Each wait has the pause key `review-round-<N>-<attempt>`; beside it the flow sto
 context (round, workspace, review folder) as the flow run input `visem-review-context-<N>`, which
 `review submit` reads to check an export against the right queue before it resumes the run.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,14 +29,19 @@ class ReviewInput(RunInput):
 
     reviewer: str = Field("", description="Who reviewed (recorded per item in the review queue).")
     export_path: str | None = Field(
-        None, description="Absolute path of the reviewed export on the machine running the round: a Label "
-                          "Studio JSON export or a CVAT zip (YOLO 1.1 / Ultralytics YOLO Detection 1.0).")
+        None,
+        description="Absolute path of the reviewed export on the machine running the round: a Label "
+        "Studio JSON export or a CVAT zip (YOLO 1.1 / Ultralytics YOLO Detection 1.0).",
+    )
     label_studio_project: int | None = Field(
-        None, description="Or: the Label Studio project the queue was pushed to (`visem-pl review push`); "
-                          "its annotations are pulled with LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY.")
+        None,
+        description="Or: the Label Studio project the queue was pushed to (`visem-pl review push`); "
+        "its annotations are pulled with LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY.",
+    )
     decision: Literal["import", "stop"] = Field(
-        "import", description="import: take these answers and finish the round; stop: end the round here, "
-                              "nothing merged.")
+        "import",
+        description="import: take these answers and finish the round; stop: end the round here, nothing merged.",
+    )
     notes: str = Field("", description="Anything the coordinator should know (kept in the flow run's log).")
 
 
@@ -66,23 +72,31 @@ def describe_wait(n: int, export: dict, context: dict, reason: list[str] | None)
     """The text the expert sees above the form: what waits, where, and how to answer."""
     lines = []
     if reason:
-        lines += ["**The last answer was not taken** (the round keeps waiting):", "",
-                  *[f"- {r}" for r in reason[:20]], ""]
+        lines += [
+            "**The last answer was not taken** (the round keeps waiting):",
+            "",
+            *[f"- {r}" for r in reason[:20]],
+            "",
+        ]
     lines += [
-        f"**Round {n}: {export['left']} of {export['queued']} frames wait for review.**", "",
+        f"**Round {n}: {export['left']} of {export['queued']} frames wait for review.**",
+        "",
         f"- Label Studio tasks (model boxes as predictions): `{context['tasks_json']}`",
         f"- Frame images: `{context['images']}`",
         f"- Labelling config: `{context['labelling_config']}`",
-        f"- Review queue: `{context['store']}` (`visem-pl review status --round {n}`)", "",
+        f"- Review queue: `{context['store']}` (`visem-pl review status --round {n}`)",
+        "",
         "Import the tasks into Label Studio (or export for CVAT with `visem-pl review export --round "
         f"{n} --format cvat`), correct every box, export the annotations (JSON), then give the export's "
-        "absolute path below, or run in the workspace:", "",
+        "absolute path below, or run in the workspace:",
+        "",
         f"`visem-pl review submit --flow-run {context['flow_run']} --export FILE --reviewer NAME`",
     ]
     return "\n".join(lines)
 
 
 # --- `visem-pl review submit` ------------------------------------------------------------------------
+
 
 class SubmitError(ValueError):
     """The flow run is not waiting for a review, or the answer would be refused."""
@@ -103,8 +117,10 @@ def waiting_review(flow_run_id: UUID) -> tuple[object, int, dict]:
     key = state.state_details.pause_key if state is not None else None
     match = PAUSE_KEY.match(key or "")
     if state is None or not state.is_paused() or not match:
-        raise SubmitError(f"flow run {flow_run_id} ({run.name}) is not waiting for a review "
-                          f"(state: {state.name if state else 'none'})")
+        raise SubmitError(
+            f"flow run {flow_run_id} ({run.name}) is not waiting for a review "
+            f"(state: {state.name if state else 'none'})"
+        )
     n = int(match.group(1))
     context = read_flow_run_input(context_key(n), flow_run_id=flow_run_id) or {}
     return run, n, context

@@ -10,6 +10,7 @@ as a `dvc repro` would have. Inference is the exception in how it runs, not in w
 the clips are mapped over the task runner first, and the `infer@N` stage then finds every clip
 done and only records them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,8 +46,15 @@ class RoundOptions:
     push: bool
 
 
-def options(workspace: str, params_file: str, task_runner: str | None, dask_address: str | None,
-            review_timeout_hours: float | None, commit: bool, push: bool) -> RoundOptions:
+def options(
+    workspace: str,
+    params_file: str,
+    task_runner: str | None,
+    dask_address: str | None,
+    review_timeout_hours: float | None,
+    commit: bool,
+    push: bool,
+) -> RoundOptions:
     """Check the workspace and params.yaml before anything runs; ValueError names what is wrong."""
     from visem_pl.tasks.workspace.params import build, load_params
 
@@ -55,8 +63,11 @@ def options(workspace: str, params_file: str, task_runner: str | None, dask_addr
         raise ValueError(f"workspace {ws}: no dvc.yaml here; run from (or pass) the project folder")
     params = load_params(ws / params_file)
     section = dict(params.get("orchestrate") or {})
-    for key, value in (("task_runner", task_runner), ("address", dask_address),
-                       ("review_timeout_hours", review_timeout_hours)):
+    for key, value in (
+        ("task_runner", task_runner),
+        ("address", dask_address),
+        ("review_timeout_hours", review_timeout_hours),
+    ):
         if value is not None:
             section[key] = value
     cfg = build(OrchestrateConfig, section, f"{ws / params_file} orchestrate")
@@ -88,8 +99,13 @@ class _Held:
         from prefect.runtime import flow_run
 
         self.ws, self.id = ws, f"flow run {flow_run.id}"
-        self.holder = {"holder": self.id, "flow_run": str(flow_run.id), "flow": flow_name, "round": n,
-                       "run_name": flow_run.name}
+        self.holder = {
+            "holder": self.id,
+            "flow_run": str(flow_run.id),
+            "flow": flow_name,
+            "round": n,
+            "run_name": flow_run.name,
+        }
 
     def __enter__(self):
         lock.acquire_lock(self.ws, self.holder, is_stale=_holder_stale)
@@ -115,8 +131,7 @@ def run_round(n: int, opts: RoundOptions) -> dict:
         dvc_stage(ws, stage, n)
     # After a resume the flow runs again from the top: clips already done are not mapped again.
     if pending_clips(Workspace(opts.workspace, opts.params_file), n):
-        clips = pseudo_label_clips.with_options(task_runner=make_task_runner(opts.orchestrate))(
-            ws, n, opts.params_file)
+        clips = pseudo_label_clips.with_options(task_runner=make_task_runner(opts.orchestrate))(ws, n, opts.params_file)
         logger.info("round %d inference: %s", n, clips)
     else:
         clips = {"done": "every clip already pseudo-labelled by this model"}
@@ -131,8 +146,9 @@ def run_round(n: int, opts: RoundOptions) -> dict:
     from visem_pl.flows.artifacts import publish_round
 
     row = publish_round(opts.workspace, n)
-    version = version_round(ws, n, f"round {n} (Prefect flow run {flow_run.name}, {flow_run.id})",
-                            opts.push, opts.commit)
+    version = version_round(
+        ws, n, f"round {n} (Prefect flow run {flow_run.name}, {flow_run.id})", opts.push, opts.commit
+    )
     clean, status = versioning.dvc_status_clean(ws)
     if not clean:
         raise versioning.StepFailed(f"round {n} finished but `dvc status` is not clean:\n{status}")
@@ -151,19 +167,37 @@ def review_round(n: int, opts: RoundOptions) -> dict:
         return {"items": export["queued"], "imports": []}
     folder = Path(export["dir"])
     folder = folder if folder.is_absolute() else ws / folder
-    context = {"round": n, "workspace": str(ws), "store": str(Workspace(ws, opts.params_file).round(n).review_folder),
-               "flow_run": str(flow_run.id), "tasks_json": str(folder / "tasks.json"),
-               "images": str(folder / "images"), "labelling_config": str(folder / "labelling_config.xml")}
+    context = {
+        "round": n,
+        "workspace": str(ws),
+        "store": str(Workspace(ws, opts.params_file).round(n).review_folder),
+        "flow_run": str(flow_run.id),
+        "tasks_json": str(folder / "tasks.json"),
+        "images": str(folder / "images"),
+        "labelling_config": str(folder / "labelling_config.xml"),
+    }
     timeout = int(opts.orchestrate.review_timeout_hours * 3600)
     imports, reason, attempt = [], None, 1
     while True:
         answer = wait_for_review(n, attempt, describe_wait(n, export, context, reason), timeout, context)
-        logger.info("round %d review answer %d from %r: %s%s", n, attempt, answer.reviewer, answer.decision,
-                    f" ({answer.notes})" if answer.notes else "")
+        logger.info(
+            "round %d review answer %d from %r: %s%s",
+            n,
+            attempt,
+            answer.reviewer,
+            answer.decision,
+            f" ({answer.notes})" if answer.notes else "",
+        )
         if answer.decision == "stop":
-            return {"stopped": True, "by": answer.reviewer, "notes": answer.notes,
-                    "state": Cancelled(message=f"round {n} stopped at review by {answer.reviewer or 'someone'}"
-                                               f"{': ' + answer.notes if answer.notes else ''}")}
+            return {
+                "stopped": True,
+                "by": answer.reviewer,
+                "notes": answer.notes,
+                "state": Cancelled(
+                    message=f"round {n} stopped at review by {answer.reviewer or 'someone'}"
+                    f"{': ' + answer.notes if answer.notes else ''}"
+                ),
+            }
         verdict = import_review(str(ws), n, answer.model_dump(mode="json"), attempt)
         attempt += 1
         if not verdict["ok"]:
@@ -174,12 +208,19 @@ def review_round(n: int, opts: RoundOptions) -> dict:
         if verdict["left"] == 0:
             return {"items": verdict["items"], "imports": imports}
         export = {**export, "left": verdict["left"]}
-        reason = [f"imported {verdict['result'].get('imported', 0)} answers; {verdict['left']} of "
-                  f"{verdict['items']} frames still have none"]
+        reason = [
+            f"imported {verdict['result'].get('imported', 0)} answers; {verdict['left']} of "
+            f"{verdict['items']} frames still have none"
+        ]
 
 
-Round = Annotated[int, Field(ge=0, description="Round number: 0 trains on the labelled frames only; "
-                                               "round N trains on round N-1's merged set.")]
+Round = Annotated[
+    int,
+    Field(
+        ge=0,
+        description="Round number: 0 trains on the labelled frames only; round N trains on round N-1's merged set.",
+    ),
+]
 Runner = Optional[Literal["threads", "dask", "ray"]]
 
 

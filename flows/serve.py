@@ -7,6 +7,7 @@
 For workers, work pools (process, Docker, Kubernetes) and a PostgreSQL-backed server, see
 prefect.yaml and README.
 """
+
 from __future__ import annotations
 
 DEPLOYMENT = "visem-pl"
@@ -17,8 +18,10 @@ def deployments(name: str = DEPLOYMENT):
     from visem_pl.flows.round import pseudo_label_round
 
     tags = ["visem-pl"]
-    return [pseudo_label_round.to_deployment(name=name, tags=tags),
-            pseudo_label_campaign.to_deployment(name=name, tags=tags)]
+    return [
+        pseudo_label_round.to_deployment(name=name, tags=tags),
+        pseudo_label_campaign.to_deployment(name=name, tags=tags),
+    ]
 
 
 class NoServer(RuntimeError):
@@ -35,8 +38,10 @@ def wait_for_server(timeout_s: float = 90.0) -> str:
     url = get_current_settings().api.url
     if not url:
         # Without it Prefect would start a throwaway server inside this process that nobody else can reach.
-        raise NoServer("PREFECT_API_URL is not set: start `prefect server start` and "
-                       "`export PREFECT_API_URL=http://127.0.0.1:4200/api` (or `prefect config set ...`)")
+        raise NoServer(
+            "PREFECT_API_URL is not set: start `prefect server start` and "
+            "`export PREFECT_API_URL=http://127.0.0.1:4200/api` (or `prefect config set ...`)"
+        )
     deadline, told = time.monotonic() + timeout_s, False
     while True:
         with get_client(sync_client=True) as client:
@@ -44,8 +49,10 @@ def wait_for_server(timeout_s: float = 90.0) -> str:
         if problem is None:
             return url
         if time.monotonic() > deadline:
-            raise NoServer(f"no Prefect server answers at {url} after {timeout_s:.0f} s ({problem}); "
-                           f"start one with `prefect server start`")
+            raise NoServer(
+                f"no Prefect server answers at {url} after {timeout_s:.0f} s ({problem}); "
+                f"start one with `prefect server start`"
+            )
         if not told:
             print(f"waiting for the Prefect server at {url} ...", flush=True)
             told = True

@@ -5,6 +5,7 @@ Results are persisted and cached per flow run (inputs + source + run id): a roun
 its review wait runs its flow function again, and every task that had finished returns its
 recorded result instead of running again.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,14 @@ def prepare_backend(weights: str, cfg: dict, cache_dir: str, n: int) -> str:
     return load_backend(weights, c.backend, c.device, precision=c.precision, cache_dir=cache_dir).label
 
 
-@task(name="pseudo-label-clip", task_run_name="pseudo-label {clip_name}", retries=2, retry_delay_seconds=5,
-      tags=["visem-infer"], **RECORDED)
+@task(
+    name="pseudo-label-clip",
+    task_run_name="pseudo-label {clip_name}",
+    retries=2,
+    retry_delay_seconds=5,
+    tags=["visem-infer"],
+    **RECORDED,
+)
 def infer_clip(weights: str, clip: dict, clip_name: str, out_dir: str, cfg: dict, cache_dir: str) -> dict:
     """Pseudo-label one clip into `<out_dir>/<clip>.parquet` (skipped when already done for this
     model and these parameters); retried on failure, e.g. a worker lost mid-clip."""
@@ -58,8 +65,14 @@ def infer_clip(weights: str, clip: dict, clip_name: str, out_dir: str, cfg: dict
     from visem_pl.tasks.workspace import offline
 
     offline.configure()
-    stats = infer_clips(weights, [Clip(**{**clip, "path": Path(clip["path"])})], out_dir, InferConfig(**cfg),
-                        progress=False, cache_dir=cache_dir)
+    stats = infer_clips(
+        weights,
+        [Clip(**{**clip, "path": Path(clip["path"])})],
+        out_dir,
+        InferConfig(**cfg),
+        progress=False,
+        cache_dir=cache_dir,
+    )
     return {"clip": clip_name, "pid": os.getpid(), **stats}
 
 
@@ -92,8 +105,10 @@ def import_review(workspace: str, n: int, answer: dict, attempt: int) -> dict:
     try:
         if export:
             if not Path(export).is_absolute():
-                return {"ok": False, "problems": [f"{export}: give the export's absolute path (the round runs in "
-                                                  f"{workspace})"]}
+                return {
+                    "ok": False,
+                    "problems": [f"{export}: give the export's absolute path (the round runs in {workspace})"],
+                }
             if not Path(export).is_file():
                 return {"ok": False, "problems": [f"{export}: no such file"]}
             result = handoff.import_file(ws, n, Path(export), reviewer)
@@ -102,8 +117,13 @@ def import_review(workspace: str, n: int, answer: dict, attempt: int) -> dict:
 
             batch = batch_of_project(ws.round(n).review_folder, int(project))
             if batch is None:
-                return {"ok": False, "problems": [f"Label Studio project {project} holds no batch of round {n}'s "
-                                                  f"queue (push it with `visem-pl review push --round {n}`)"]}
+                return {
+                    "ok": False,
+                    "problems": [
+                        f"Label Studio project {project} holds no batch of round {n}'s "
+                        f"queue (push it with `visem-pl review push --round {n}`)"
+                    ],
+                }
             try:
                 server = server_from_env()
             except LiveError as exc:

@@ -4,6 +4,7 @@ Every step of a Prefect round runs as its `dvc.yaml` stage (`dvc repro <stage>`)
 run from Prefect is recorded in `dvc.lock` and the DVC cache exactly as `dvc repro` records it,
 and `dvc status` agrees with what Prefect reports.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,12 +53,17 @@ def dvc_status_clean(root: Path | str) -> tuple[bool, str]:
 
 
 def is_git_repo(root: Path | str) -> bool:
-    return subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=root, capture_output=True,
-                          text=True).returncode == 0
+    return (
+        subprocess.run(
+            ["git", "rev-parse", "--is-inside-work-tree"], cwd=root, capture_output=True, text=True
+        ).returncode
+        == 0
+    )
 
 
-def version_round(root: Path | str, n: int, message: str, push: bool = True, commit: bool = True,
-                  tag: bool = True) -> dict:
+def version_round(
+    root: Path | str, n: int, message: str, push: bool = True, commit: bool = True, tag: bool = True
+) -> dict:
     """Record round n: `dvc push` to the default remote (when one is set), then a git commit of what
     DVC tracks in git (dvc.lock, params.yaml, metrics, the review folder, DVC's .gitignore files)
     and the tag `round-n` (left alone when it exists already)."""
@@ -70,15 +76,20 @@ def version_round(root: Path | str, n: int, message: str, push: bool = True, com
     if not commit or not is_git_repo(root):
         return result
     paths = [p for p in ("dvc.lock", "params.yaml", "metrics", "review") if (root / p).exists()]
-    ignores = run(["git", "ls-files", "-m", "-o", "--exclude-standard", "--", "*.gitignore", ".gitignore"],
-                  root).split()
+    ignores = run(
+        ["git", "ls-files", "-m", "-o", "--exclude-standard", "--", "*.gitignore", ".gitignore"], root
+    ).split()
     run(["git", "add", "--", *paths, *ignores], root)
     if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=root).returncode != 0:
         run(["git", "commit", "-q", "-m", message], root)
     result["commit"] = run(["git", "rev-parse", "HEAD"], root).strip()
     name = f"round-{n}"
-    exists = subprocess.run(["git", "rev-parse", "-q", "--verify", f"refs/tags/{name}"], cwd=root,
-                            capture_output=True).returncode == 0
+    exists = (
+        subprocess.run(
+            ["git", "rev-parse", "-q", "--verify", f"refs/tags/{name}"], cwd=root, capture_output=True
+        ).returncode
+        == 0
+    )
     if tag and not exists:
         run(["git", "tag", name], root)
         result["tag"] = name

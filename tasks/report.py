@@ -3,6 +3,7 @@
 `collect` reads every round's small metric files; `COLUMNS` and `fmt` are how the table is shown,
 in the terminal (`visem-pl report`) and in the Prefect UI's artifacts alike.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,12 +14,21 @@ from visem_pl.tasks.workspace.io import write_json
 from visem_pl.tasks.workspace.paths import Workspace
 
 # (key in a round's row, column title)
-COLUMNS = (("round", "round"), ("mAP50", "mAP50"), ("mAP50-95", "mAP50-95"), ("fitness", "fitness"),
-           ("accepted_boxes", "accepted"), ("review_items", "review"),
-           ("accepted_precision", "acc. P"), ("accepted_recall", "acc. R"))
-CAPTION = ("fitness = 0.1 mAP50 + 0.9 mAP50-95 on the validation videos; accepted = pseudo-label boxes kept, "
-           "review = frames queued for experts, acc. P/R = precision/recall of the accepted boxes against the "
-           "synthetic truth (IoU >= 0.5)")
+COLUMNS = (
+    ("round", "round"),
+    ("mAP50", "mAP50"),
+    ("mAP50-95", "mAP50-95"),
+    ("fitness", "fitness"),
+    ("accepted_boxes", "accepted"),
+    ("review_items", "review"),
+    ("accepted_precision", "acc. P"),
+    ("accepted_recall", "acc. R"),
+)
+CAPTION = (
+    "fitness = 0.1 mAP50 + 0.9 mAP50-95 on the validation videos; accepted = pseudo-label boxes kept, "
+    "review = frames queued for experts, acc. P/R = precision/recall of the accepted boxes against the "
+    "synthetic truth (IoU >= 0.5)"
+)
 
 
 def _read(path: Path) -> dict | None:
@@ -40,14 +50,20 @@ def collect(metrics_dir: Path) -> dict:
         st = _read(base / f"round-{n}" / "pseudo.json") or {}
         overall = ev.get("overall", {})
         accepted = q.get("accept", {}).get("all", {}) if q.get("truth") else {}
-        rounds.append({
-            "round": n,
-            "mAP50": overall.get("mAP50"), "mAP50-95": overall.get("mAP50-95"), "fitness": overall.get("fitness"),
-            "precision": overall.get("precision"), "recall": overall.get("recall"),
-            "accepted_boxes": sum(st["accept"].values()) if "accept" in st else None,
-            "review_items": st.get("review_items"),
-            "accepted_precision": accepted.get("precision"), "accepted_recall": accepted.get("recall"),
-        })
+        rounds.append(
+            {
+                "round": n,
+                "mAP50": overall.get("mAP50"),
+                "mAP50-95": overall.get("mAP50-95"),
+                "fitness": overall.get("fitness"),
+                "precision": overall.get("precision"),
+                "recall": overall.get("recall"),
+                "accepted_boxes": sum(st["accept"].values()) if "accept" in st else None,
+                "review_items": st.get("review_items"),
+                "accepted_precision": accepted.get("precision"),
+                "accepted_recall": accepted.get("recall"),
+            }
+        )
     return {"rounds": {str(r["round"]): r for r in rounds}, "latest": rounds[-1] if rounds else {}}
 
 

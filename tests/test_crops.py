@@ -1,4 +1,5 @@
 """Training crops: boxes re-expressed in the crop, crops shared out between trusted and pseudo frames."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,9 +12,13 @@ from visem_pl.tasks.training.train import crop_weights
 
 def test_crop_labels_shift_clip_and_drop():
     # 640x480 frame; boxes of 20x20 px at (100, 100), (155, 100) and (300, 300); crop (90, 90) size 80.
-    labels = np.array([[0, 100 / 640, 100 / 480, 20 / 640, 20 / 480],
-                       [1, 165 / 640, 100 / 480, 20 / 640, 20 / 480],
-                       [2, 300 / 640, 300 / 480, 20 / 640, 20 / 480]])
+    labels = np.array(
+        [
+            [0, 100 / 640, 100 / 480, 20 / 640, 20 / 480],
+            [1, 165 / 640, 100 / 480, 20 / 640, 20 / 480],
+            [2, 300 / 640, 300 / 480, 20 / 640, 20 / 480],
+        ]
+    )
     out = crop_labels(labels, 640, 480, 90, 90, 80)
     # First box fully inside: centre (10, 10) of 80; second has 15 of 20 px inside (75 %) and is kept, clipped.
     assert out.shape == (2, 5)
@@ -36,6 +41,6 @@ def test_trusted_frames_get_their_share_of_crops():
     weights = np.array(crop_weights(frames, 0.5))
     counts = allocate(640, weights)
     assert counts[:80].sum() == 320 and counts[80:].sum() == 320
-    assert crop_weights(frames.iloc[:80], 0.5) is None          # no pseudo frames: even
+    assert crop_weights(frames.iloc[:80], 0.5) is None  # no pseudo frames: even
     assert crop_weights(frames, 0.0) is None
     assert crop_weights(frames.drop(columns="source"), 0.5) is None  # round 0 table

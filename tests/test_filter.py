@@ -1,4 +1,5 @@
 """Confidence bands per class, and the files `filter_round` writes from a round's predictions."""
+
 from __future__ import annotations
 
 import json
@@ -6,13 +7,24 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers.predfiles import write_predictions
-from visem_pl.tasks.pseudo.bands import ACCEPT, REVIEW_BOX_COLUMNS, REJECT, REVIEW, Band, assign_bands, filter_round, parse_bands
 
-SECTION = {"sperm": {"low": 0.25, "high": 0.6},
-           "cluster": {"low": 0.5, "high": 0.75},
-           "small_or_pinhead": {"low": 0.1, "high": 0.3}}
+from visem_pl.tasks.pseudo.bands import (
+    ACCEPT,
+    REJECT,
+    REVIEW,
+    REVIEW_BOX_COLUMNS,
+    Band,
+    assign_bands,
+    filter_round,
+    parse_bands,
+)
+
+SECTION = {
+    "sperm": {"low": 0.25, "high": 0.6},
+    "cluster": {"low": 0.5, "high": 0.75},
+    "small_or_pinhead": {"low": 0.1, "high": 0.3},
+}
 
 
 def bands_of(section=SECTION):
@@ -24,6 +36,7 @@ def frame(cls, conf):
 
 
 # --- band logic ------------------------------------------------------------------------------
+
 
 def test_band_edges():
     # Bands compare in float32, the precision of stored confidences: "just below" is the next
@@ -37,8 +50,13 @@ def test_band_edges():
 
 def test_band_edges_in_float32_as_stored():
     # Predictions are float32 on disk: 0.7 becomes 0.69999999; a bound written 0.7 still accepts it.
-    b = parse_bands({"sperm": {"low": 0.3, "high": 0.7}, "cluster": {"low": 0.3, "high": 0.7},
-                     "small_or_pinhead": {"low": 0.3, "high": 0.7}})
+    b = parse_bands(
+        {
+            "sperm": {"low": 0.3, "high": 0.7},
+            "cluster": {"low": 0.3, "high": 0.7},
+            "small_or_pinhead": {"low": 0.3, "high": 0.7},
+        }
+    )
     conf = np.array([0.7, 0.3, 0.69, 0.29], dtype=np.float32)
     df = pd.DataFrame({"cls": np.zeros(4, np.int8), "conf": conf})
     assert assign_bands(df, b).tolist() == [ACCEPT, REVIEW, REVIEW, REJECT]
@@ -84,20 +102,20 @@ def test_parse_bands():
 # (frame, cls, cx, cy, w, h, conf); coordinates exact in float32 so the label text is known.
 CLIP_A = "11_30_60"
 ROWS_A = [
-    (0, 0, 0.5, 0.25, 0.0625, 0.125, 0.9),      # accept
-    (0, 1, 0.25, 0.75, 0.125, 0.125, 0.5),      # cluster at its low: review
+    (0, 0, 0.5, 0.25, 0.0625, 0.125, 0.9),  # accept
+    (0, 1, 0.25, 0.75, 0.125, 0.125, 0.5),  # cluster at its low: review
     (0, 0, 0.125, 0.375, 0.03125, 0.0625, 0.6),  # sperm at its high: accept
     (0, 2, 0.75, 0.5, 0.015625, 0.015625, 0.05),  # pinhead below 0.1: reject
     (2, 0, 0.625, 0.625, 0.0625, 0.0625, 0.3),  # review only: no label file for frame 2
     (2, 0, 0.375, 0.125, 0.0625, 0.0625, 0.25),  # review (sperm low)
-    (4, 1, 0.5, 0.5, 0.25, 0.25, 0.75),         # cluster at its high: accept
-    (6, 0, 0.5, 0.5, 0.0625, 0.0625, 0.1),      # reject only: nothing at all for frame 6
+    (4, 1, 0.5, 0.5, 0.25, 0.25, 0.75),  # cluster at its high: accept
+    (6, 0, 0.5, 0.5, 0.0625, 0.0625, 0.1),  # reject only: nothing at all for frame 6
 ]
 CLIP_B = "84_0_30"
 ROWS_B = [
     (1, 2, 0.25, 0.25, 0.015625, 0.015625, 0.3),  # pinhead at its high: accept
-    (1, 0, 0.75, 0.75, 0.0625, 0.0625, 0.45),   # review
-    (3, 1, 0.5, 0.25, 0.125, 0.125, 0.49),      # cluster just below low: reject
+    (1, 0, 0.75, 0.75, 0.0625, 0.0625, 0.45),  # review
+    (3, 1, 0.5, 0.25, 0.125, 0.125, 0.49),  # cluster just below low: reject
 ]
 
 
@@ -116,8 +134,7 @@ def test_label_files_hold_exactly_the_accepted_boxes(filtered):
     out, _ = filtered
     labels = {p.name: p.read_text() for p in (out / "labels").iterdir()}
     assert labels == {
-        "11_30_60_frame_0.txt": "0 0.500000 0.250000 0.062500 0.125000\n"
-                                "0 0.125000 0.375000 0.031250 0.062500\n",
+        "11_30_60_frame_0.txt": "0 0.500000 0.250000 0.062500 0.125000\n0 0.125000 0.375000 0.031250 0.062500\n",
         "11_30_60_frame_4.txt": "1 0.500000 0.500000 0.250000 0.250000\n",
         "84_0_30_frame_1.txt": "2 0.250000 0.250000 0.015625 0.015625\n",
     }
@@ -144,7 +161,10 @@ def test_boxes_and_stats(filtered):
     assert len(boxes) == 11
     assert boxes.groupby("band").size().to_dict() == {ACCEPT: 4, REVIEW: 4, REJECT: 3}
     expected = {
-        "boxes": 11, "frames_with_pseudo_labels": 3, "review_items": 3, "review_boxes": 4,
+        "boxes": 11,
+        "frames_with_pseudo_labels": 3,
+        "review_items": 3,
+        "review_boxes": 4,
         "accept": {"sperm": 2, "cluster": 1, "small_or_pinhead": 1},
         "review": {"sperm": 3, "cluster": 1, "small_or_pinhead": 0},
         "reject": {"sperm": 1, "cluster": 1, "small_or_pinhead": 1},

@@ -16,6 +16,7 @@ with confidences within 0.03. On the trained demo model bf16 moves scores by up 
 boxes near the conf threshold can cross it: there 98.3 % of all boxes at conf >= 0.05 and
 99.8 % of those >= 0.1 (the lowest review band) matched; docs/BENCHMARKS.md has the figures.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,10 +33,16 @@ from ultralytics import YOLO  # noqa: E402
 from ultralytics.utils import ops  # noqa: E402
 from ultralytics.utils.metrics import box_iou  # noqa: E402
 
-from visem_pl.tasks.inference import backends  # noqa: E402
-from visem_pl.tasks.inference.backends import (OpenVINOBackend, TorchBackend, export_openvino, load_backend,  # noqa: E402
-                            postprocess, predict_sources)
 from visem_pl.tasks.dataset.reader import locate  # noqa: E402
+from visem_pl.tasks.inference import backends  # noqa: E402
+from visem_pl.tasks.inference.backends import (  # noqa: E402
+    OpenVINOBackend,
+    TorchBackend,
+    export_openvino,
+    load_backend,
+    postprocess,
+    predict_sources,
+)
 from visem_pl.tasks.inference.clips import InferConfig, file_sha256, iter_frames  # noqa: E402
 from visem_pl.tasks.synth import SynthConfig, synthesize  # noqa: E402
 
@@ -47,8 +54,19 @@ CFG = InferConfig(stride=1, imgsz=320, conf=0.0, iou=0.7, batch=4, max_det=30, d
 def setup(tmp_path_factory):
     base = tmp_path_factory.mktemp("infer_backend")
     root = base / "twin"
-    synthesize(root, SynthConfig(seed=5, videos=(11,), frames_per_video=1, rest_clips_per_video=2,
-                                 other_videos=0, frames_per_clip=9, workers=1), progress=False)
+    synthesize(
+        root,
+        SynthConfig(
+            seed=5,
+            videos=(11,),
+            frames_per_video=1,
+            rest_clips_per_video=2,
+            other_videos=0,
+            frames_per_clip=9,
+            workers=1,
+        ),
+        progress=False,
+    )
     torch.manual_seed(0)
     weights = base / "w.pt"
     YOLO(str(REPO / "models" / "yolov8n.yaml")).save(str(weights))
@@ -120,12 +138,22 @@ def test_threaded_pipeline_equals_a_sequential_loop(setup):
         seq = []
         items = list(iter_frames(clip.path, CFG.stride))
         for start in range(0, len(items), CFG.batch):
-            chunk = items[start:start + CFG.batch]
+            chunk = items[start : start + CFG.batch]
             arr = np.stack([lb(image=f) for _, f in chunk])
             backend.submit(0, arr)
             raw = backend.wait(0)
-            for (index, f), out in zip(chunk, postprocess(raw, arr.shape[1:3], [f.shape[:2] for _, f in chunk],
-                                                           CFG.conf, CFG.iou, CFG.max_det, len(backend.names))):
+            for (index, _f), out in zip(
+                chunk,
+                postprocess(
+                    raw,
+                    arr.shape[1:3],
+                    [f.shape[:2] for _, f in chunk],
+                    CFG.conf,
+                    CFG.iou,
+                    CFG.max_det,
+                    len(backend.names),
+                ),
+            ):
                 seq.append((index, *out))
         assert [f[0] for f in frames] == [s[0] for s in seq] == list(range(9))
         for a, b in zip(frames, seq):

@@ -5,6 +5,7 @@ The model is an untrained YOLOv8n built from `models/yolov8n.yaml` with a fixed 
 saved as weights (nothing is downloaded). With conf 0.0 it still returns boxes (up to max_det
 per frame), so the compared tables are not empty.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ import torch  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 
 from visem_pl.tasks.dataset.reader import locate  # noqa: E402
-from visem_pl.tasks.inference.clips import META_KEY, InferConfig, infer_clips, is_done, fingerprint, file_sha256  # noqa: E402
+from visem_pl.tasks.inference.clips import META_KEY, InferConfig, file_sha256, fingerprint, infer_clips, is_done  # noqa: E402
 from visem_pl.tasks.synth import SynthConfig, synthesize  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,8 +48,19 @@ def untrained_weights(path: Path, seed: int) -> Path:
 def setup(tmp_path_factory):
     base = tmp_path_factory.mktemp("infer_resume")
     root = base / "twin"
-    synthesize(root, SynthConfig(seed=3, videos=(11, 52), frames_per_video=2, rest_clips_per_video=1,
-                                 other_videos=2, frames_per_clip=FRAMES, workers=1), progress=False)
+    synthesize(
+        root,
+        SynthConfig(
+            seed=3,
+            videos=(11, 52),
+            frames_per_video=2,
+            rest_clips_per_video=1,
+            other_videos=2,
+            frames_per_clip=FRAMES,
+            workers=1,
+        ),
+        progress=False,
+    )
     weights = untrained_weights(base / "w.pt", seed=0)
     assert YOLO(str(weights)).model is not None  # loads back as weights
     return root, weights, base
@@ -66,8 +78,14 @@ def project_dir(base: Path, name: str, root: Path, weights: Path) -> Path:
 def cli(cwd: Path, *args: str) -> subprocess.Popen:
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env = dict(os.environ, PYTHONPATH=path, PYTHONIOENCODING="utf-8")
-    return subprocess.Popen([sys.executable, "-m", "visem_pl.cli.main", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "visem_pl.cli.main", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run_to_end(cwd: Path) -> dict:
@@ -154,8 +172,12 @@ def test_changed_parameters_or_weights_redo_finished_clips(setup, tmp_path):
     assert 0 < first["boxes"] <= 2 * FRAMES * 5
     tables = {p.name: pq.read_table(p) for p in out.glob("*.parquet")}
 
-    assert infer_clips(weights, clips, out, cfg, progress=False) == \
-        {"clips": 2, "skipped": 2, "predicted": 0, "boxes": 0}
+    assert infer_clips(weights, clips, out, cfg, progress=False) == {
+        "clips": 2,
+        "skipped": 2,
+        "predicted": 0,
+        "boxes": 0,
+    }
 
     # Another stride: every clip is redone, with every 2nd frame.
     stride2 = InferConfig(**{**small, "stride": 2})

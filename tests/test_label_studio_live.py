@@ -9,6 +9,7 @@ its initial user, and its telemetry, Sentry and version check switched off. It i
 suite's PYTHONPATH, so netguard refuses (and the session reports) any connection it tries beyond
 loopback.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,14 +25,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers.project import free_port, wait_healthy
+from helpers.review import ITEMS, A, B, check_merged, edit, expected_answers, region
 from helpers.trees import tree_digest
+
 from visem_pl.tasks.review.exchange import labelstudio
 from visem_pl.tasks.review.exchange.live import PROJECT_FILE
 from visem_pl.tasks.review.queue import REVIEWED
 from visem_pl.tasks.review.store import QueueStore
-from helpers.review import A, B, ITEMS, check_merged, edit, expected_answers, region
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:label_studio_sdk")  # its pydantic-v1 style
 
@@ -45,8 +46,11 @@ def label_studio_bin(venv: Path = LS_VENV) -> Path:
     """The server's entry point; fails (never skips) when its virtual environment is missing."""
     exe = venv / "bin" / "label-studio"
     if not exe.exists():
-        pytest.fail(f"{exe} is missing: Label Studio lives in its own virtual environment; build it with "
-                    f"`{MAKE_TARGET}` (CI: .ci/run runs `make ls-venv test`)", pytrace=False)
+        pytest.fail(
+            f"{exe} is missing: Label Studio lives in its own virtual environment; build it with "
+            f"`{MAKE_TARGET}` (CI: .ci/run runs `make ls-venv test`)",
+            pytrace=False,
+        )
     return exe
 
 
@@ -59,7 +63,7 @@ def test_missing_ls_venv_fails_naming_the_make_target(tmp_path):
 class LabelStudioServer:
     url: str
     token: str
-    root: Path          # LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT
+    root: Path  # LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT
     log: Path
     started_in_s: float
 
@@ -68,20 +72,26 @@ def server_env(base: Path, root: Path, token: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "HEARTEX_"))}
     for k in ("HOST", "PORT", "DEBUG", "DJANGO_DB", "DATABASE_NAME"):
         env.pop(k, None)
-    env.update({
-        "HOME": str(base / "home"),
-        "LABEL_STUDIO_BASE_DATA_DIR": str(base / "data"),
-        "LABEL_STUDIO_USERNAME": "expert@visem-pl.test",
-        "LABEL_STUDIO_PASSWORD": secrets.token_hex(12),
-        "LABEL_STUDIO_USER_TOKEN": token,                   # set for the initial user...
-        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",     # ...and legacy tokens on for its organisation
-        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(root),
-        # No outbound traffic: no Sentry (the default DSN is Heartex's), no usage analytics, no PyPI
-        # version check, no converter resource downloads, feature flags from the bundled file.
-        "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "", "COLLECT_ANALYTICS": "false",
-        "LATEST_VERSION_CHECK": "false", "CONVERTER_DOWNLOAD_RESOURCES": "false", "FEATURE_FLAGS_OFFLINE": "true",
-    })
+    env.update(
+        {
+            "HOME": str(base / "home"),
+            "LABEL_STUDIO_BASE_DATA_DIR": str(base / "data"),
+            "LABEL_STUDIO_USERNAME": "expert@visem-pl.test",
+            "LABEL_STUDIO_PASSWORD": secrets.token_hex(12),
+            "LABEL_STUDIO_USER_TOKEN": token,  # set for the initial user...
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",  # ...and legacy tokens on for its organisation
+            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(root),
+            # No outbound traffic: no Sentry (the default DSN is Heartex's), no usage analytics, no PyPI
+            # version check, no converter resource downloads, feature flags from the bundled file.
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
+            "COLLECT_ANALYTICS": "false",
+            "LATEST_VERSION_CHECK": "false",
+            "CONVERTER_DOWNLOAD_RESOURCES": "false",
+            "FEATURE_FLAGS_OFFLINE": "true",
+        }
+    )
     return env
 
 
@@ -99,9 +109,14 @@ def ls_server(tmp_path_factory):
     log = base / "server.log"
     t0 = time.monotonic()
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(exe), "start", "--internal-host", "127.0.0.1", "--port", str(port), "--no-browser"],
-                                cwd=base, env=server_env(base, root, token), stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(exe), "start", "--internal-host", "127.0.0.1", "--port", str(port), "--no-browser"],
+            cwd=base,
+            env=server_env(base, root, token),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         try:
             wait_healthy(f"{url}/health", proc, log, START_TIMEOUT_S, "label-studio")
@@ -119,6 +134,7 @@ def ls_server(tmp_path_factory):
 
 # --- helpers ----------------------------------------------------------------------------------------
 
+
 class Cli:
     """`python -m visem_pl.cli.main ...` in the project folder (the round's files at their default paths),
     with the Label Studio environment; keeps every output for the token check."""
@@ -129,8 +145,15 @@ class Cli:
     def __call__(self, *args, env: dict | None = None) -> tuple[int, str, str]:
         path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         full = {**os.environ, "PYTHONPATH": path, "PYTHONIOENCODING": "utf-8", **self.env, **(env or {})}
-        proc = subprocess.run([sys.executable, "-m", "visem_pl.cli.main", *map(str, args)], cwd=self.cwd, env=full,
-                              capture_output=True, text=True, encoding="utf-8", timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "visem_pl.cli.main", *map(str, args)],
+            cwd=self.cwd,
+            env=full,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=300,
+        )
         self.outputs += [proc.stdout, proc.stderr]
         return proc.returncode, proc.stdout, proc.stderr
 
@@ -154,17 +177,24 @@ def files_under(*roots: Path):
 
 # --- the round trip -------------------------------------------------------------------------------
 
+
 def test_push_edit_pull_merge(ls_server, queue_synth, queue_round, tmp_path, monkeypatch):
     from label_studio_sdk import LabelStudio
 
     ls = ls_server
     print(f"label-studio answered {ls.url}/health {ls.started_in_s:.1f} s after its start")
-    proj = ls.root / "project"        # the repository checkout, under the server's document root
+    proj = ls.root / "project"  # the repository checkout, under the server's document root
     (proj / "data" / "rounds" / "round-0").mkdir(parents=True)
     shutil.copytree(queue_round / "pseudo", proj / "data" / "rounds" / "round-0" / "pseudo")
     (proj / "params.yaml").write_text(json.dumps({"data": {"root": str(queue_synth)}}))
-    cli = Cli(proj, {"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token,
-                     "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(ls.root)})
+    cli = Cli(
+        proj,
+        {
+            "LABEL_STUDIO_URL": ls.url,
+            "LABEL_STUDIO_API_KEY": ls.token,
+            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(ls.root),
+        },
+    )
     store = QueueStore(proj / "review" / "round-0")
     boxes = pd.read_parquet(queue_round / "pseudo" / "boxes.parquet")
     expert = LabelStudio(base_url=ls.url, api_key=ls.token)
@@ -213,10 +243,17 @@ def test_push_edit_pull_merge(ls_server, queue_synth, queue_round, tmp_path, mon
             assert r.read() == (store.exports / batch / "images" / f"{item}.jpg").read_bytes()
         (pred,) = expert.predictions.list(task=task.id)
         assert pred.model_version == "round-0"
-        got, want = rows_of(pred.result), [[int(r.cls), r.cx, r.cy, r.w, r.h] for r in
-                                            boxes[(boxes["clip"] + "_frame_" + boxes["frame"].astype(str) == item)
-                                                  & (boxes["band"] != "reject")]
-                                            .sort_values("conf", ascending=False, kind="stable").itertuples()]
+        got, want = (
+            rows_of(pred.result),
+            [
+                [int(r.cls), r.cx, r.cy, r.w, r.h]
+                for r in boxes[
+                    (boxes["clip"] + "_frame_" + boxes["frame"].astype(str) == item) & (boxes["band"] != "reject")
+                ]
+                .sort_values("conf", ascending=False, kind="stable")
+                .itertuples()
+            ],
+        )
         assert [g[0] for g in got] == [w[0] for w in want]
         for g, w in zip(got, want):
             assert g[1:] == pytest.approx(w[1:], abs=1e-6)
@@ -240,9 +277,12 @@ def test_push_edit_pull_merge(ls_server, queue_synth, queue_round, tmp_path, mon
         f"{A}_frame_2": preds(f"{A}_frame_2"),
         f"{B}_frame_1": preds(f"{B}_frame_1"),
     }
-    annotation_ids = {item: expert.annotations.create(id=tasks[item].id, result=result, lead_time=12.5,
-                                                      was_cancelled=False, ground_truth=False).id
-                      for item, result in answers.items()}
+    annotation_ids = {
+        item: expert.annotations.create(
+            id=tasks[item].id, result=result, lead_time=12.5, was_cancelled=False, ground_truth=False
+        ).id
+        for item, result in answers.items()
+    }
     rc, out, err = cli("review", "pull", "--round", "0", "--reviewer", "dr-a")
     assert rc == 0, err
     first = json.loads(out.splitlines()[-1])
@@ -251,7 +291,8 @@ def test_push_edit_pull_merge(ls_server, queue_synth, queue_round, tmp_path, mon
     assert archived.parent == store.imports and archived.name.endswith(f"_dr-a_labelstudio-project-{pid}-{batch}.json")
     assert {t["data"]["item"] for t in json.loads(archived.read_text())} == set(ITEMS)
     assert {i: (e["state"], e["reviewer"]) for i, e in store.state()["items"].items()} == {
-        i: (REVIEWED, "dr-a") for i in ITEMS}
+        i: (REVIEWED, "dr-a") for i in ITEMS
+    }
     # Nothing new in the project: pulling again is a no-op.
     before = tree_digest(store.root)
     rc, out, err = cli("review", "pull", "--round", "0", "--reviewer", "dr-a")
@@ -276,8 +317,12 @@ def test_push_edit_pull_merge(ls_server, queue_synth, queue_round, tmp_path, mon
 
     # A personal access token (1.23's default kind; the SDK trades it for short-lived access tokens)
     # works the same: nothing new in the project, so the pull is a no-op.
-    req = urllib.request.Request(f"{ls.url}/api/token/", data=b"{}", method="POST",
-                                 headers={"Authorization": f"Token {ls.token}", "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{ls.url}/api/token/",
+        data=b"{}",
+        method="POST",
+        headers={"Authorization": f"Token {ls.token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         pat = json.loads(r.read())["token"]
     before = tree_digest(store.root)

@@ -1,4 +1,5 @@
 """Detection metrics on hand-made boxes with known answers, and against Ultralytics' own code."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -15,8 +16,15 @@ from ultralytics.engine.validator import BaseValidator  # noqa: E402
 from ultralytics.utils.metrics import ap_per_class  # noqa: E402
 from ultralytics.utils.metrics import box_iou as ul_box_iou  # noqa: E402
 
-from visem_pl.tasks.training.metrics import (IOU_THRESHOLDS, Accumulator, average_precision, box_iou, fitness,  # noqa: E402
-                           match_frame, xywhn_to_xyxy)
+from visem_pl.tasks.training.metrics import (  # noqa: E402
+    IOU_THRESHOLDS,
+    Accumulator,
+    average_precision,
+    box_iou,
+    fitness,
+    match_frame,
+    xywhn_to_xyxy,
+)
 
 NAMES = ("sperm", "cluster", "small_or_pinhead")
 SQUARE = [0.0, 0.0, 100.0, 100.0]
@@ -30,13 +38,16 @@ def trapezoid_101(samples: list[float]) -> float:
 
 # --- IoU and box conversion -----------------------------------------------------------------
 
+
 def test_iou_of_known_rectangles():
     a = [[0, 0, 10, 10]]
-    b = [[5, 0, 15, 10],      # half overlap: 50 / 150
-         [0, 0, 10, 10],      # identical
-         [20, 20, 30, 30],    # disjoint
-         [2, 2, 4, 4],        # inside: 4 / 100
-         [10, 0, 20, 10]]     # touching edge only
+    b = [
+        [5, 0, 15, 10],  # half overlap: 50 / 150
+        [0, 0, 10, 10],  # identical
+        [20, 20, 30, 30],  # disjoint
+        [2, 2, 4, 4],  # inside: 4 / 100
+        [10, 0, 20, 10],
+    ]  # touching edge only
     iou = box_iou(a, b)
     assert iou.shape == (1, 5)
     assert iou[0].tolist() == pytest.approx([1 / 3, 1.0, 0.0, 0.04, 0.0], abs=1e-12)
@@ -57,6 +68,7 @@ def test_fitness_formula():
 
 
 # --- AP of hand-ranked lists ---------------------------------------------------------------
+
 
 def test_perfect_predictions_score_one():
     acc = Accumulator(NAMES)
@@ -129,6 +141,7 @@ def test_average_precision_direct():
 
 # --- matching --------------------------------------------------------------------------------
 
+
 def test_wrong_class_never_matches():
     tp = match_frame([SQUARE], [1], [0.9], [SQUARE], [0])
     assert tp.shape == (1, 10) and not tp.any()
@@ -138,8 +151,15 @@ def test_wrong_class_never_matches():
     assert s["sperm"]["instances"] == 1 and s["sperm"]["predictions"] == 0
     assert (s["sperm"]["mAP50"], s["sperm"]["mAP50-95"], s["sperm"]["recall"]) == (0.0, 0.0, 0.0)
     # The cluster box has no truth of its class: no AP for that class, but it is counted.
-    assert s["cluster"] == {"instances": 0, "predictions": 1, "precision": None, "recall": None,
-                            "mAP50": None, "mAP50-95": None, "fitness": None}
+    assert s["cluster"] == {
+        "instances": 0,
+        "predictions": 1,
+        "precision": None,
+        "recall": None,
+        "mAP50": None,
+        "mAP50-95": None,
+        "fitness": None,
+    }
 
 
 def test_two_predictions_on_one_truth_box():
@@ -190,6 +210,7 @@ def test_iou_058_box_counts_at_050_and_055_only_in_a_mixed_set():
 
 # --- against Ultralytics' implementation ------------------------------------------------------
 
+
 def random_frames(seed: int, n_frames: int):
     """Truth boxes and noisy predictions: jittered hits, wrong classes, duplicates, boxes on nothing."""
     rng = np.random.default_rng(seed)
@@ -202,7 +223,7 @@ def random_frames(seed: int, n_frames: int):
         gt_cls = rng.choice(3, n, p=[0.6, 0.2, 0.2])
         boxes, cls, conf = [], [], []
         for box, k in zip(gt, gt_cls):
-            if rng.random() < 0.8:                             # found
+            if rng.random() < 0.8:  # found
                 w, h = box[2] - box[0], box[3] - box[1]
                 shift = rng.normal(0, 0.12, 2) * (w, h)
                 scale = np.exp(rng.normal(0, 0.15, 2))
@@ -211,18 +232,19 @@ def random_frames(seed: int, n_frames: int):
                 boxes.append([cx - pw / 2, cy - ph / 2, cx + pw / 2, cy + ph / 2])
                 cls.append(k if rng.random() < 0.9 else (k + 1) % 3)
                 conf.append(rng.uniform(0.2, 1.0))
-                if rng.random() < 0.1:                         # a duplicate of it
+                if rng.random() < 0.1:  # a duplicate of it
                     boxes.append(boxes[-1] + rng.normal(0, 2, 4))
                     cls.append(cls[-1])
                     conf.append(rng.uniform(0.05, 0.9))
-        for _ in range(int(rng.poisson(1.0))):                 # on nothing (or by chance near a cell)
+        for _ in range(int(rng.poisson(1.0))):  # on nothing (or by chance near a cell)
             x, y = rng.uniform([0, 0], [600, 440])
             s = rng.uniform(12, 40)
             boxes.append([x, y, x + s, y + s])
             cls.append(int(rng.choice(3)))
             conf.append(rng.uniform(0.01, 0.8))
-        frames.append((np.array(boxes).reshape(-1, 4), np.array(cls, dtype=np.int64),
-                       np.array(conf), gt, gt_cls.astype(np.int64)))
+        frames.append(
+            (np.array(boxes).reshape(-1, 4), np.array(cls, dtype=np.int64), np.array(conf), gt, gt_cls.astype(np.int64))
+        )
     return frames
 
 
@@ -268,7 +290,7 @@ def test_agrees_with_ultralytics_on_random_frames():
     max_recall_below_one = 0
     for k, name in enumerate(NAMES):
         assert ours[name]["instances"] > 50
-        assert 0.3 < ours[name]["mAP50"] < 0.95          # a non-trivial curve
+        assert 0.3 < ours[name]["mAP50"] < 0.95  # a non-trivial curve
         assert ours[name]["mAP50"] == pytest.approx(ap[k, 0], abs=0.01)
         assert ours[name]["mAP50-95"] == pytest.approx(ap[k].mean(), abs=0.01)
         max_recall_below_one += ours[name]["recall"] < 1
@@ -287,8 +309,8 @@ def test_same_true_positives_as_ultralytics_matching():
         order = np.argsort(-conf)
         boxes, cls, conf = boxes[order], cls[order], conf[order]
         theirs = BaseValidator.match_predictions(
-            validator, torch.tensor(cls), torch.tensor(gt_cls),
-            ul_box_iou(torch.tensor(gt), torch.tensor(boxes))).numpy()
+            validator, torch.tensor(cls), torch.tensor(gt_cls), ul_box_iou(torch.tensor(gt), torch.tensor(boxes))
+        ).numpy()
         ours = match_frame(boxes, cls, conf, gt, gt_cls)
         iou = box_iou(boxes, gt)
         near_threshold = (np.abs(iou[..., None] - IOU_THRESHOLDS) < 1e-5).any()

@@ -1,4 +1,5 @@
 """The product never reaches the network: the guard works, and real library use trips nothing."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,8 @@ import socket
 import subprocess
 import sys
 
-import pytest
-
 import netguard
+import pytest
 import pytest_netguard
 
 
@@ -57,14 +57,24 @@ def test_ultralytics_prefect_dvc_run_without_network(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if k not in OFFLINE_ENV and k != "YOLO_CONFIG_DIR"}
     env[netguard.LOG_ENV] = str(log)
-    proc = subprocess.run([sys.executable, "-c", OFFLINE_SCRIPT], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", OFFLINE_SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out == {"sync": False, "hub": False, "dvc": False, "mlflow": False, "clearml": False,
-                   "comet": False, "YOLO_OFFLINE": "true",
-                   "YOLO_AUTOINSTALL": "false", "DVC_NO_ANALYTICS": "1",
-                   "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "n_results": 1}
+    assert out == {
+        "sync": False,
+        "hub": False,
+        "dvc": False,
+        "mlflow": False,
+        "clearml": False,
+        "comet": False,
+        "YOLO_OFFLINE": "true",
+        "YOLO_AUTOINSTALL": "false",
+        "DVC_NO_ANALYTICS": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "n_results": 1,
+    }
     assert not log.exists() or log.read_text() == "", log.read_text()
     # Ultralytics' settings file lives in the working project, not in the user's home.
     assert list((tmp_path / ".cache" / "ultralytics").rglob("settings.json"))

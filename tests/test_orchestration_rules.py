@@ -1,5 +1,6 @@
 """The plain rules under the Prefect flows: declaring rounds, the workspace lock, the campaign's stop
 rule and the task-runner settings (no server needed)."""
+
 from __future__ import annotations
 
 import json
@@ -67,14 +68,16 @@ def test_stale_lock_is_taken_over(tmp_path):
     # A holder without a flow run on this host whose process is gone is stale too.
     data = json.loads(lock.lock_path(tmp_path).read_text())
     assert lock.pid_alive(data) is True
-    data["pid"] = 2 ** 22 + 12345
+    data["pid"] = 2**22 + 12345
     assert lock.pid_alive(data) is False
     assert os.getpid() == lock.read_lock(tmp_path)["pid"]
 
 
-ROWS = [{"round": 0, "fitness": 0.10, "accepted_boxes": 100},
-        {"round": 1, "fitness": 0.20, "accepted_boxes": 180},
-        {"round": 2, "fitness": 0.201, "accepted_boxes": 250}]
+ROWS = [
+    {"round": 0, "fitness": 0.10, "accepted_boxes": 100},
+    {"round": 1, "fitness": 0.20, "accepted_boxes": 180},
+    {"round": 2, "fitness": 0.201, "accepted_boxes": 250},
+]
 
 
 def test_stop_rule():
@@ -99,10 +102,12 @@ def test_orchestrate_settings():
     assert isinstance(dask, DaskTaskRunner) and dask.address == "tcp://10.0.0.5:8786"
     local = make_task_runner(OrchestrateConfig(task_runner="dask", n_workers=2))
     assert local.cluster_kwargs["n_workers"] == 2 and local.cluster_kwargs["threads_per_worker"] == 1
-    for bad, match in (({"task_runner": "spark"}, "task_runner must be one of"),
-                       ({"n_workers": 0}, "n_workers must be an integer >= 1"),
-                       ({"address": "10.0.0.5"}, "cluster address"),
-                       ({"review_timeout_hours": 0}, "review_timeout_hours must be > 0")):
+    for bad, match in (
+        ({"task_runner": "spark"}, "task_runner must be one of"),
+        ({"n_workers": 0}, "n_workers must be an integer >= 1"),
+        ({"address": "10.0.0.5"}, "cluster address"),
+        ({"review_timeout_hours": 0}, "review_timeout_hours must be > 0"),
+    ):
         with pytest.raises(ValueError, match=match):
             OrchestrateConfig(**bad)
 
@@ -114,8 +119,9 @@ def test_serve_without_a_server_says_how_to_start_one(tmp_path):
 
     e = env(PREFECT_HOME=str(tmp_path / "home"))
     e.pop("PREFECT_API_URL", None)
-    proc = subprocess.run([str(BIN / "visem-pl"), "serve"], cwd=tmp_path, env=e, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [str(BIN / "visem-pl"), "serve"], cwd=tmp_path, env=e, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert "PREFECT_API_URL is not set: start `prefect server start`" in proc.stderr
 

@@ -6,6 +6,7 @@ round 1 is added and reproduced without redoing round 0; a third repro does noth
 model is restored bit for bit from a tag; `dvc metrics diff` compares the two rounds; and the
 default local remote pushes and pulls.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,6 +22,7 @@ from helpers.project import TINY, make_workspace, run, write_params
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -56,12 +58,28 @@ def rounds(workspace) -> dict:
 
 def test_round0_runs_every_stage_in_order(rounds, workspace):
     log = rounds["repro0"]
-    stages = ["synthesize", "validate", "prepare", "train@0", "infer@0", "filter@0", "review@0",
-              "merge@0", "evaluate@0", "quality@0", "report"]
+    stages = [
+        "synthesize",
+        "validate",
+        "prepare",
+        "train@0",
+        "infer@0",
+        "filter@0",
+        "review@0",
+        "merge@0",
+        "evaluate@0",
+        "quality@0",
+        "report",
+    ]
     for stage in stages:
         assert f"Running stage '{stage}'" in log
-    assert log.index("'train@0'") < log.index("'infer@0'") < log.index("'filter@0'") \
-        < log.index("'review@0'") < log.index("'merge@0'")
+    assert (
+        log.index("'train@0'")
+        < log.index("'infer@0'")
+        < log.index("'filter@0'")
+        < log.index("'review@0'")
+        < log.index("'merge@0'")
+    )
     summary = json.loads((workspace / "metrics/dataset.json").read_text())
     assert summary["videos"] == 3 and summary["images"] == 36
     assert summary["clips"] == {"annotated_rest": 3, "other": 1}
@@ -89,8 +107,14 @@ def test_second_repro_does_nothing(rounds, workspace):
 def test_every_round_output_is_dvc_tracked(rounds, workspace):
     lock = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
     outs = {o["path"] for stage in lock.values() for o in stage.get("outs", [])}
-    for path in ("models/round-0", "models/round-1", "data/rounds/round-0/pseudo",
-                 "data/rounds/round-0/reviewed", "data/rounds/round-0/merged", "data/rounds/round-0/predictions"):
+    for path in (
+        "models/round-0",
+        "models/round-1",
+        "data/rounds/round-0/pseudo",
+        "data/rounds/round-0/reviewed",
+        "data/rounds/round-0/merged",
+        "data/rounds/round-0/predictions",
+    ):
         assert path in outs
     manifest = (workspace / "data/rounds/round-0/merged/manifest.csv").read_text().splitlines()
     assert manifest[0] == "image,source,round,cls,cx,cy,w,h"
@@ -144,8 +168,9 @@ def test_editing_any_module_a_stage_runs_makes_it_stale(rounds, workspace):
     instances = {name: name.split("@")[0] for name in yaml.safe_load((ws / "dvc.lock").read_text())["stages"]}
     assert set(instances.values()) == set(needed)
     for name, stage in instances.items():
-        changed = [path for entry in status.get(name, []) if isinstance(entry, dict)
-                   for path in entry.get("changed deps", {})]
+        changed = [
+            path for entry in status.get(name, []) if isinstance(entry, dict) for path in entry.get("changed deps", {})
+        ]
         missing = sorted(f for f in needed[stage] if not covered(f, changed))
         assert not missing, f"{name}: editing {missing} does not make it stale (changed deps: {changed})"
     assert "up to date" in run(["dvc", "status"], ws).stdout

@@ -8,6 +8,7 @@ run keeps waiting. The simulated expert's Label Studio export, submitted with `v
 submit`, finishes the round: merged, versioned (git tag round-1), `dvc status` clean, nothing that
 had finished before the wait done again.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,12 +21,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from helpers.project import BIN, env, make_workspace, run, stop_group
+from helpers.project import TINY as BASE
 
-from helpers.project import BIN, TINY as BASE, env, make_workspace, run, stop_group
-
-TINY = {**BASE,
-        "orchestrate": {"task_runner": "threads", "infer_concurrency": 2, "review_timeout_hours": 1},
-        "campaign": {"max_rounds": 2, "min_fitness_gain": 0.0, "min_new_accepted": 1}}
+TINY = {
+    **BASE,
+    "orchestrate": {"task_runner": "threads", "infer_concurrency": 2, "review_timeout_hours": 1},
+    "campaign": {"max_rounds": 2, "min_fitness_gain": 0.0, "min_new_accepted": 1},
+}
 DEPLOYMENT = "pseudo-label-round/visem-pl"
 
 
@@ -36,16 +39,19 @@ def wait_for(server, run_id: str, done, what: str, timeout: float = 600) -> dict
         if done(fr):
             return fr
         if fr["state"]["type"] in ("FAILED", "CRASHED", "CANCELLED", "COMPLETED") and not done(fr):
-            raise AssertionError(f"flow run ended {fr['state']['name']} while waiting for {what}: "
-                                 f"{fr['state'].get('message')}\n{logs(server, run_id)}")
+            raise AssertionError(
+                f"flow run ended {fr['state']['name']} while waiting for {what}: "
+                f"{fr['state'].get('message')}\n{logs(server, run_id)}"
+            )
         if time.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}; state {fr['state']['name']}\n{logs(server, run_id)}")
         time.sleep(1)
 
 
 def logs(server, run_id: str) -> str:
-    rows = server.post("/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC",
-                                        "limit": 200}).json()
+    rows = server.post(
+        "/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200}
+    ).json()
     return "\n".join(r["message"][:500] for r in rows)[-6000:]
 
 
@@ -63,8 +69,9 @@ def start_run(ws: Path, server, *params: str) -> str:
 
 
 def submit(ws: Path, server, run_id: str, *args: str) -> subprocess.CompletedProcess:
-    return run([str(BIN / "visem-pl"), "review", "submit", "--flow-run", run_id, *args], ws, check=False,
-               extra_env=server.env)
+    return run(
+        [str(BIN / "visem-pl"), "review", "submit", "--flow-run", run_id, *args], ws, check=False, extra_env=server.env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +83,14 @@ def project(tmp_path_factory, prefect_server):
     run(["git", "commit", "-qm", "round 0"], ws)
     run(["git", "tag", "round-0"], ws)
     log = open(ws.parent / "serve.log", "w")
-    proc = subprocess.Popen([str(BIN / "visem-pl"), "serve"], cwd=ws, env=env(**prefect_server.env), stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / "visem-pl"), "serve"],
+        cwd=ws,
+        env=env(**prefect_server.env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while True:
         try:
@@ -85,7 +98,9 @@ def project(tmp_path_factory, prefect_server):
             break
         except Exception:  # noqa: BLE001 - not registered yet
             if proc.poll() is not None or time.time() > deadline:
-                raise AssertionError(f"visem-pl serve did not start:\n{(ws.parent / 'serve.log').read_text()[-4000:]}")
+                raise AssertionError(
+                    f"visem-pl serve did not start:\n{(ws.parent / 'serve.log').read_text()[-4000:]}"
+                ) from None
             time.sleep(1)
     yield ws
     stop_group(proc)
@@ -103,12 +118,20 @@ def waiting(project, prefect_server):
 
 
 def test_bad_parameters_are_refused(project, prefect_server):
-    proc = run([str(BIN / "prefect"), "deployment", "run", DEPLOYMENT, "--param", "round=-1"], project, check=False,
-               extra_env=prefect_server.env)
+    proc = run(
+        [str(BIN / "prefect"), "deployment", "run", DEPLOYMENT, "--param", "round=-1"],
+        project,
+        check=False,
+        extra_env=prefect_server.env,
+    )
     assert proc.returncode != 0
     assert "Validation failed for field 'round'" in proc.stdout and "less than the minimum of 0" in proc.stdout
-    proc = run([str(BIN / "prefect"), "deployment", "run", DEPLOYMENT, "--param", "round=1", "--param",
-                "task_runner=spark"], project, check=False, extra_env=prefect_server.env)
+    proc = run(
+        [str(BIN / "prefect"), "deployment", "run", DEPLOYMENT, "--param", "round=1", "--param", "task_runner=spark"],
+        project,
+        check=False,
+        extra_env=prefect_server.env,
+    )
     assert proc.returncode != 0 and "task_runner" in proc.stdout and "spark" in proc.stdout
 
 
@@ -116,12 +139,12 @@ def test_round_waits_with_a_typed_review_form(waiting, prefect_server, project):
     fr = waiting["flow_run"]
     assert fr["state"]["name"] == "Suspended"  # a deployment run frees its worker while experts work
     keyset = fr["state"]["state_details"]["run_input_keyset"]
-    schema = prefect_server.input(waiting['id'], keyset['schema'])
+    schema = prefect_server.input(waiting["id"], keyset["schema"])
     props = schema["properties"]
     assert set(props) == {"reviewer", "export_path", "label_studio_project", "decision", "notes"}
     assert props["decision"]["enum"] == ["import", "stop"]
     assert all(props[k].get("description") for k in props)
-    description = prefect_server.input(waiting['id'], keyset['description'])
+    description = prefect_server.input(waiting["id"], keyset["description"])
     state = json.loads((project / "review/round-1/state.json").read_text())
     batch = state["exports"][-1]["batch"]
     assert f"Round 1: {len(state['items'])} of {len(state['items'])} frames wait for review" in description
@@ -150,12 +173,13 @@ def test_bad_answers_are_refused_and_the_round_keeps_waiting(waiting, prefect_se
     assert proc.returncode == 2 and "refused, flow run" in proc.stderr and "99_30_60_frame_0" in proc.stderr
     assert waiting_key(prefect_server.get(f"/flow_runs/{rid}")) == "review-round-1-1"
     # An answer through the UI's form is checked by the flow: refused with the reason, and it waits again.
-    r = prefect_server.post(f"/flow_runs/{rid}/resume",
-                            {"run_input": {"reviewer": "ui", "export_path": str(tmp_path / "nowhere.json")}})
+    r = prefect_server.post(
+        f"/flow_runs/{rid}/resume", {"run_input": {"reviewer": "ui", "export_path": str(tmp_path / "nowhere.json")}}
+    )
     assert r.status_code == 201 and r.json()["status"] == "ACCEPT", r.text
     fr = wait_for(prefect_server, rid, lambda f: waiting_key(f) == "review-round-1-2", "the second wait")
     keyset = fr["state"]["state_details"]["run_input_keyset"]
-    description = prefect_server.input(rid, keyset['description'])
+    description = prefect_server.input(rid, keyset["description"])
     assert "not taken" in description and "nowhere.json: no such file" in description
 
 
@@ -167,8 +191,17 @@ def finished(waiting, prefect_server, project, tmp_path_factory):
     assert fr["state"]["type"] == "PAUSED"
     answer = tmp_path_factory.mktemp("expert") / "expert-export.json"
     sim = run([str(BIN / "visem-pl"), "review", "simulate", "--round", "1", "--out", str(answer)], project)
-    proc = submit(project, prefect_server, rid, "--export", str(answer), "--reviewer", "dr-expert",
-                  "--notes", "checked every frame")
+    proc = submit(
+        project,
+        prefect_server,
+        rid,
+        "--export",
+        str(answer),
+        "--reviewer",
+        "dr-expert",
+        "--notes",
+        "checked every frame",
+    )
     assert proc.returncode == 0, proc.stderr
     fr = wait_for(prefect_server, rid, lambda f: f["state"]["type"] == "COMPLETED", "the round to finish")
     return {"flow_run": fr, "simulated": json.loads(sim.stdout)}
@@ -185,8 +218,10 @@ def test_resumed_round_finishes_with_dvc_clean(finished, project):
     assert "orchestrate:" in (project / "params.yaml").read_text()
     tags = run(["git", "tag"], project).stdout.split()
     assert "round-1" in tags
-    assert run(["git", "status", "--porcelain", "--", "dvc.lock", "params.yaml", "metrics", "review"],
-               project).stdout == ""
+    assert (
+        run(["git", "status", "--porcelain", "--", "dvc.lock", "params.yaml", "metrics", "review"], project).stdout
+        == ""
+    )
     assert not (project / ".visem-pl/round.lock").exists()
     # `dvc repro` now agrees: nothing to do.
     assert "Data and pipelines are up to date" in run(["dvc", "repro"], project).stdout
@@ -228,10 +263,12 @@ def test_round_artifacts(finished, prefect_server, waiting):
 def test_dask_local_cluster_gives_the_single_process_outputs(finished, project, prefect_server, tmp_path):
     """Round 1's clips mapped over a real distributed.LocalCluster of 2 worker processes."""
     out = tmp_path / "dask"
-    code = ("import json; from visem_pl.flows.inference import pseudo_label_clips; "
-            "from visem_pl.flows.runners import OrchestrateConfig, make_task_runner; "
-            "r = pseudo_label_clips.with_options(task_runner=make_task_runner(OrchestrateConfig("
-            f"task_runner='dask', n_workers=2)))('{project}', 1, out_dir='{out}'); print(json.dumps(r))")
+    code = (
+        "import json; from visem_pl.flows.inference import pseudo_label_clips; "
+        "from visem_pl.flows.runners import OrchestrateConfig, make_task_runner; "
+        "r = pseudo_label_clips.with_options(task_runner=make_task_runner(OrchestrateConfig("
+        f"task_runner='dask', n_workers=2)))('{project}', 1, out_dir='{out}'); print(json.dumps(r))"
+    )
     proc = run([str(BIN / "python"), "-c", code], project, extra_env=prefect_server.env)
     totals = json.loads(proc.stdout.strip().splitlines()[-1])
     single = sorted((project / "data/rounds/round-1/predictions").glob("*.parquet"))
@@ -250,15 +287,24 @@ def test_campaign_in_a_python_process_pauses_and_stops_by_its_rule(finished, pro
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "commit", "-qam", "campaign: up to 3 rounds"], project)
     log = open(tmp_path / "campaign.log", "w")
-    code = "import json; from visem_pl.flows.campaign import pseudo_label_campaign; print(json.dumps(pseudo_label_campaign()))"
+    code = (
+        "import json; from visem_pl.flows.campaign import pseudo_label_campaign; "
+        "print(json.dumps(pseudo_label_campaign()))"
+    )
     out = tmp_path / "campaign.out"
     with open(out, "w") as fh:
-        proc = subprocess.Popen([str(BIN / "python"), "-c", code], cwd=project, env=env(**prefect_server.env),
-                                stdout=fh, stderr=log)
+        proc = subprocess.Popen(
+            [str(BIN / "python"), "-c", code], cwd=project, env=env(**prefect_server.env), stdout=fh, stderr=log
+        )
         deadline = time.time() + 600
         while True:
-            runs = prefect_server.post("/flow_runs/filter", {"flows": {"name": {"any_": ["pseudo-label-campaign"]}},
-                                                            "flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}}}).json()
+            runs = prefect_server.post(
+                "/flow_runs/filter",
+                {
+                    "flows": {"name": {"any_": ["pseudo-label-campaign"]}},
+                    "flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}},
+                },
+            ).json()
             if runs:
                 break
             assert proc.poll() is None, (tmp_path / "campaign.log").read_text()[-4000:]
@@ -287,13 +333,17 @@ def test_prefect_yaml_deploys_to_a_process_pool(project, prefect_server):
     # ask Prefect's collection registry on GitHub (it falls back to a bundled copy offline).
     from prefect.workers.process import ProcessWorker
 
-    r = prefect_server.post("/work_pools/", {"name": "visem-pl", "type": "process",
-                                             "base_job_template": ProcessWorker.get_default_base_job_template()})
+    r = prefect_server.post(
+        "/work_pools/",
+        {"name": "visem-pl", "type": "process", "base_job_template": ProcessWorker.get_default_base_job_template()},
+    )
     assert r.status_code == 201, r.text
     run([prefect, "variable", "set", "visem_pl_workspace", str(project)], project, extra_env=e)
     out = run([prefect, "--no-prompt", "deploy", "--name", "round", "--name", "campaign"], project, extra_env=e)
-    for name, entry in (("pseudo-label-round/round", "flows/round.py:pseudo_label_round"),
-                        ("pseudo-label-campaign/campaign", "flows/campaign.py:pseudo_label_campaign")):
+    for name, entry in (
+        ("pseudo-label-round/round", "flows/round.py:pseudo_label_round"),
+        ("pseudo-label-campaign/campaign", "flows/campaign.py:pseudo_label_campaign"),
+    ):
         d = prefect_server.get(f"/deployments/name/{name}")
         assert d["work_pool_name"] == "visem-pl" and d["entrypoint"] == entry, out.stdout
         step = d["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]
@@ -307,8 +357,17 @@ def test_stop_decision_ends_the_round_with_nothing_merged(project, prefect_serve
     """Runs after the campaign (round 2 done): round 3 waits, the coordinator stops it."""
     rid = start_run(project, prefect_server, "round=3")
     wait_for(prefect_server, rid, lambda f: waiting_key(f) == "review-round-3-1", "round 3's review wait")
-    proc = submit(project, prefect_server, rid, "--decision", "stop", "--reviewer", "coordinator",
-                  "--notes", "model drifted, retrain first")
+    proc = submit(
+        project,
+        prefect_server,
+        rid,
+        "--decision",
+        "stop",
+        "--reviewer",
+        "coordinator",
+        "--notes",
+        "model drifted, retrain first",
+    )
     assert proc.returncode == 0, proc.stderr
     fr = wait_for(prefect_server, rid, lambda f: f["state"]["type"] == "CANCELLED", "the stopped round")
     assert "stopped at review by coordinator: model drifted, retrain first" in fr["state"]["message"]

@@ -1,4 +1,5 @@
 """prepare: the split and frame sampling, and an Ultralytics dataset that Ultralytics accepts."""
+
 from __future__ import annotations
 
 import os
@@ -6,8 +7,8 @@ import os
 import pandas as pd
 import pytest
 
-from visem_pl.tasks.training.prepare import PrepareConfig, prepare, sample_frames
 from visem_pl.tasks.dataset.replica import build_replica
+from visem_pl.tasks.training.prepare import PrepareConfig, prepare, sample_frames
 
 
 def test_sample_frames_stride_and_even_cap():
@@ -28,10 +29,16 @@ def project(tmp_path):
 
 
 def test_prepare_split_sampling_and_ultralytics_dataset(project):
-    counts = prepare("data/real", "data/prepared", PrepareConfig(train_stride=5, max_frames_per_video=4,
-                                                                val_stride=3), val_ids=[52])
-    assert counts == {"train_videos": 2, "val_videos": 1, "train_frames": 8, "val_frames": 10,
-                      "train_labelled_frames": 8}
+    counts = prepare(
+        "data/real", "data/prepared", PrepareConfig(train_stride=5, max_frames_per_video=4, val_stride=3), val_ids=[52]
+    )
+    assert counts == {
+        "train_videos": 2,
+        "val_videos": 1,
+        "train_frames": 8,
+        "val_frames": 10,
+        "train_labelled_frames": 8,
+    }
     table = pd.read_csv(project / "data/prepared/frames.csv")
     assert sorted(table[table.split == "train"].video.unique()) == [11, 23]
     assert list(table[(table.split == "train") & (table.video == 11)].frame) == [0, 10, 15, 25]

@@ -1,5 +1,6 @@
 """The reader: where things are (`locate`), what the containers say (`probe_video`), the clinical
 CSVs (`tasks.clinical`) and the train/validation split."""
+
 from __future__ import annotations
 
 import shutil
@@ -20,6 +21,7 @@ ALL_CSVS = sorted({layout.COUNTS_CSV, *layout.CLINICAL_CSVS})
 
 # ---------------------------------------------------------------- locate
 
+
 @pytest.mark.parametrize("level", ["zip_root", "v4", "train"])
 def test_locate_accepts_every_level(small_tree_pristine, level):
     tree = small_tree_pristine
@@ -35,7 +37,9 @@ def test_locate_accepts_every_level(small_tree_pristine, level):
         "other": tree.root / layout.CLIPS_OTHER_DIR / layout.CLIPS_OTHER_DIR,
     }
     assert [(c.video_id, c.start_s, c.stop_s, c.group) for c in ds.clips()] == [
-        (11, 30, 60, "annotated_rest"), (25, 0, 30, "other")]
+        (11, 30, 60, "annotated_rest"),
+        (25, 0, 30, "other"),
+    ]
     assert ds.odd_clip_files == []
 
 
@@ -90,11 +94,14 @@ def test_locate_finds_clip_folders_nested_once(small_tree, level):
     _nest_clips_once(small_tree.root)
     given = {"zip_root": small_tree.root, "v4": small_tree.root / layout.TRAIN_DIR, "train": small_tree.train}[level]
     ds = locate(given)
-    assert ds.clip_dirs == {"annotated_rest": small_tree.root / layout.CLIPS_REST_DIR,
-                            "other": small_tree.root / layout.CLIPS_OTHER_DIR}
+    assert ds.clip_dirs == {
+        "annotated_rest": small_tree.root / layout.CLIPS_REST_DIR,
+        "other": small_tree.root / layout.CLIPS_OTHER_DIR,
+    }
     assert [(c.path, c.group) for c in ds.clips()] == [
         (small_tree.root / layout.CLIPS_REST_DIR / "11_30_60.mp4", "annotated_rest"),
-        (small_tree.root / layout.CLIPS_OTHER_DIR / "25_0_30.mp4", "other")]
+        (small_tree.root / layout.CLIPS_OTHER_DIR / "25_0_30.mp4", "other"),
+    ]
     report = validate(given)
     assert report.problems == [] and report.summary == small_tree.expected
 
@@ -127,6 +134,7 @@ def test_locate_reports_absent_csvs_and_clip_folders_as_none(tmp_path):
 
 # ---------------------------------------------------------------- clips
 
+
 def test_clips_are_parsed_and_grouped(small_tree):
     rest = small_tree.root / layout.CLIPS_REST_DIR / layout.CLIPS_REST_DIR
     other = small_tree.root / layout.CLIPS_OTHER_DIR / layout.CLIPS_OTHER_DIR
@@ -136,7 +144,10 @@ def test_clips_are_parsed_and_grouped(small_tree):
         shutil.copyfile(other / "25_0_30.mp4", other / name)
     ds = locate(small_tree.root)
     assert [(c.video_id, c.start_s, c.stop_s) for c in ds.clips("annotated_rest")] == [
-        (11, 30, 60), (11, 60, 90), (82, 120, 150)]
+        (11, 30, 60),
+        (11, 60, 90),
+        (82, 120, 150),
+    ]
     assert [(c.video_id, c.start_s, c.stop_s) for c in ds.clips("other")] == [(7, 0, 30), (25, 0, 30), (85, 30, 60)]
     assert len(ds.clips()) == 6
     clip = ds.clips("annotated_rest")[2]
@@ -154,6 +165,7 @@ def test_unparseable_clip_names_are_set_aside(small_tree):
 
 
 # ---------------------------------------------------------------- probe_video
+
 
 def _write_mp4(path: Path, fps: float, frames: int, size=(96, 64)) -> None:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
@@ -177,7 +189,7 @@ def test_probe_video_rejects_truncated_and_garbage(tmp_path):
     path = tmp_path / "a.mp4"
     _write_mp4(path, 47.5, 13)
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cannot be opened as a video"):
         probe_video(path)
     path.write_bytes(b"not an mp4" * 100)
@@ -186,6 +198,7 @@ def test_probe_video_rejects_truncated_and_garbage(tmp_path):
 
 
 # ---------------------------------------------------------------- clinical CSVs
+
 
 def test_clinical_csvs_keep_their_exact_utf8_headers(small_tree_pristine):
     ds = locate(small_tree_pristine.root)
@@ -214,9 +227,9 @@ def test_motility_from_the_semen_analysis(small_tree):
     n = len(layout.CLINICAL_HEADERS[layout.SEMEN_CSV])
     pr = layout.CLINICAL_HEADERS[layout.SEMEN_CSV].index(layout.PROGRESSIVE_COL)
     row11 = ["11"] + ["1.5"] * (n - 1)
-    row11[pr:pr + 3] = ["11", "17", "72"]
+    row11[pr : pr + 3] = ["11", "17", "72"]
     row23 = ["23"] + ["Not reported"] * (n - 1)
-    row23[pr:pr + 3] = ["40.5", "Not reported", "59.5"]
+    row23[pr : pr + 3] = ["40.5", "Not reported", "59.5"]
     _write_semen(small_tree.csv(layout.SEMEN_CSV), [row23, row11])
     assert validate(small_tree.root).problems == []
 
@@ -258,6 +271,7 @@ def test_read_clinical_any_file_name_needs_only_an_id(tmp_path):
 
 
 # ---------------------------------------------------------------- split
+
 
 @pytest.fixture
 def all_twenty(tmp_path):

@@ -1,5 +1,6 @@
 """The real numbers: label files rebuilt from the real `sperm_counts_per_frame.csv` must validate to
 exactly the real totals of VISEM-Tracking (FORMAT.md)."""
+
 from __future__ import annotations
 
 import csv
@@ -9,14 +10,13 @@ from collections import defaultdict
 from dataclasses import replace
 
 import pytest
+from helpers.trees import Tree
 
 from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.counts import REFERENCE_COUNTS
 from visem_pl.tasks.dataset.reader import locate
 from visem_pl.tasks.dataset.replica import build_replica
 from visem_pl.tasks.dataset.validate import validate
-
-from helpers.trees import Tree
 
 GAPS_23 = set(range(823, 973)) | set(range(1084, 1108))
 
@@ -87,8 +87,10 @@ def test_full_replica_frames_per_video_and_video_23_gaps(full_tree):
     v23 = ds.videos[23]
     assert len(v23.labelled_frames()) == 1296
     assert set(v23.frames()) - set(v23.labelled_frames()) == GAPS_23
-    assert all(v23.image_path(f).is_file() and not v23.label_path(f).exists() and not v23.ftid_path(f).exists()
-               for f in (823, 900, 972, 1084, 1107))
+    assert all(
+        v23.image_path(f).is_file() and not v23.label_path(f).exists() and not v23.ftid_path(f).exists()
+        for f in (823, 900, 972, 1084, 1107)
+    )
     assert v23.label_path(822).is_file() and v23.label_path(973).is_file() and v23.label_path(1108).is_file()
     others = [vid for vid in layout.ANNOTATED_IDS if vid != 23]
     assert all(ds.videos[vid].frames() == ds.videos[vid].labelled_frames() for vid in others)
@@ -127,8 +129,9 @@ def test_two_videos_per_video_counts_match_the_csv(two_video_tree, run_cli):
         assert set(ds.videos[vid].labelled_frames()) == per_video[vid]["frames"]
     report = validate(two_video_tree.root)
     assert report.problems == [] and report.summary == two_video_tree.expected
-    assert report.summary["boxes"] == dict(zip(layout.CLASS_NAMES, (
-        per_video[11]["boxes"][c] + per_video[23]["boxes"][c] for c in range(3))))
+    assert report.summary["boxes"] == dict(
+        zip(layout.CLASS_NAMES, (per_video[11]["boxes"][c] + per_video[23]["boxes"][c] for c in range(3)))
+    )
     rc, out, err = run_cli("validate", two_video_tree.root, "--json")
     assert rc == 0, err
     assert json.loads(out) == report.summary

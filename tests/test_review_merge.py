@@ -1,4 +1,5 @@
 """The review step (the simulated expert through the review queue) and the merge into the next round's training set."""
+
 from __future__ import annotations
 
 import json
@@ -9,20 +10,20 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
-from helpers.trees import tree_digest
 from helpers.predfiles import write_predictions
+from helpers.trees import tree_digest
+
 from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.reader import locate
+from visem_pl.tasks.dataset.truth import truth_for
 from visem_pl.tasks.pseudo.bands import filter_round, parse_bands
 from visem_pl.tasks.pseudo.merge import merge_round
-from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
+from visem_pl.tasks.review.expert import SIMULATED_EXPERT, SIMULATED_TIME, ReviewConfig, expert_answer, simulate_review
 from visem_pl.tasks.review.priority import QueueConfig, build_queue
 from visem_pl.tasks.review.queue import read_queue, write_queue
 from visem_pl.tasks.review.store import QueueStore
-from visem_pl.tasks.review.expert import SIMULATED_EXPERT, SIMULATED_TIME, ReviewConfig, expert_answer, simulate_review
 from visem_pl.tasks.synth import SynthConfig, synthesize
-from visem_pl.tasks.dataset.truth import truth_for
+from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
 
 W, H = layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT
 BANDS = {n: {"low": 0.25, "high": 0.6} for n in layout.CLASS_NAMES}
@@ -32,8 +33,19 @@ FRAMES_PER_CLIP = 12
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("review_synth") / "twin"
-    synthesize(root, SynthConfig(seed=1, videos=(11, 52), frames_per_video=12, rest_clips_per_video=1,
-                                 other_videos=1, frames_per_clip=FRAMES_PER_CLIP, workers=1), progress=False)
+    synthesize(
+        root,
+        SynthConfig(
+            seed=1,
+            videos=(11, 52),
+            frames_per_video=12,
+            rest_clips_per_video=1,
+            other_videos=1,
+            frames_per_clip=FRAMES_PER_CLIP,
+            workers=1,
+        ),
+        progress=False,
+    )
     return root
 
 
@@ -56,20 +68,26 @@ def label_rows(df: pd.DataFrame) -> list[tuple]:
 
 # --- the simulated expert on one hand-made frame ------------------------------------------------
 
-TRUTH = [(0, 0.2, 0.2, 0.05, 0.05),    # T0: found exactly
-         (1, 0.5, 0.5, 0.1, 0.1),      # T1: found with the wrong class
-         (0, 0.8, 0.8, 0.05, 0.05),    # T2: missed
-         (2, 0.2, 0.8, 0.02, 0.02)]    # T3: right class, poor placement (IoU 1/3)
-PREDS = [(0, 0.2, 0.2, 0.05, 0.05, 0.9),     # kept as predicted
-         (0, 0.51, 0.5, 0.1, 0.1, 0.8),      # fixed to T1 (class and box)
-         (0, 0.5, 0.1, 0.05, 0.05, 0.7),     # on nothing: deleted
-         (0, 0.205, 0.2, 0.05, 0.05, 0.4),   # a duplicate of T0, which is taken: deleted
-         (2, 0.21, 0.8, 0.02, 0.02, 0.3)]    # fixed to T3's box
+TRUTH = [
+    (0, 0.2, 0.2, 0.05, 0.05),  # T0: found exactly
+    (1, 0.5, 0.5, 0.1, 0.1),  # T1: found with the wrong class
+    (0, 0.8, 0.8, 0.05, 0.05),  # T2: missed
+    (2, 0.2, 0.8, 0.02, 0.02),
+]  # T3: right class, poor placement (IoU 1/3)
+PREDS = [
+    (0, 0.2, 0.2, 0.05, 0.05, 0.9),  # kept as predicted
+    (0, 0.51, 0.5, 0.1, 0.1, 0.8),  # fixed to T1 (class and box)
+    (0, 0.5, 0.1, 0.05, 0.05, 0.7),  # on nothing: deleted
+    (0, 0.205, 0.2, 0.05, 0.05, 0.4),  # a duplicate of T0, which is taken: deleted
+    (2, 0.21, 0.8, 0.02, 0.02, 0.3),
+]  # fixed to T3's box
 
 
 def test_hand_frame_ious_are_as_designed():
-    iou = box_iou(xywhn_to_xyxy(pred_frame(PREDS)[["cx", "cy", "w", "h"]].to_numpy(), W, H),
-                  xywhn_to_xyxy(truth_frame(TRUTH)[["cx", "cy", "w", "h"]].to_numpy(), W, H))
+    iou = box_iou(
+        xywhn_to_xyxy(pred_frame(PREDS)[["cx", "cy", "w", "h"]].to_numpy(), W, H),
+        xywhn_to_xyxy(truth_frame(TRUTH)[["cx", "cy", "w", "h"]].to_numpy(), W, H),
+    )
     assert iou[0, 0] == pytest.approx(1.0)
     assert iou[1, 1] > 0.5
     assert iou[2].max() == 0.0
@@ -81,9 +99,11 @@ def test_expert_keeps_fixes_deletes_and_adds(add_missed, added):
     cfg = ReviewConfig(add_missed=add_missed, fix_iou=0.1)
     labels, log = expert_answer(pred_frame(PREDS), truth_frame(TRUTH), cfg, np.random.default_rng(0))
     assert log == {"kept": 1, "fixed": 2, "deleted": 2, "added": added}
-    expected = [(0, 0.2, 0.2, 0.05, 0.05),   # kept: the predicted box
-                (1, 0.5, 0.5, 0.1, 0.1),     # fixed: the truth box and class
-                (2, 0.2, 0.8, 0.02, 0.02)]   # fixed
+    expected = [
+        (0, 0.2, 0.2, 0.05, 0.05),  # kept: the predicted box
+        (1, 0.5, 0.5, 0.1, 0.1),  # fixed: the truth box and class
+        (2, 0.2, 0.8, 0.02, 0.02),
+    ]  # fixed
     if added:
         expected.append((0, 0.8, 0.8, 0.05, 0.05))
     assert label_rows(labels) == expected
@@ -92,8 +112,12 @@ def test_expert_keeps_fixes_deletes_and_adds(add_missed, added):
 
 def test_expert_deletes_a_poorly_placed_box_below_fix_iou():
     # IoU 1/3 with T3: fixed at fix_iou 0.1, deleted at fix_iou 0.4 (and T3 then counts as missed).
-    labels, log = expert_answer(pred_frame([PREDS[4]]), truth_frame([TRUTH[3]]), ReviewConfig(fix_iou=0.4,
-                                add_missed=0.0), np.random.default_rng(0))
+    labels, log = expert_answer(
+        pred_frame([PREDS[4]]),
+        truth_frame([TRUTH[3]]),
+        ReviewConfig(fix_iou=0.4, add_missed=0.0),
+        np.random.default_rng(0),
+    )
     assert log == {"kept": 0, "fixed": 0, "deleted": 1, "added": 0}
     assert labels.empty
 
@@ -108,6 +132,7 @@ def test_expert_on_empty_frames():
 
 
 # --- simulate_review on a synthesized dataset's queue ------------------------------------------
+
 
 def empty_spot(truth: pd.DataFrame) -> tuple[float, float]:
     """Centre of a 0.03 x 0.03 box that overlaps no truth box of the frame."""
@@ -145,18 +170,21 @@ def queue_round(synth_root, tmp_path_factory):
     rows_a = (
         # frame 0: box 0 in the review band, box 1 with the wrong class, box 2 missed,
         # one review-band box on nothing (deleted) and one reject-band box on nothing (unseen).
-        boxes_of(a0.iloc[:1], 0.4) + boxes_of(a0, 0.9, skip=(0, 2), wrong_class=(1,))
+        boxes_of(a0.iloc[:1], 0.4)
+        + boxes_of(a0, 0.9, skip=(0, 2), wrong_class=(1,))
         + [(0, 0, *fp0, 0.03, 0.03, 0.3), (0, 0, *fp0, 0.03, 0.03, 0.1)]
         # frame 2: everything accepted: not queued; frame 4: everything in the review band.
-        + boxes_of(a2, 0.9) + boxes_of(a4, 0.5)
+        + boxes_of(a2, 0.9)
+        + boxes_of(a4, 0.5)
     )
     rows_b = [(1, 2, *fp1, 0.03, 0.03, 0.45)]  # frame 1: only a box on nothing
     tmp = tmp_path_factory.mktemp("queue_round")
     write_predictions(tmp / "predictions", a, rows_a, frames_scored=6, stride=2)
     write_predictions(tmp / "predictions", b, rows_b, frames_scored=FRAMES_PER_CLIP)
     filter_round(tmp / "predictions", tmp / "pseudo", parse_bands(BANDS))
-    write_queue(build_queue(tmp / "predictions", parse_bands(BANDS), QueueConfig(max_items=0)),
-                tmp / "pseudo" / "queue.csv")
+    write_queue(
+        build_queue(tmp / "predictions", parse_bands(BANDS), QueueConfig(max_items=0)), tmp / "pseudo" / "queue.csv"
+    )
     return tmp, truth, {"a0": a0, "a4": a4, "b1": b1}
 
 
@@ -168,10 +196,17 @@ def test_simulate_review_answers_the_whole_queue(queue_round, synth_root, tmp_pa
     assert sorted(queue["item"]) == ["11_30_60_frame_0", "11_30_60_frame_4", "84_0_30_frame_1"]
     n0, n4, nb = len(frames["a0"]), len(frames["a4"]), len(frames["b1"])
     out = tmp_path / "reviewed"
-    stats = simulate_review(0, src / "pseudo", out, truth, locate(synth_root).clips(),
-                            ReviewConfig(add_missed=1.0, fix_iou=0.1, seed=0))
-    assert stats == {"reviewer": "simulated-expert", "items": 3, "kept": (n0 - 2) + n4, "fixed": 1,
-                     "deleted": 2, "added": 1 + nb}
+    stats = simulate_review(
+        0, src / "pseudo", out, truth, locate(synth_root).clips(), ReviewConfig(add_missed=1.0, fix_iou=0.1, seed=0)
+    )
+    assert stats == {
+        "reviewer": "simulated-expert",
+        "items": 3,
+        "kept": (n0 - 2) + n4,
+        "fixed": 1,
+        "deleted": 2,
+        "added": 1 + nb,
+    }
     assert json.loads((out / "stats.json").read_text()) == stats
     log = pd.read_csv(out / "review_log.csv")
     assert list(log.columns) == ["item", "clip", "frame", "reviewer", "kept", "fixed", "deleted", "added"]
@@ -184,7 +219,8 @@ def test_simulate_review_answers_the_whole_queue(queue_round, synth_root, tmp_pa
     store = QueueStore(out / "queue")
     state = store.state()
     assert {i: (e["state"], e["reviewer"], e["reviewed_at"]) for i, e in state["items"].items()} == {
-        i: ("reviewed", SIMULATED_EXPERT, SIMULATED_TIME) for i in queue["item"]}
+        i: ("reviewed", SIMULATED_EXPERT, SIMULATED_TIME) for i in queue["item"]
+    }
     assert [e["format"] for e in state["exports"]] == ["labelstudio"]
     (imported,) = state["imports"]
     assert imported["file"] == "imports/20000101T000000Z_simulated-expert_simulated-expert-export.json"
@@ -193,11 +229,17 @@ def test_simulate_review_answers_the_whole_queue(queue_round, synth_root, tmp_pa
     assert all(len(t["annotations"]) == 1 and t["annotations"][0]["result"] is not None for t in answer)
     labels = out / "labels"
     assert sorted(p.name for p in labels.iterdir()) == [
-        "11_30_60_frame_0.txt", "11_30_60_frame_4.txt", "84_0_30_frame_1.txt"]
+        "11_30_60_frame_0.txt",
+        "11_30_60_frame_4.txt",
+        "84_0_30_frame_1.txt",
+    ]
     # With every miss added and every mistake fixed, each reviewed frame holds exactly its truth
     # (kept boxes are the float32 predictions, hence the 2e-6 tolerance on coordinates).
-    for name, gt in (("11_30_60_frame_0", frames["a0"]), ("11_30_60_frame_4", frames["a4"]),
-                     ("84_0_30_frame_1", frames["b1"])):
+    for name, gt in (
+        ("11_30_60_frame_0", frames["a0"]),
+        ("11_30_60_frame_4", frames["a4"]),
+        ("84_0_30_frame_1", frames["b1"]),
+    ):
         got = read_label_file(labels / f"{name}.txt")
         want = sorted((float(t[3]), t.cx, t.cy, t.w, t.h) for t in gt.itertuples())
         assert len(got) == len(want)
@@ -206,8 +248,9 @@ def test_simulate_review_answers_the_whole_queue(queue_round, synth_root, tmp_pa
             assert g[1:] == pytest.approx(e[1:], abs=2e-6)
     # Deterministic: a second run gives the same files, byte for byte (a second `dvc repro` does nothing).
     before = tree_digest(out)
-    simulate_review(0, src / "pseudo", out, truth, locate(synth_root).clips(),
-                    ReviewConfig(add_missed=1.0, fix_iou=0.1, seed=0))
+    simulate_review(
+        0, src / "pseudo", out, truth, locate(synth_root).clips(), ReviewConfig(add_missed=1.0, fix_iou=0.1, seed=0)
+    )
     assert tree_digest(out) == before
 
 
@@ -218,13 +261,15 @@ def test_simulate_review_answers_only_the_budgeted_queue(queue_round, synth_root
     queue = build_queue(src / "predictions", parse_bands(BANDS), QueueConfig(max_items=2))
     write_queue(queue, pseudo / "queue.csv")
     assert len(queue) == 2
-    stats = simulate_review(0, pseudo, tmp_path / "reviewed", truth, locate(synth_root).clips(),
-                            ReviewConfig(add_missed=0.0, seed=0))
+    stats = simulate_review(
+        0, pseudo, tmp_path / "reviewed", truth, locate(synth_root).clips(), ReviewConfig(add_missed=0.0, seed=0)
+    )
     assert stats["items"] == 2
     assert sorted(p.stem for p in (tmp_path / "reviewed" / "labels").iterdir()) == sorted(queue["item"])
 
 
 # --- merge_round -------------------------------------------------------------------------------
+
 
 def decode_all(path: Path) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(path))
@@ -243,15 +288,20 @@ def merge_inputs(synth_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ds = locate(synth_root)
     v11 = ds.videos[11]
-    labelled = pd.DataFrame({
-        "split": "train", "video": 11, "frame": [0, 1, 2],
-        "image": [str(v11.image_path(f)) for f in (0, 1, 2)],
-        "label": [str(v11.label_path(0)), str(v11.label_path(1)), np.nan],  # frame 2: a frame without objects
-    })
+    labelled = pd.DataFrame(
+        {
+            "split": "train",
+            "video": 11,
+            "frame": [0, 1, 2],
+            "image": [str(v11.image_path(f)) for f in (0, 1, 2)],
+            "label": [str(v11.label_path(0)), str(v11.label_path(1)), np.nan],  # frame 2: a frame without objects
+        }
+    )
     pseudo = tmp_path / "pseudo"
     r0, r1 = tmp_path / "reviewed0", tmp_path / "reviewed1"
     files = {
-        pseudo / "11_30_60_frame_0.txt": "0 0.100000 0.200000 0.030000 0.040000\n2 0.300000 0.400000 0.010000 0.010000\n",
+        pseudo
+        / "11_30_60_frame_0.txt": "0 0.100000 0.200000 0.030000 0.040000\n2 0.300000 0.400000 0.010000 0.010000\n",
         pseudo / "11_30_60_frame_4.txt": "0 0.500000 0.500000 0.030000 0.040000\n",
         pseudo / "84_0_30_frame_2.txt": "1 0.600000 0.600000 0.100000 0.100000\n",
         pseudo / "84_0_30_frame_5.txt": "0 0.700000 0.700000 0.030000 0.040000\n",
@@ -273,22 +323,30 @@ def test_merge_round(merge_inputs, tmp_path):
 
     frames = pd.read_csv(out / "frames.csv", keep_default_na=False)
     assert list(frames.columns) == ["image", "label", "source", "round"]
-    expected_frames = [(labelled.image[0], labelled.label[0], "labelled", -1),
-                       (labelled.image[1], labelled.label[1], "labelled", -1),
-                       (labelled.image[2], "", "labelled", -1)]
-    for stem, source, rnd in [("11_30_60_frame_0", "pseudo", 1), ("11_30_60_frame_4", "reviewed", 0),
-                              ("11_30_60_frame_6", "reviewed", 0), ("84_0_30_frame_2", "pseudo", 1),
-                              ("84_0_30_frame_5", "reviewed", 1)]:
+    expected_frames = [
+        (labelled.image[0], labelled.label[0], "labelled", -1),
+        (labelled.image[1], labelled.label[1], "labelled", -1),
+        (labelled.image[2], "", "labelled", -1),
+    ]
+    for stem, source, rnd in [
+        ("11_30_60_frame_0", "pseudo", 1),
+        ("11_30_60_frame_4", "reviewed", 0),
+        ("11_30_60_frame_6", "reviewed", 0),
+        ("84_0_30_frame_2", "pseudo", 1),
+        ("84_0_30_frame_5", "reviewed", 1),
+    ]:
         expected_frames.append((f"merged/images/{stem}.jpg", f"merged/labels/{stem}.txt", source, rnd))
     assert [tuple(r) for r in frames.itertuples(index=False)] == expected_frames
     assert stats["frames"] == {"labelled": 3, "pseudo": 2, "reviewed": 3}
 
     # Labels: the reviewed file replaces the pseudo-labels of its frame; a later round's review wins.
-    winners = {"11_30_60_frame_0": pseudo / "11_30_60_frame_0.txt",
-               "11_30_60_frame_4": tmp_path / "reviewed0" / "11_30_60_frame_4.txt",
-               "11_30_60_frame_6": tmp_path / "reviewed0" / "11_30_60_frame_6.txt",
-               "84_0_30_frame_2": pseudo / "84_0_30_frame_2.txt",
-               "84_0_30_frame_5": tmp_path / "reviewed1" / "84_0_30_frame_5.txt"}
+    winners = {
+        "11_30_60_frame_0": pseudo / "11_30_60_frame_0.txt",
+        "11_30_60_frame_4": tmp_path / "reviewed0" / "11_30_60_frame_4.txt",
+        "11_30_60_frame_6": tmp_path / "reviewed0" / "11_30_60_frame_6.txt",
+        "84_0_30_frame_2": pseudo / "84_0_30_frame_2.txt",
+        "84_0_30_frame_5": tmp_path / "reviewed1" / "84_0_30_frame_5.txt",
+    }
     assert sorted(p.stem for p in (out / "labels").iterdir()) == sorted(winners)
     for stem, src in winners.items():
         assert (out / "labels" / f"{stem}.txt").read_text() == files[src]
@@ -300,7 +358,8 @@ def test_merge_round(merge_inputs, tmp_path):
     assert min(n_lab) > 0
     counts = manifest.groupby(["image", "source", "round"]).size().to_dict()
     assert counts == {
-        (labelled.image[0], "labelled", -1): n_lab[0], (labelled.image[1], "labelled", -1): n_lab[1],
+        (labelled.image[0], "labelled", -1): n_lab[0],
+        (labelled.image[1], "labelled", -1): n_lab[1],
         ("merged/images/11_30_60_frame_0.jpg", "pseudo", 1): 2,
         ("merged/images/11_30_60_frame_4.jpg", "reviewed", 0): 3,
         ("merged/images/84_0_30_frame_2.jpg", "pseudo", 1): 1,
@@ -309,7 +368,9 @@ def test_merge_round(merge_inputs, tmp_path):
     assert len(manifest) == sum(n_lab) + 8
     rev = manifest[manifest.image == "merged/images/84_0_30_frame_5.jpg"]
     assert [tuple(r) for r in rev[["cls", "cx", "cy", "w", "h"]].itertuples(index=False)] == [
-        (2, 0.71, 0.7, 0.01, 0.01), (2, 0.1, 0.1, 0.01, 0.01)]
+        (2, 0.71, 0.7, 0.01, 0.01),
+        (2, 0.1, 0.1, 0.01, 0.01),
+    ]
     lab_cls = np.concatenate([np.loadtxt(labelled.label[i], ndmin=2)[:, 0] for i in (0, 1)]).astype(int)
     assert stats["boxes"] == {
         "labelled": {n: int((lab_cls == k).sum()) for k, n in enumerate(layout.CLASS_NAMES)},

@@ -1,5 +1,6 @@
 """The review queue: priority, the durable per-round store, Label Studio and CVAT round trips
 through the merge, and every malformed import refused with nothing changed."""
+
 from __future__ import annotations
 
 import io
@@ -12,9 +13,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-from helpers.trees import tree_digest
 from helpers.predfiles import write_predictions
+from helpers.review import (
+    BANDS,
+    ITEMS,
+    A,
+    B,
+    check_merged,
+    expected_answers,
+    labelstudio_export,
+    new_store,
+    parse_labels,
+    pred_rows,
+)
+from helpers.trees import tree_digest
+
 from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.reader import locate
 from visem_pl.tasks.review.exchange import CVAT, LABELSTUDIO, export_queue, import_answers
@@ -23,27 +36,37 @@ from visem_pl.tasks.review.priority import QueueConfig, build_queue
 from visem_pl.tasks.review.queue import EXPORTED, QUEUE_COLUMNS, REVIEWED
 from visem_pl.tasks.review.stages import ReviewPending, collect_review
 from visem_pl.tasks.review.store import ImportRefused, QueueStore
-from helpers.review import (A, B, BANDS, ITEMS, check_merged, expected_answers,
-                            labelstudio_export, new_store, parse_labels, pred_rows)
-
 
 # --- priority --------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def scored(tmp_path):
     """Clip A (stride 1, frames 0-2) and B (stride 2, frames 0, 2); round N-1 predicted clip A only."""
     box = (0.5, 0.5, 0.05, 0.05)
-    write_predictions(tmp_path / "now", A, [
-        (0, 0, *box, 0.9),                      # frame 0: accepted only, not queued
-        (1, 0, *box, 0.4),                      # frame 1: review, conf at the band's middle
-        (1, 1, 0.9, 0.9, 0.1, 0.1, 0.1),        # reject band: counts nowhere
-        (2, 0, 0.2, 0.2, 0.05, 0.05, 0.5),      # frame 2: review, halfway to the bound; far from frame 1's box
-    ], frames_scored=3, stride=1)
+    write_predictions(
+        tmp_path / "now",
+        A,
+        [
+            (0, 0, *box, 0.9),  # frame 0: accepted only, not queued
+            (1, 0, *box, 0.4),  # frame 1: review, conf at the band's middle
+            (1, 1, 0.9, 0.9, 0.1, 0.1, 0.1),  # reject band: counts nowhere
+            (2, 0, 0.2, 0.2, 0.05, 0.05, 0.5),  # frame 2: review, halfway to the bound; far from frame 1's box
+        ],
+        frames_scored=3,
+        stride=1,
+    )
     write_predictions(tmp_path / "now", B, [(2, 2, 0.3, 0.3, 0.05, 0.05, 0.3)], frames_scored=2, stride=2)
-    write_predictions(tmp_path / "prev", A, [
-        (1, 0, *box, 0.9),                      # same box as now: agreement
-        (2, 0, 0.225, 0.2, 0.05, 0.05, 0.9),    # shifted by half a width: IoU 1/3
-    ], frames_scored=3, stride=1)
+    write_predictions(
+        tmp_path / "prev",
+        A,
+        [
+            (1, 0, *box, 0.9),  # same box as now: agreement
+            (2, 0, 0.225, 0.2, 0.05, 0.05, 0.9),  # shifted by half a width: IoU 1/3
+        ],
+        frames_scored=3,
+        stride=1,
+    )
     return tmp_path
 
 
@@ -68,9 +91,12 @@ def test_round_zero_has_no_disagreement_and_budgets(scored):
     q = build_queue(scored / "now", BANDS, QueueConfig(max_items=0))
     assert list(q["disagreement"]) == [0.0, 0.0, 0.0]
     assert list(build_queue(scored / "now", BANDS, QueueConfig(max_items=2), scored / "prev")["item"]) == [
-        f"{A}_frame_2", f"{B}_frame_2"]
-    assert list(build_queue(scored / "now", BANDS, QueueConfig(max_items=0, per_clip_max=1), scored / "prev")["item"]) == [
-        f"{A}_frame_2", f"{B}_frame_2"]
+        f"{A}_frame_2",
+        f"{B}_frame_2",
+    ]
+    assert list(
+        build_queue(scored / "now", BANDS, QueueConfig(max_items=0, per_clip_max=1), scored / "prev")["item"]
+    ) == [f"{A}_frame_2", f"{B}_frame_2"]
     only_u = QueueConfig(max_items=0, weights={"uncertainty": 1.0, "disagreement": 0.0, "temporal": 0.0})
     q = build_queue(scored / "now", BANDS, only_u, scored / "prev")
     assert list(q["item"]) == [f"{A}_frame_1", f"{B}_frame_2", f"{A}_frame_2"]
@@ -85,6 +111,7 @@ def test_bad_queue_params_are_refused():
 
 
 # --- a synthesized round ------------------------------------------------------------------------
+
 
 def test_store_lifecycle_and_reexport(queue_synth, queue_round, tmp_path):
     store = new_store(queue_round, tmp_path / "q")
@@ -101,7 +128,8 @@ def test_store_lifecycle_and_reexport(queue_synth, queue_round, tmp_path):
     # Re-exporting never duplicates items: same queue, each item once, both batches recorded on it.
     assert len(store.queue()) == 3 and len(state["items"]) == 3
     assert {i: (e["state"], e["exports"]) for i, e in state["items"].items()} == {
-        i: (EXPORTED, [first["batch"], second["batch"]]) for i in ITEMS}
+        i: (EXPORTED, [first["batch"], second["batch"]]) for i in ITEMS
+    }
     tasks = json.loads((Path(first["dir"]) / "tasks.json").read_text())
     assert sorted(t["data"]["item"] for t in tasks) == sorted(ITEMS)
     assert len({t["data"]["item"] for t in tasks}) == len(tasks)
@@ -124,8 +152,13 @@ def test_labelstudio_tasks_predictions_and_images(queue_synth, queue_round, tmp_
     assert '<RectangleLabels name="label" toName="image"' in config and 'value="$image"' in config
     tasks = {t["data"]["item"]: t for t in json.loads((folder / "tasks.json").read_text())}
     t = tasks[f"{A}_frame_2"]
-    assert t["data"] == {"image": f"/data/local-files/?d=images/{A}_frame_2.jpg", "item": f"{A}_frame_2",
-                         "clip": A, "frame": 2, "batch": "20240501T100000Z-labelstudio"}
+    assert t["data"] == {
+        "image": f"/data/local-files/?d=images/{A}_frame_2.jpg",
+        "item": f"{A}_frame_2",
+        "clip": A,
+        "frame": 2,
+        "batch": "20240501T100000Z-labelstudio",
+    }
     (pred,) = t["predictions"]
     assert pred["model_version"] == "round-3"
     mine = boxes[(boxes["clip"] == A) & (boxes["frame"] == 2)].sort_values("conf", ascending=False, kind="stable")
@@ -136,7 +169,8 @@ def test_labelstudio_tasks_predictions_and_images(queue_synth, queue_round, tmp_
         v = region["value"]
         assert v["rectanglelabels"] == [layout.CLASS_NAMES[b.cls]]
         assert (v["x"], v["y"], v["width"], v["height"]) == pytest.approx(
-            ((b.cx - b.w / 2) * 100, (b.cy - b.h / 2) * 100, b.w * 100, b.h * 100))
+            ((b.cx - b.w / 2) * 100, (b.cy - b.h / 2) * 100, b.w * 100, b.h * 100)
+        )
         assert region["score"] == pytest.approx(b.conf)
     assert pred["score"] == pytest.approx(mine["conf"].mean())
     # The images are the clip's frames at the items' indices.
@@ -149,6 +183,7 @@ def test_labelstudio_tasks_predictions_and_images(queue_synth, queue_round, tmp_
 
 
 # --- round trips with simulated expert edits ------------------------------------------------------
+
 
 @pytest.fixture
 def exported_ls(queue_synth, queue_round, tmp_path):
@@ -165,12 +200,18 @@ def exported_ls(queue_synth, queue_round, tmp_path):
 def test_labelstudio_round_trip(queue_synth, queue_round, exported_ls, tmp_path, monkeypatch):
     store, _, _, path = exported_ls
     result = import_answers(store, path, "dr-a", when="2024-05-02T10:11:12Z")
-    assert result == {"format": "labelstudio", "imported": 3, "changed": 3, "unchanged": False,
-                      "file": "imports/20240502T101112Z_dr-a_project-1-at-2024-05-02.json"}
+    assert result == {
+        "format": "labelstudio",
+        "imported": 3,
+        "changed": 3,
+        "unchanged": False,
+        "file": "imports/20240502T101112Z_dr-a_project-1-at-2024-05-02.json",
+    }
     assert (store.root / result["file"]).read_bytes() == path.read_bytes()
     state = store.state()
     assert {i: (e["state"], e["reviewer"], e["reviewed_at"]) for i, e in state["items"].items()} == {
-        i: (REVIEWED, "dr-a", "2024-05-02T10:11:12Z") for i in ITEMS}
+        i: (REVIEWED, "dr-a", "2024-05-02T10:11:12Z") for i in ITEMS
+    }
     assert (store.labels / f"{B}_frame_1.txt").read_text() == ""
     # The same file again: a no-op.
     before = tree_digest(store.root)
@@ -222,8 +263,11 @@ def test_cvat_round_trip(queue_synth, queue_round, tmp_path, monkeypatch, flavou
     else:
         assert names == sorted(["data.yaml", "train.txt", *(f"labels/train/{i}.txt" for i in ITEMS)])
         z = zipfile.ZipFile(io.BytesIO(src))
-        assert yaml.safe_load(z.read("data.yaml")) == {"path": "./", "train": "train.txt",
-                                                       "names": {0: "sperm", 1: "cluster", 2: "small_or_pinhead"}}
+        assert yaml.safe_load(z.read("data.yaml")) == {
+            "path": "./",
+            "train": "train.txt",
+            "names": {0: "sperm", 1: "cluster", 2: "small_or_pinhead"},
+        }
         assert sorted(z.read("train.txt").decode().split()) == sorted(f"images/train/{i}.jpg" for i in ITEMS)
     # Pre-annotations: the predictions of each frame.
     pre = parse_labels(z.read(next(n for n in names if n.endswith(f"{A}_frame_2.txt"))).decode())
@@ -237,16 +281,19 @@ def test_cvat_round_trip(queue_synth, queue_round, tmp_path, monkeypatch, flavou
 
 # --- malformed imports: listed with item ids, exit 2, nothing changed ------------------------------
 
+
 def corrupt(good: list[dict], case: str) -> tuple[list[dict], list[str]]:
     bad = json.loads(json.dumps(good))
-    k = [t["data"]["item"] for t in bad].index(f"{A}_frame_0")   # a task with boxes
+    k = [t["data"]["item"] for t in bad].index(f"{A}_frame_0")  # a task with boxes
     first = bad[k]["data"]["item"]
     if case == "unknown frame":
         renamed = bad[1]["data"]["item"]
         bad[1]["data"]["item"] = f"{A}_frame_8"
         # The renamed task's real item is then missing too: both are listed.
-        return bad, [f"{A}_frame_8: not an item of this round's queue (unknown frame)",
-                     f"{renamed}: missing from the file (no answer)"]
+        return bad, [
+            f"{A}_frame_8: not an item of this round's queue (unknown frame)",
+            f"{renamed}: missing from the file (no answer)",
+        ]
     if case == "unknown label":
         bad[k]["annotations"][0]["result"][0]["value"]["rectanglelabels"] = ["tail"]
         return bad, [f"{first}: region r0: unknown label 'tail'"]
@@ -266,8 +313,9 @@ def corrupt(good: list[dict], case: str) -> tuple[list[dict], list[str]]:
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["unknown frame", "unknown label", "out of range", "duplicate", "missing",
-                                  "not annotated"])
+@pytest.mark.parametrize(
+    "case", ["unknown frame", "unknown label", "out of range", "duplicate", "missing", "not annotated"]
+)
 def test_malformed_labelstudio_import_is_refused(exported_ls, tmp_path, run_cli, case):
     store, _, good, _ = exported_ls
     bad, expected = corrupt(good, case)
@@ -294,21 +342,25 @@ def test_malformed_cvat_import_is_refused(queue_synth, queue_round, tmp_path):
         z.writestr("obj.names", "sperm\ncluster\nsmall_or_pinhead\ntail\n")
         z.writestr("obj.data", "classes = 4\ntrain = train.txt\nnames = obj.names\n")
         z.writestr("train.txt", "".join(f"obj_train_data/{i}.jpg\n" for i in ITEMS))
-        z.writestr(f"obj_train_data/{ITEMS[0]}.txt", "3 0.5 0.5 0.1 0.1\n")       # unknown label
-        z.writestr(f"obj_train_data/{ITEMS[1]}.txt", "0 1.5 0.5 0.1 0.1\n")       # out of range
-        z.writestr(f"obj_valid_data/{ITEMS[1]}.txt", "0 0.5 0.5 0.1 0.1\n")       # duplicate
+        z.writestr(f"obj_train_data/{ITEMS[0]}.txt", "3 0.5 0.5 0.1 0.1\n")  # unknown label
+        z.writestr(f"obj_train_data/{ITEMS[1]}.txt", "0 1.5 0.5 0.1 0.1\n")  # out of range
+        z.writestr(f"obj_valid_data/{ITEMS[1]}.txt", "0 0.5 0.5 0.1 0.1\n")  # duplicate
         # ITEMS[2]: listed in train.txt, no label file: missing
-        z.writestr(f"obj_train_data/{A}_frame_6.txt", "")                         # unknown frame
+        z.writestr(f"obj_train_data/{A}_frame_6.txt", "")  # unknown frame
     path = tmp_path / "bad.zip"
     path.write_bytes(buf.getvalue())
     before = tree_digest(store.root)
     with pytest.raises(ImportRefused) as exc:
         import_answers(store, path, "dr-b")
     problems = exc.value.problems
-    assert f"{ITEMS[0]}: obj_train_data/{ITEMS[0]}.txt:1: unknown label 'tail' (known: sperm, cluster, small_or_pinhead)" \
+    assert (
+        f"{ITEMS[0]}: obj_train_data/{ITEMS[0]}.txt:1: unknown label 'tail' (known: sperm, cluster, small_or_pinhead)"
         in problems
-    assert f"{ITEMS[1]}: obj_train_data/{ITEMS[1]}.txt:1: coordinates out of range or invalid: cx 1.5 is outside [0, 1]" \
+    )
+    assert (
+        f"{ITEMS[1]}: obj_train_data/{ITEMS[1]}.txt:1: coordinates out of range or invalid: cx 1.5 is outside [0, 1]"
         in problems
+    )
     assert f"{ITEMS[1]}: answered 2 times in the file (duplicate)" not in problems  # the bad copy is not an answer
     assert f"{A}_frame_6: not an item of this round's queue (unknown frame)" in problems
     assert f"{ITEMS[2]}: missing from the file (no answer)" in problems
@@ -337,7 +389,7 @@ def test_another_answer_needs_replace(exported_ls, tmp_path, run_cli):
     assert rc == 0, err
     other = json.loads(json.dumps(good))
     k = [t["data"]["item"] for t in other].index(f"{A}_frame_0")
-    other[k]["annotations"][0]["result"] = []            # the second expert clears a frame with boxes
+    other[k]["annotations"][0]["result"] = []  # the second expert clears a frame with boxes
     p2 = tmp_path / "second.json"
     p2.write_text(json.dumps(other))
     before = tree_digest(store.root)
@@ -345,10 +397,11 @@ def test_another_answer_needs_replace(exported_ls, tmp_path, run_cli):
     assert rc == 2
     item = f"{A}_frame_0"
     assert f"{item}: already reviewed by dr-a with another answer (use --replace to overwrite)" in err
-    assert sum("already reviewed" in ln for ln in err.splitlines()) == 1   # the unchanged items are fine
+    assert sum("already reviewed" in ln for ln in err.splitlines()) == 1  # the unchanged items are fine
     assert tree_digest(store.root) == before
-    rc, out, err = run_cli("review", "import", p2, "--round", "0", "--reviewer", "dr-c", "--store", store.root,
-                           "--replace")
+    rc, out, err = run_cli(
+        "review", "import", p2, "--round", "0", "--reviewer", "dr-c", "--store", store.root, "--replace"
+    )
     assert rc == 0, err
     assert json.loads(out.splitlines()[-1])["changed"] == 1
     state = store.state()["items"]
@@ -360,12 +413,15 @@ def test_another_answer_needs_replace(exported_ls, tmp_path, run_cli):
     assert rc == 0, err
     data = json.loads(out)
     assert data["states"] == {"pending": 0, "exported": 0, "reviewed": 3, "merged": 0}
-    assert data["clips"] == {A: {"pending": 0, "exported": 0, "reviewed": 2, "merged": 0},
-                             B: {"pending": 0, "exported": 0, "reviewed": 1, "merged": 0}}
+    assert data["clips"] == {
+        A: {"pending": 0, "exported": 0, "reviewed": 2, "merged": 0},
+        B: {"pending": 0, "exported": 0, "reviewed": 1, "merged": 0},
+    }
     assert (data["left"], data["reviewers"]) == (0, ["dr-a", "dr-c"])
 
 
 # --- the review stage on real data: waits for the experts' answers ---------------------------------
+
 
 def test_collect_review_waits_then_copies(queue_round, exported_ls, tmp_path):
     store, _, _, path = exported_ls
@@ -381,5 +437,6 @@ def test_collect_review_waits_then_copies(queue_round, exported_ls, tmp_path):
     stats = collect_review(0, pseudo, tmp_path / "reviewed", store)
     assert stats == {"reviewer": "experts", "items": 3, "queued": 3, "reviewers": ["dr-a"]}
     assert {p.name: p.read_text() for p in (tmp_path / "reviewed" / "labels").iterdir()} == {
-        p.name: p.read_text() for p in store.labels.iterdir()}
+        p.name: p.read_text() for p in store.labels.iterdir()
+    }
     assert store.state()["items"][ITEMS[0]]["state"] == REVIEWED

@@ -1,4 +1,5 @@
 """The synthetic twin writes the real layout, honours the real counts, and is reproducible."""
+
 from __future__ import annotations
 
 import csv
@@ -17,8 +18,16 @@ from visem_pl.tasks.synth import SynthConfig, synthesize
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference" / layout.COUNTS_CSV
 VIDEOS = (11, 23, 24)
-CFG = SynthConfig(seed=7, videos=VIDEOS, frames_per_video=60, rest_clips_per_video=1,
-                  other_videos=2, clips_per_other_video=1, frames_per_clip=20, workers=2)
+CFG = SynthConfig(
+    seed=7,
+    videos=VIDEOS,
+    frames_per_video=60,
+    rest_clips_per_video=1,
+    other_videos=2,
+    clips_per_other_video=1,
+    frames_per_clip=20,
+    workers=2,
+)
 NUMBER = re.compile(r"^(0|1|0\.\d{1,9})$")
 
 
@@ -51,8 +60,10 @@ def reference_targets(vid: int, n: int, scale: float) -> dict[int, tuple[int, in
     """Expected per-frame counts, re-derived from the real CSV independently of the generator."""
     ref = pd.read_csv(REFERENCE, skipinitialspace=True)
     ref = ref[ref["frame_name"].str.startswith(f"{vid}_frame_")]
-    real = {int(r.frame_name.rsplit("_", 1)[1]): (r.sperm_count, r.cluster_count, r.small_or_pinhead_count)
-            for r in ref.itertuples()}
+    real = {
+        int(r.frame_name.rsplit("_", 1)[1]): (r.sperm_count, r.cluster_count, r.small_or_pinhead_count)
+        for r in ref.itertuples()
+    }
     n_real = {35: 1440, 52: 1440, 82: 1500}.get(vid, 1470)
     expected = {}
     for t in range(n):
@@ -84,8 +95,11 @@ def test_counts_equal_what_is_on_disk(out):
     with open(root / layout.PARTICIPANT_CSV, encoding="utf-8") as f:
         participants = sum(1 for _ in f) - 1
     assert counts == {
-        "videos": len(VIDEOS), "images": images, "label_files": label_files,
-        "frames_without_labels": images - label_files, "boxes": boxes,
+        "videos": len(VIDEOS),
+        "images": images,
+        "label_files": label_files,
+        "frames_without_labels": images - label_files,
+        "boxes": boxes,
         "tracks": {k: len(v) for k, v in tracks.items()},
         "clips": {"annotated_rest": len(rest), "other": len(other)},
         "participants": participants,
@@ -125,8 +139,7 @@ def test_per_frame_counts_follow_reference(out):
     written = pd.read_csv(root / layout.COUNTS_CSV, skipinitialspace=True)
     assert list(written.columns) == list(layout.COUNTS_HEADER)
     assert (root / layout.COUNTS_CSV).read_text().splitlines()[0] == ", ".join(layout.COUNTS_HEADER)
-    csv_rows = {r.frame_name: (r.sperm_count, r.cluster_count, r.small_or_pinhead_count)
-                for r in written.itertuples()}
+    csv_rows = {r.frame_name: (r.sperm_count, r.cluster_count, r.small_or_pinhead_count) for r in written.itertuples()}
     for vid in VIDEOS:
         expected = reference_targets(vid, 60, CFG.scale)
         labels = read_labels(root, vid)
@@ -145,9 +158,13 @@ def test_per_frame_counts_follow_reference(out):
 
 
 def test_scale_changes_concentration(tmp_path):
-    counts = synthesize(tmp_path / "half", SynthConfig(seed=3, videos=(24,), frames_per_video=8, scale=0.5,
-                                                        rest_clips_per_video=0, other_videos=0, workers=1),
-                        progress=False)
+    counts = synthesize(
+        tmp_path / "half",
+        SynthConfig(
+            seed=3, videos=(24,), frames_per_video=8, scale=0.5, rest_clips_per_video=0, other_videos=0, workers=1
+        ),
+        progress=False,
+    )
     expected = reference_targets(24, 8, 0.5)
     assert counts["boxes"]["sperm"] == sum(v[0] for v in expected.values())
     assert 20 * 8 < counts["boxes"]["sperm"] < 40 * 8
@@ -157,8 +174,9 @@ def test_motility_columns_agree_with_simulated_cells(out):
     root, _ = out
     semen = pd.read_csv(root / layout.SEMEN_CSV, encoding="utf-8")
     cells = pd.read_csv(root / layout.TRUTH_DIR / "cells.csv", keep_default_na=False)
-    sperm = cells[(cells["class"] == 0) & (cells["labelled"].astype(str) == "True")
-                  & cells["kind"].isin(["video", "rest"])]
+    sperm = cells[
+        (cells["class"] == 0) & (cells["labelled"].astype(str) == "True") & cells["kind"].isin(["video", "rest"])
+    ]
     assert sorted(semen["ID"]) == sorted(VIDEOS)
     for row in semen.itertuples(index=False):
         vid = row[0]
@@ -188,8 +206,9 @@ def test_truth_is_outside_the_real_layout(out):
     for sub in (layout.TRAIN_DIR, layout.CLIPS_REST_DIR, layout.CLIPS_OTHER_DIR):
         names = {p.name for p in (root / sub).rglob("*")}
         assert not any(n.startswith("_truth") or n.endswith((".parquet", ".json")) for n in names)
-    clips = sorted(p.stem for d in (layout.CLIPS_REST_DIR, layout.CLIPS_OTHER_DIR)
-                   for p in (root / d / d).glob("*.mp4"))
+    clips = sorted(
+        p.stem for d in (layout.CLIPS_REST_DIR, layout.CLIPS_OTHER_DIR) for p in (root / d / d).glob("*.mp4")
+    )
     assert sorted(p.stem for p in (truth / "clips").glob("*.parquet")) == clips
     for stem in clips:
         t = pd.read_parquet(truth / "clips" / f"{stem}.parquet")
@@ -243,8 +262,11 @@ def test_same_seed_is_byte_identical_for_any_worker_count(out, same_seed_one_wor
 def test_other_seed_differs(out, tmp_path):
     root, _ = out
     other = tmp_path / "other"
-    synthesize(other, SynthConfig(**{**CFG.__dict__, "seed": 8, "videos": (11,), "other_videos": 0,
-                                     "rest_clips_per_video": 0}), progress=False)
+    synthesize(
+        other,
+        SynthConfig(**{**CFG.__dict__, "seed": 8, "videos": (11,), "other_videos": 0, "rest_clips_per_video": 0}),
+        progress=False,
+    )
     lab = Path(layout.TRAIN_DIR, layout.VIDEOS_DIR, "11", "labels_ftid", layout.ftid_name(11, 0))
     assert (root / lab).read_text() != (other / lab).read_text()
     ids_a = {ln.split()[0] for p in (root / lab.parent).iterdir() for ln in p.read_text().splitlines()}

@@ -1,5 +1,6 @@
 """`visem-pl synth` end to end: its own counts equal what `visem-pl validate` finds, and the
 contact sheet draws the boxes in the paper's colours."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,10 @@ from visem_pl.tasks.dataset import layout
 @pytest.fixture(scope="module")
 def params_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("params") / "params.yaml"
-    path.write_text("synth:\n  seed: 3\n  videos: [11, 23, 52]\n  frames_per_video: 30\n"
-                    "  rest_clips_per_video: 1\n  other_videos: 2\n  frames_per_clip: 15\n")
+    path.write_text(
+        "synth:\n  seed: 3\n  videos: [11, 23, 52]\n  frames_per_video: 30\n"
+        "  rest_clips_per_video: 1\n  other_videos: 2\n  frames_per_clip: 15\n"
+    )
     return path
 
 

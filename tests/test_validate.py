@@ -1,5 +1,6 @@
 """`validate` and `visem-pl validate`: a valid tree passes with exact counts; every malformed case
 is reported as `path:line: message`, the CLI exits 2 with nothing on stdout, and nothing is written."""
+
 from __future__ import annotations
 
 import csv
@@ -11,19 +12,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers.trees import SMALL_FRAMES, SMALL_VIDEOS, tree_digest
 
 from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.counts import REFERENCE_COUNTS
 from visem_pl.tasks.dataset.reader import locate
 from visem_pl.tasks.dataset.validate import validate
 
-from helpers.trees import SMALL_FRAMES, SMALL_VIDEOS, tree_digest
-
-SUMMARY_KEYS = ["videos", "images", "label_files", "frames_without_labels", "boxes", "tracks", "clips",
-                "participants"]
+SUMMARY_KEYS = ["videos", "images", "label_files", "frames_without_labels", "boxes", "tracks", "clips", "participants"]
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def check_bad(tree, run_cli, expected: list[tuple[Path, int, str]], *cli_args: str, deep: bool = False):
     """validate() reports exactly `expected` (path, line, message fragment), in any order; the CLI
@@ -84,6 +84,7 @@ def counts_from_csv(videos, max_frames):
 
 # ---------------------------------------------------------------- valid trees
 
+
 def test_valid_small_tree_has_exact_summary(small_tree_pristine):
     tree = small_tree_pristine
     before = tree_digest(tree.root)
@@ -92,10 +93,14 @@ def test_valid_small_tree_has_exact_summary(small_tree_pristine):
     assert report.summary == tree.expected
     boxes, peak, files = counts_from_csv(SMALL_VIDEOS, SMALL_FRAMES)
     assert report.summary == {
-        "videos": 2, "images": 2 * SMALL_FRAMES, "label_files": files, "frames_without_labels": 40 - files,
+        "videos": 2,
+        "images": 2 * SMALL_FRAMES,
+        "label_files": files,
+        "frames_without_labels": 40 - files,
         "boxes": dict(zip(layout.CLASS_NAMES, boxes)),
         "tracks": dict(zip(layout.CLASS_NAMES, peak)),
-        "clips": {"annotated_rest": 1, "other": 1}, "participants": 2,
+        "clips": {"annotated_rest": 1, "other": 1},
+        "participants": 2,
     }
     assert report.summary["boxes"] == {"sperm": 940, "cluster": 0, "small_or_pinhead": 0}
     assert tree_digest(tree.root) == before
@@ -182,6 +187,7 @@ def test_nonexistent_root_exits_2(tmp_path, run_cli):
 
 # ---------------------------------------------------------------- label lines
 
+
 @pytest.mark.parametrize("line", ["0 0.5 0.5 0.02", "0 0.5 0.5 0.02 0.03 0.9", "0"])
 def test_labels_wrong_field_count(small_tree, run_cli, line):
     label = small_tree.label(11, 3)
@@ -259,6 +265,7 @@ def test_label_file_not_utf8(small_tree, run_cli):
 
 # ---------------------------------------------------------------- labels/ vs labels_ftid/
 
+
 def test_ftid_box_differs_from_labels(small_tree, run_cli):
     ftid = small_tree.ftid(11, 3)
     fields = ftid.read_text().splitlines()[3].split()
@@ -308,11 +315,13 @@ def test_label_file_without_its_image(small_tree, run_cli):
 
 def test_file_names_carrying_another_video_id(small_tree, run_cli):
     shutil.copyfile(small_tree.image(11, 0), small_tree.video_dir(11) / "images" / "23_frame_0.jpg")
-    check_bad(small_tree, run_cli, [(small_tree.video_dir(11) / "images", 0,
-                                     "file names carry video id 23, folder is 11")])
+    check_bad(
+        small_tree, run_cli, [(small_tree.video_dir(11) / "images", 0, "file names carry video id 23, folder is 11")]
+    )
 
 
 # ---------------------------------------------------------------- images
+
 
 def _jpeg(width=640, height=480) -> bytes:
     img = np.random.default_rng(1).integers(0, 255, (height, width, 3), np.uint8)
@@ -322,16 +331,20 @@ def _jpeg(width=640, height=480) -> bytes:
 
 
 @pytest.mark.parametrize("deep", [False, True])
-@pytest.mark.parametrize("damage,message", [
-    ("garbage", "not a JPEG image (no start-of-image marker)"),
-    ("truncated", "JPEG is truncated (no end-of-image marker)"),
-    ("small", "image is 320x240, expected 640x480"),
-    ("empty", "not a JPEG image"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        ("garbage", "not a JPEG image (no start-of-image marker)"),
+        ("truncated", "JPEG is truncated (no end-of-image marker)"),
+        ("small", "image is 320x240, expected 640x480"),
+        ("empty", "not a JPEG image"),
+    ],
+)
 def test_unreadable_image(small_tree, run_cli, damage, message, deep):
     image = small_tree.image(23, 9)
-    data = {"garbage": b"\x00not a jpeg\x00" * 64, "truncated": _jpeg()[:3000], "small": _jpeg(320, 240),
-            "empty": b""}[damage]
+    data = {"garbage": b"\x00not a jpeg\x00" * 64, "truncated": _jpeg()[:3000], "small": _jpeg(320, 240), "empty": b""}[
+        damage
+    ]
     image.write_bytes(data)
     check_bad(small_tree, run_cli, [(image, 0, message)], deep=deep)
 
@@ -340,20 +353,24 @@ def test_deep_finds_an_image_that_only_looks_like_a_jpeg(small_tree, run_cli):
     # start/end markers and a 640x480 frame header, but no scan data: only decoding tells
     image = small_tree.image(11, 12)
     data = image.read_bytes()
-    image.write_bytes(data[:data.find(b"\xff\xda")] + b"\xff\xd9")
+    image.write_bytes(data[: data.find(b"\xff\xda")] + b"\xff\xd9")
     assert validate(small_tree.root).problems == []
     check_bad(small_tree, run_cli, [(image, 0, "cannot be decoded as an image")], deep=True)
 
 
 # ---------------------------------------------------------------- videos and clips
 
+
 @pytest.mark.parametrize("which", ["annotated", "clip_rest", "clip_other"])
 @pytest.mark.parametrize("damage", ["half", "garbage"])
 def test_unreadable_mp4(small_tree, run_cli, which, damage):
-    path = {"annotated": small_tree.mp4(11), "clip_rest": small_tree.clip("11_30_60.mp4"),
-            "clip_other": small_tree.clip("25_0_30.mp4")}[which]
+    path = {
+        "annotated": small_tree.mp4(11),
+        "clip_rest": small_tree.clip("11_30_60.mp4"),
+        "clip_other": small_tree.clip("25_0_30.mp4"),
+    }[which]
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2] if damage == "half" else b"\x00\x01garbage" * 300)
+    path.write_bytes(data[: len(data) // 2] if damage == "half" else b"\x00\x01garbage" * 300)
     check_bad(small_tree, run_cli, [(path, 0, "cannot be opened as a video (truncated or not an mp4)")])
 
 
@@ -367,19 +384,21 @@ def test_unparseable_clip_name(small_tree, run_cli, bad_name):
     clip = small_tree.clip("11_30_60.mp4")
     bad = clip.with_name(bad_name)
     clip.rename(bad)
-    report = check_bad(small_tree, run_cli, [
-        (bad, 0, f"clip name '{bad_name}' is not <id>_<start>_<stop>.mp4 with start < stop")])
+    report = check_bad(
+        small_tree, run_cli, [(bad, 0, f"clip name '{bad_name}' is not <id>_<start>_<stop>.mp4 with start < stop")]
+    )
     assert report.summary["clips"] == {"annotated_rest": 0, "other": 1}
 
 
 # ---------------------------------------------------------------- clinical CSVs
+
 
 def _drop_column(path: Path, column: str) -> None:
     with open(path, encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))
     i = rows[0].index(column)
     with open(path, "w", encoding="utf-8", newline="") as fh:
-        csv.writer(fh, lineterminator="\n").writerows([r[:i] + r[i + 1:] for r in rows])
+        csv.writer(fh, lineterminator="\n").writerows([r[:i] + r[i + 1 :] for r in rows])
 
 
 def test_csv_missing_column(small_tree, run_cli):
@@ -388,11 +407,18 @@ def test_csv_missing_column(small_tree, run_cli):
     check_bad(small_tree, run_cli, [(path, 1, "missing column 'Progressive motility (%)'")])
 
 
-@pytest.mark.parametrize("csv_name,old,new", [
-    (layout.PARTICIPANT_CSV, "Body mass index (kg/m²)", "Body mass index (kg/m2)"),
-    (layout.SEMEN_CSV, "Sperm concentration (x10⁶/mL)", "Sperm concentration (x10^6/mL)"),
-    (layout.FA_SERUM_CSV, "Serum C20:5 n-3  (eicosapentaenoic acid, EPA)", "Serum C20:5 n-3 (eicosapentaenoic acid, EPA)"),
-])
+@pytest.mark.parametrize(
+    "csv_name,old,new",
+    [
+        (layout.PARTICIPANT_CSV, "Body mass index (kg/m²)", "Body mass index (kg/m2)"),
+        (layout.SEMEN_CSV, "Sperm concentration (x10⁶/mL)", "Sperm concentration (x10^6/mL)"),
+        (
+            layout.FA_SERUM_CSV,
+            "Serum C20:5 n-3  (eicosapentaenoic acid, EPA)",
+            "Serum C20:5 n-3 (eicosapentaenoic acid, EPA)",
+        ),
+    ],
+)
 def test_csv_renamed_column(small_tree, run_cli, csv_name, old, new):
     path = small_tree.csv(csv_name)
     text = path.read_text(encoding="utf-8")
@@ -427,11 +453,15 @@ def test_csv_row_with_wrong_field_count_and_bad_id(small_tree, run_cli):
     lines[1] += ",surplus"
     lines[2] = "twenty-three" + lines[2][2:]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    check_bad(small_tree, run_cli, [(path, 2, "expected 4 fields, found 5"),
-                                    (path, 3, "ID 'twenty-three' is not a participant number")])
+    check_bad(
+        small_tree,
+        run_cli,
+        [(path, 2, "expected 4 fields, found 5"), (path, 3, "ID 'twenty-three' is not a participant number")],
+    )
 
 
 # ---------------------------------------------------------------- many problems, the cap
+
 
 def test_problems_in_different_files_are_all_reported(small_tree, run_cli):
     label, ftid = set_box(small_tree, 11, 2, 5, "4 0.5 0.5 0.03 0.04")
@@ -441,16 +471,20 @@ def test_problems_in_different_files_are_all_reported(small_tree, run_cli):
     clip.write_bytes(clip.read_bytes()[:100])
     small_tree.ftid(23, 1).unlink()
     semen = small_tree.csv(layout.SEMEN_CSV)
-    semen.write_text(semen.read_text(encoding="utf-8").replace("Immotile sperm (%)", "Immotile (%)"),
-                     encoding="utf-8")
+    semen.write_text(semen.read_text(encoding="utf-8").replace("Immotile sperm (%)", "Immotile (%)"), encoding="utf-8")
     cls = "class '4' is not 0"
-    report = check_bad(small_tree, run_cli, [
-        (label, 5, cls), (ftid, 5, cls),
-        (image, 0, "not a JPEG image"),
-        (small_tree.label(23, 1), 0, "no matching labels_ftid/23_frame_1_with_ftid.txt"),
-        (clip, 0, "cannot be opened as a video"),
-        (semen, 1, "missing column 'Immotile sperm (%)' (found unexpected 'Immotile (%)' instead?)"),
-    ])
+    report = check_bad(
+        small_tree,
+        run_cli,
+        [
+            (label, 5, cls),
+            (ftid, 5, cls),
+            (image, 0, "not a JPEG image"),
+            (small_tree.label(23, 1), 0, "no matching labels_ftid/23_frame_1_with_ftid.txt"),
+            (clip, 0, "cannot be opened as a video"),
+            (semen, 1, "missing column 'Immotile sperm (%)' (found unexpected 'Immotile (%)' instead?)"),
+        ],
+    )
     assert len(report.problems) == 6
 
 

@@ -4,6 +4,7 @@ Two rounds in one folder would overwrite each other's data. The lock file names 
 flow run, a process) and is re-entrant for the same holder, e.g. a flow run resumed after its
 review wait; a lock whose holder has ended is taken over.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,12 @@ def acquire_lock(root: Path | str, holder: dict, is_stale: Callable[[dict], bool
     Raises WorkspaceBusy naming who holds it and how to free it."""
     path = lock_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    mine = {**holder, "host": socket.gethostname(), "pid": os.getpid(),
-            "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    mine = {
+        **holder,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
     while True:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -73,7 +78,8 @@ def acquire_lock(root: Path | str, holder: dict, is_stale: Callable[[dict], bool
                 f"{Path(root).resolve()}: round {current.get('round', '?')} is already running in this workspace "
                 f"({current.get('holder')}, since {current.get('since', '?')}, pid {current.get('pid', '?')} on "
                 f"{current.get('host', '?')}); two rounds at once would overwrite each other's data. Wait for it to "
-                f"finish, or cancel it; a lock left by a crashed run is released automatically ({path})")
+                f"finish, or cancel it; a lock left by a crashed run is released automatically ({path})"
+            ) from None
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(mine, fh)
         return mine

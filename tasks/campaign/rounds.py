@@ -3,6 +3,7 @@
 Round N trains on round N-1's merged set from round N-1's weights; starting a round from the
 command line or a flow declares it here first, as a user would by editing params.yaml.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,8 +35,7 @@ def ensure_round(params_path: Path | str, n: int) -> bool:
     yaml.width = 4096
     # The project's style: "  - item" lists and an explicit null.
     yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.representer.add_representer(
-        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
+    yaml.representer.add_representer(type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
     data = yaml.load(path.read_text(encoding="utf-8"))
     rounds = data.get("rounds")
     pseudo = data.get("pseudo_rounds")
@@ -43,14 +43,18 @@ def ensure_round(params_path: Path | str, n: int) -> bool:
         raise ValueError(f"{path}: needs `rounds` and `pseudo_rounds` lists (see the project's params.yaml)")
     have = [int(r["round"]) for r in rounds]
     if have != list(range(len(have))):
-        raise ValueError(f"{path}: `rounds` must list rounds 0, 1, 2, ... in order (dvc.yaml names stages "
-                         f"train@<index>); found {have}")
+        raise ValueError(
+            f"{path}: `rounds` must list rounds 0, 1, 2, ... in order (dvc.yaml names stages "
+            f"train@<index>); found {have}"
+        )
     if n > len(have):
         raise ValueError(f"{path}: round {n} needs round {n - 1} first (declared rounds: {have or 'none'})")
     pseudo_have = [int(r) for r in pseudo]
     if n > 0 and (n - 1) not in pseudo_have:
-        raise ValueError(f"{path}: round {n} trains on round {n - 1}'s merged set, but round {n - 1} is not "
-                         f"pseudo-labelled (pseudo_rounds: {pseudo_have}); run round {n - 1} first")
+        raise ValueError(
+            f"{path}: round {n} trains on round {n - 1}'s merged set, but round {n - 1} is not "
+            f"pseudo-labelled (pseudo_rounds: {pseudo_have}); run round {n - 1} first"
+        )
     changed = False
     if n == len(have):
         entry = CommentedMap(round_entry(n))

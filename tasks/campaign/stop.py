@@ -5,6 +5,7 @@ at the first of: `max_rounds` rounds done; validation fitness gained less than
 `min_fitness_gain` over the previous round; fewer than `min_new_accepted` new accepted
 pseudo-label boxes (this round's accepted boxes minus the previous round's).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class CampaignConfig:
-    max_rounds: int = 3            # rounds in all, counting round 0
+    max_rounds: int = 3  # rounds in all, counting round 0
     min_fitness_gain: float = 0.005
     min_new_accepted: int = 1
 
@@ -36,10 +37,13 @@ def stop_reason(rounds: list[dict], cfg: CampaignConfig) -> str | None:
         if last.get("fitness") is not None and prev.get("fitness") is not None:
             gain = last["fitness"] - prev["fitness"]
             if gain < cfg.min_fitness_gain:
-                return (f"validation fitness gained {gain:+.4f} in round {n} ({prev['fitness']:.4f} -> "
-                        f"{last['fitness']:.4f}), below campaign.min_fitness_gain = {cfg.min_fitness_gain}")
+                return (
+                    f"validation fitness gained {gain:+.4f} in round {n} ({prev['fitness']:.4f} -> "
+                    f"{last['fitness']:.4f}), below campaign.min_fitness_gain = {cfg.min_fitness_gain}"
+                )
     new = (last.get("accepted_boxes") or 0) - ((rounds[-2].get("accepted_boxes") or 0) if len(rounds) >= 2 else 0)
     if new < cfg.min_new_accepted:
-        return (f"round {n} accepted {new} new pseudo-label boxes, below campaign.min_new_accepted = "
-                f"{cfg.min_new_accepted}")
+        return (
+            f"round {n} accepted {new} new pseudo-label boxes, below campaign.min_new_accepted = {cfg.min_new_accepted}"
+        )
     return None

@@ -3,6 +3,7 @@
 The headers carry non-ASCII characters ("kg/m²", "x10⁶", "Müllerian") and a space after each
 comma, so they are always read as UTF-8 with `skipinitialspace`, never with the locale's encoding.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """A contact sheet: a few frames with their boxes drawn, so a person can judge the data at a glance."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,16 +37,16 @@ def _caption(img: np.ndarray, text: str) -> None:
     cv2.putText(img, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def render_contact_sheet(root: Path | str, out: Path | str, n_frames: int = 6, seed: int = 0,
-                         columns: int = 3) -> Path:
+def render_contact_sheet(root: Path | str, out: Path | str, n_frames: int = 6, seed: int = 0, columns: int = 3) -> Path:
     """Pick labelled frames across videos (seeded), draw their boxes, tile them into one PNG."""
     ds = locate(root)
     rng = np.random.default_rng(seed)
     candidates = [(v, f) for v in ds.videos.values() for f in v.labelled_frames()]
     if not candidates:
         raise ValueError(f"{root}: no labelled frames to show")
-    picks = [candidates[i] for i in sorted(rng.choice(len(candidates), size=min(n_frames, len(candidates)),
-                                                      replace=False))]
+    picks = [
+        candidates[i] for i in sorted(rng.choice(len(candidates), size=min(n_frames, len(candidates)), replace=False))
+    ]
     tiles = []
     for video, frame in picks:
         img = cv2.imread(str(video.image_path(frame)))
@@ -57,13 +58,13 @@ def render_contact_sheet(root: Path | str, out: Path | str, n_frames: int = 6, s
     # A zoomed centre crop of the first pick shows what a single cell looks like.
     first = tiles[0]
     h, w = first.shape[:2]
-    crop = first[h // 4: h // 4 + h // ZOOM, w // 4: w // 4 + w // ZOOM]
+    crop = first[h // 4 : h // 4 + h // ZOOM, w // 4 : w // 4 + w // ZOOM]
     zoom = cv2.resize(crop, (w, h), interpolation=cv2.INTER_NEAREST)
     _caption(zoom, f"video {picks[0][0].id} frame {picks[0][1]}, centre at {ZOOM}x")
     tiles.append(zoom)
     while len(tiles) % columns:
         tiles.append(np.zeros_like(first))
-    rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
+    rows = [np.hstack(tiles[i : i + columns]) for i in range(0, len(tiles), columns)]
     sheet = np.vstack(rows)
     ok, png = cv2.imencode(".png", sheet)
     if not ok:

@@ -1,4 +1,5 @@
 """The real per-frame counts file (`sperm_counts_per_frame.csv`), one row per label file."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,11 +25,15 @@ def read_counts(path: Path | str = REFERENCE_COUNTS) -> pd.DataFrame:
     if bad.any():
         line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
         raise ValueError(f"{path}:{line}: frame_name '{df['frame_name'][bad].iloc[0]}' is not <id>_frame_<n>")
-    out = pd.DataFrame({
-        "video": parts[0].astype(int), "frame": parts[1].astype(int),
-        "sperm": df["sperm_count"].astype(int), "cluster": df["cluster_count"].astype(int),
-        "small_or_pinhead": df["small_or_pinhead_count"].astype(int),
-    })
+    out = pd.DataFrame(
+        {
+            "video": parts[0].astype(int),
+            "frame": parts[1].astype(int),
+            "sperm": df["sperm_count"].astype(int),
+            "cluster": df["cluster_count"].astype(int),
+            "small_or_pinhead": df["small_or_pinhead_count"].astype(int),
+        }
+    )
     return out.sort_values(["video", "frame"], ignore_index=True)
 
 

@@ -4,6 +4,7 @@ Every label the loop writes (pseudo-labels, reviewed answers, training crops, ex
 `yolo_text`, and every label it reads back through `read_yolo_labels`, so all agree on the format.
 (The synthetic twin writes the real dataset's own style, short decimals; see `tasks.synth.writer`.)
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -3,6 +3,7 @@
 The same reader serves the real 33 GB unzip and the synthetic twin. It only lists and
 locates; checking what the files contain is `tasks.validate`'s job.
 """
+
 from __future__ import annotations
 
 import os
@@ -90,8 +91,11 @@ class Dataset:
     def clips(self, group: str | None = None) -> list[Clip]:
         return [c for c in self.all_clips if group is None or c.group == group]
 
-    def split(self, val_ids: tuple[int, ...] | list[int] = layout.OFFICIAL_VAL_IDS,
-              train_ids: tuple[int, ...] | list[int] | None = None) -> tuple[list[Video], list[Video]]:
+    def split(
+        self,
+        val_ids: tuple[int, ...] | list[int] = layout.OFFICIAL_VAL_IDS,
+        train_ids: tuple[int, ...] | list[int] | None = None,
+    ) -> tuple[list[Video], list[Video]]:
         """(train, val) videos; train defaults to every annotated video not in val."""
         val_set = {int(v) for v in val_ids}
         unknown = sorted(val_set - set(self.videos))
@@ -194,8 +198,15 @@ def locate(root: Path | str) -> Dataset:
             if csvs[name] is None and (d / name).is_file():
                 csvs[name] = d / name
     clips, odd = scan_clips(clip_dirs)
-    return Dataset(top=top, train_dir=train_dir, videos=dict(sorted(videos.items())),
-                   clip_dirs=clip_dirs, csvs=csvs, all_clips=clips, odd_clip_files=odd)
+    return Dataset(
+        top=top,
+        train_dir=train_dir,
+        videos=dict(sorted(videos.items())),
+        clip_dirs=clip_dirs,
+        csvs=csvs,
+        all_clips=clips,
+        odd_clip_files=odd,
+    )
 
 
 def scan_clips(clip_dirs: dict[str, Path | None]) -> tuple[list[Clip], list[Path]]:

@@ -4,6 +4,7 @@ Every real label file comes back with its real number of boxes per class (box po
 are placeholders, frames are one grey JPEG), so the reader and validator can be checked
 against the real totals and timed at real size without the 33 GB download.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,9 +23,14 @@ def _track_id(video_id: int, cls: int, slot: int) -> str:
     return f"c{video_id:03d}{cls}{slot:020d}"
 
 
-def build_replica(out: Path, videos: tuple[int, ...] = layout.ANNOTATED_IDS,
-                  counts_csv: Path = REFERENCE_COUNTS, seed: int = 0, max_frames: int | None = None,
-                  clips: tuple[str, ...] = ()) -> dict:
+def build_replica(
+    out: Path,
+    videos: tuple[int, ...] = layout.ANNOTATED_IDS,
+    counts_csv: Path = REFERENCE_COUNTS,
+    seed: int = 0,
+    max_frames: int | None = None,
+    clips: tuple[str, ...] = (),
+) -> dict:
     """Write the replica under `out` (zip-root layout); returns the expected validate summary.
 
     `max_frames` keeps only the first frames of each video (small fixtures); `clips` are
@@ -38,9 +44,16 @@ def build_replica(out: Path, videos: tuple[int, ...] = layout.ANNOTATED_IDS,
     template = out / "_frame.jpg"
     out.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(template), grey)
-    expected = {"videos": 0, "images": 0, "label_files": 0, "frames_without_labels": 0,
-                "boxes": {n: 0 for n in layout.CLASS_NAMES}, "tracks": {n: 0 for n in layout.CLASS_NAMES},
-                "clips": {"annotated_rest": 0, "other": 0}, "participants": len(videos)}
+    expected = {
+        "videos": 0,
+        "images": 0,
+        "label_files": 0,
+        "frames_without_labels": 0,
+        "boxes": {n: 0 for n in layout.CLASS_NAMES},
+        "tracks": {n: 0 for n in layout.CLASS_NAMES},
+        "clips": {"annotated_rest": 0, "other": 0},
+        "participants": len(videos),
+    }
     for vid in videos:
         n_frames = min(layout.REAL_FRAMES[vid], max_frames or layout.REAL_FRAMES[vid])
         mat = per_frame_matrix(counts, vid, n_frames)
@@ -71,8 +84,11 @@ def build_replica(out: Path, videos: tuple[int, ...] = layout.ANNOTATED_IDS,
     template.unlink()
     for name in clips:
         vid = int(name.split("_")[0])
-        group, folder = (("annotated_rest", layout.CLIPS_REST_DIR) if vid in layout.ANNOTATED_IDS
-                         else ("other", layout.CLIPS_OTHER_DIR))
+        group, folder = (
+            ("annotated_rest", layout.CLIPS_REST_DIR)
+            if vid in layout.ANNOTATED_IDS
+            else ("other", layout.CLIPS_OTHER_DIR)
+        )
         target = out / folder / folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_mp4(target, grey, fps=47.0)
@@ -97,8 +113,7 @@ def _link(src: Path, dst: Path) -> None:
 
 
 def _write_mp4(path: Path, frame: np.ndarray, fps: float, n: int = 5) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                             (frame.shape[1], frame.shape[0]))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frame.shape[1], frame.shape[0]))
     for _ in range(n):
         writer.write(frame)
     writer.release()

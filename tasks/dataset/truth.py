@@ -3,6 +3,7 @@
 Only the simulated expert and the quality metrics read it; training never does. Real data
 has no `_truth/`, and then both steps say so instead of guessing.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

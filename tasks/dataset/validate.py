@@ -4,6 +4,7 @@ Every problem is reported as `path:line: what is wrong` (line 0 means the file a
 all of them in one pass up to a cap, so a lab fixes its export once instead of once per run.
 Nothing is written.
 """
+
 from __future__ import annotations
 
 import csv
@@ -57,9 +58,14 @@ class _Problems:
 def empty_summary() -> dict:
     per_class = {name: 0 for name in layout.CLASS_NAMES}
     return {
-        "videos": 0, "images": 0, "label_files": 0, "frames_without_labels": 0,
-        "boxes": dict(per_class), "tracks": dict(per_class),
-        "clips": {"annotated_rest": 0, "other": 0}, "participants": 0,
+        "videos": 0,
+        "images": 0,
+        "label_files": 0,
+        "frames_without_labels": 0,
+        "boxes": dict(per_class),
+        "tracks": dict(per_class),
+        "clips": {"annotated_rest": 0, "other": 0},
+        "participants": 0,
     }
 
 
@@ -101,7 +107,9 @@ def _read_lines(path: Path, problems: _Problems) -> list[str] | None:
     return None
 
 
-def _boxes_of(path: Path, lines: list[str], width: int, problems: _Problems) -> list[tuple[int, list[str], tuple | None]]:
+def _boxes_of(
+    path: Path, lines: list[str], width: int, problems: _Problems
+) -> list[tuple[int, list[str], tuple | None]]:
     """Non-blank lines as (line number, fields, parsed box or None when invalid)."""
     out = []
     for n, raw in enumerate(lines, 1):
@@ -113,7 +121,7 @@ def _boxes_of(path: Path, lines: list[str], width: int, problems: _Problems) -> 
             problems.add(path, n, f"expected {width} fields {what}, found {len(fields)}")
             out.append((n, fields, None))
             continue
-        box = parse_box(fields[width - 5:])
+        box = parse_box(fields[width - 5 :])
         if isinstance(box, str):
             problems.add(path, n, box)
             box = None
@@ -121,8 +129,9 @@ def _boxes_of(path: Path, lines: list[str], width: int, problems: _Problems) -> 
     return out
 
 
-def check_label_pair(label: Path, ftid: Path | None, problems: _Problems,
-                     boxes: Counter, tracks: dict[int, set]) -> None:
+def check_label_pair(
+    label: Path, ftid: Path | None, problems: _Problems, boxes: Counter, tracks: dict[int, set]
+) -> None:
     """One frame's `labels/` file against its `labels_ftid/` twin; counts boxes and track ids."""
     lines = _read_lines(label, problems)
     if lines is None:
@@ -179,10 +188,10 @@ def _jpeg_size(buf: bytes) -> tuple[int, int] | None:
         if marker == 0xFF:
             i += 1
             continue
-        seg = int.from_bytes(buf[i + 2:i + 4], "big")
+        seg = int.from_bytes(buf[i + 2 : i + 4], "big")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h = int.from_bytes(buf[i + 5:i + 7], "big")
-            w = int.from_bytes(buf[i + 7:i + 9], "big")
+            h = int.from_bytes(buf[i + 5 : i + 7], "big")
+            w = int.from_bytes(buf[i + 7 : i + 9], "big")
             return w, h
         i += 2 + seg
     return None
@@ -248,8 +257,9 @@ def check_csv(path: Path, expected: tuple[str, ...], problems: _Problems) -> set
     return ids
 
 
-def validate(root: Path | str, deep: bool = False, max_problems: int = DEFAULT_MAX_PROBLEMS,
-             dataset: Dataset | None = None) -> Report:
+def validate(
+    root: Path | str, deep: bool = False, max_problems: int = DEFAULT_MAX_PROBLEMS, dataset: Dataset | None = None
+) -> Report:
     """Validate the whole tree; `deep` decodes every frame instead of checking its JPEG structure."""
     ds = dataset or locate(root)
     problems = _Problems(max_problems)
@@ -321,4 +331,3 @@ def validate(root: Path | str, deep: bool = False, max_problems: int = DEFAULT_M
         summary["boxes"][name] = boxes[cls]
         summary["tracks"][name] = len(tracks[cls])
     return Report(summary=summary, problems=problems.items, truncated=problems.extra)
-

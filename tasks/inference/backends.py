@@ -22,6 +22,7 @@ and puts uint8 batches on a bounded queue; the main thread keeps one batch per i
 flight and runs Ultralytics' NMS + scale_boxes on a finished batch while the next one computes.
 Memory is bounded by the queue depth, never by a clip's length.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,8 @@ import shutil
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -70,8 +71,10 @@ def resolve(backend: str, device: str) -> tuple[str, str]:
     else:
         kind = backend
     if kind == "openvino" and dev != "cpu":
-        raise ValueError(f"params.yaml infer: backend openvino runs on the CPU, not device {dev!r}; "
-                         "set device: cpu or backend: torch (or auto)")
+        raise ValueError(
+            f"params.yaml infer: backend openvino runs on the CPU, not device {dev!r}; "
+            "set device: cpu or backend: torch (or auto)"
+        )
     return kind, dev
 
 
@@ -119,8 +122,9 @@ def export_key(model_sha: str) -> str:
     return f"{model_sha}-openvino{openvino_version()}-ul{ultralytics.__version__}-dyn-fp32-v{EXPORT_FORMAT}"
 
 
-def export_openvino(weights: Path | str, model_sha: str | None = None,
-                    cache_dir: Path | str | None = None) -> tuple[Path, bool]:
+def export_openvino(
+    weights: Path | str, model_sha: str | None = None, cache_dir: Path | str | None = None
+) -> tuple[Path, bool]:
     """The cached OpenVINO IR (.xml) of `weights`, exporting it first when absent.
 
     Returns (xml path, whether this call exported). The export runs in a hidden temporary
@@ -146,8 +150,9 @@ def export_openvino(weights: Path | str, model_sha: str | None = None,
     try:
         shutil.copyfile(weights, tmp / "model.pt")
         # dynamic: any batch size and any letterboxed frame shape; imgsz only sizes the trace.
-        YOLO(str(tmp / "model.pt")).export(format="openvino", dynamic=True, half=False, int8=False,
-                                           imgsz=640, batch=1, device="cpu", verbose=False)
+        YOLO(str(tmp / "model.pt")).export(
+            format="openvino", dynamic=True, half=False, int8=False, imgsz=640, batch=1, device="cpu", verbose=False
+        )
         if not (tmp / "model_openvino_model" / "model.xml").exists():
             raise RuntimeError("Ultralytics' export wrote no model.xml")
         (tmp / "model.pt").unlink()
@@ -175,8 +180,14 @@ def to_float_nchw(batch: np.ndarray) -> np.ndarray:
 class OpenVINOBackend:
     kind = "openvino"
 
-    def __init__(self, xml: Path | str, hint: str = "THROUGHPUT", requests: int | None = None,
-                 preprocess_in_graph: bool = True, precision: str | None = None):
+    def __init__(
+        self,
+        xml: Path | str,
+        hint: str = "THROUGHPUT",
+        requests: int | None = None,
+        preprocess_in_graph: bool = True,
+        precision: str | None = None,
+    ):
         offline.configure()
         import openvino as ov
         import yaml
@@ -195,14 +206,15 @@ class OpenVINOBackend:
             from openvino.preprocess import ColorFormat, PrePostProcessor
 
             ppp = PrePostProcessor(model)
-            ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")) \
-                .set_color_format(ColorFormat.BGR)
-            ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB) \
-                .scale(255.0)
+            ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
+                ColorFormat.BGR
+            )
+            ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
             ppp.input().model().set_layout(ov.Layout("NCHW"))
             model = ppp.build()
-        self.compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": hint,
-                                                          "INFERENCE_PRECISION_HINT": self.precision})
+        self.compiled = core.compile_model(
+            model, "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": self.precision}
+        )
         n = requests or int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.requests = [self.compiled.create_infer_request() for _ in range(max(1, n))]
         self.slots = len(self.requests)
@@ -231,8 +243,15 @@ class TorchBackend:
         import torch
         from ultralytics.nn.autobackend import AutoBackend
 
-        self.device = torch.device("cpu" if device == "cpu" else "mps" if device == "mps" else
-                                   f"cuda:{device}" if str(device).isdigit() else device)
+        self.device = torch.device(
+            "cpu"
+            if device == "cpu"
+            else "mps"
+            if device == "mps"
+            else f"cuda:{device}"
+            if str(device).isdigit()
+            else device
+        )
         # Ultralytics sets OMP_NUM_THREADS=1 on import; the forward pass wants every core (set
         # around each forward only, so the rest of the process keeps its setting).
         self.threads = (os.cpu_count() or 1) if self.device.type == "cpu" else None
@@ -242,8 +261,9 @@ class TorchBackend:
         self.names = dict(self.model.names)
         self.stride = int(max(self.model.stride) if hasattr(self.model.stride, "__len__") else self.model.stride)
         self.end2end = bool(getattr(self.model, "end2end", False))
-        self.label = torch_label("cpu" if self.device.type == "cpu" else self.device.type if
-                                 self.device.type == "mps" else "0")
+        self.label = torch_label(
+            "cpu" if self.device.type == "cpu" else self.device.type if self.device.type == "mps" else "0"
+        )
         self.uint8_input = True
         self.slots = 1
         self._out = {}
@@ -269,8 +289,14 @@ class TorchBackend:
         return self._out.pop(slot)
 
 
-def load_backend(weights: Path | str, backend: str = "auto", device: str = "auto", precision: str = "auto",
-                 model_sha: str | None = None, cache_dir: Path | str | None = None):
+def load_backend(
+    weights: Path | str,
+    backend: str = "auto",
+    device: str = "auto",
+    precision: str = "auto",
+    model_sha: str | None = None,
+    cache_dir: Path | str | None = None,
+):
     """The backend `backend`/`device` ask for; PyTorch (logged) when the OpenVINO export fails."""
     kind, dev = resolve(backend, device)
     if kind == "openvino":
@@ -278,8 +304,9 @@ def load_backend(weights: Path | str, backend: str = "auto", device: str = "auto
             xml, _ = export_openvino(weights, model_sha, cache_dir)
             return OpenVINOBackend(xml, precision=precision)
         except Exception as exc:  # noqa: BLE001 - any failure means: use PyTorch instead
-            log.warning("OpenVINO export or load failed (%s: %s); falling back to PyTorch on the CPU",
-                        type(exc).__name__, exc)
+            log.warning(
+                "OpenVINO export or load failed (%s: %s); falling back to PyTorch on the CPU", type(exc).__name__, exc
+            )
     return TorchBackend(weights, dev)
 
 
@@ -335,13 +362,22 @@ class _Feeder(threading.Thread):
         self._put(("done",))
 
 
-def postprocess(raw, img_hw: tuple[int, int], orig_hws: list[tuple[int, int]], conf: float, iou: float,
-                max_det: int, nc: int, end2end: bool = False) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def postprocess(
+    raw,
+    img_hw: tuple[int, int],
+    orig_hws: list[tuple[int, int]],
+    conf: float,
+    iou: float,
+    max_det: int,
+    nc: int,
+    end2end: bool = False,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Ultralytics' detection post-processing: NMS, boxes back to each frame, normalised xywh."""
     from ultralytics.utils import nms, ops
 
-    preds = nms.non_max_suppression(raw, conf, iou, classes=None, agnostic=False, max_det=max_det, nc=nc,
-                                    end2end=end2end)
+    preds = nms.non_max_suppression(
+        raw, conf, iou, classes=None, agnostic=False, max_det=max_det, nc=nc, end2end=end2end
+    )
     out = []
     for pred, (h, w) in zip(preds, orig_hws):
         pred[:, :4] = ops.scale_boxes(img_hw, pred[:, :4], (h, w))
@@ -352,8 +388,9 @@ def postprocess(raw, img_hw: tuple[int, int], orig_hws: list[tuple[int, int]], c
     return out
 
 
-def predict_sources(backend, sources: list[Source], cfg, depth: int | None = None
-                    ) -> Iterator[tuple[object, list[FrameBoxes]]]:
+def predict_sources(
+    backend, sources: list[Source], cfg, depth: int | None = None
+) -> Iterator[tuple[object, list[FrameBoxes]]]:
     """Yield (key, [(index, xywhn, cls, conf) per frame]) for each (key, frames factory), in order.
 
     `cfg` needs imgsz, batch, conf, iou, max_det. Batches never span two sources.
@@ -372,8 +409,9 @@ def predict_sources(backend, sources: list[Source], cfg, depth: int | None = Non
     def finish() -> None:
         s, si, indices, img_hw, origs, _ = inflight.popleft()
         raw = backend.wait(s)
-        for index, (xywhn, cls, conf) in zip(indices, postprocess(raw, img_hw, origs, cfg.conf, cfg.iou,
-                                                                 cfg.max_det, nc, backend.end2end)):
+        for index, (xywhn, cls, conf) in zip(
+            indices, postprocess(raw, img_hw, origs, cfg.conf, cfg.iou, cfg.max_det, nc, backend.end2end)
+        ):
             done.setdefault(si, []).append((index, xywhn, cls, conf))
 
     feeder.start()

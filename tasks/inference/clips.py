@@ -10,6 +10,7 @@ uint8 batches to a bounded queue; the main thread keeps up to one batch per infe
 flight on the backend (OpenVINO on CPU, PyTorch elsewhere) and runs NMS on the finished batch
 while the next computes. Memory is bounded by the queue, not by the clip's length.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,28 +22,35 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from visem_pl.tasks.workspace import offline
 from visem_pl.tasks.dataset.reader import Clip
+from visem_pl.tasks.workspace import offline
 from visem_pl.tasks.workspace.io import atomic_path, file_sha256
 
-SCHEMA = pa.schema([
-    ("clip", pa.string()), ("frame", pa.int32()), ("cls", pa.int8()),
-    ("cx", pa.float32()), ("cy", pa.float32()), ("w", pa.float32()), ("h", pa.float32()),
-    ("conf", pa.float32()),
-])
+SCHEMA = pa.schema(
+    [
+        ("clip", pa.string()),
+        ("frame", pa.int32()),
+        ("cls", pa.int8()),
+        ("cx", pa.float32()),
+        ("cy", pa.float32()),
+        ("w", pa.float32()),
+        ("h", pa.float32()),
+        ("conf", pa.float32()),
+    ]
+)
 META_KEY = b"visem_pl"
 
 
 @dataclass(frozen=True)
 class InferConfig:
-    stride: int = 1          # every n-th frame of each clip
+    stride: int = 1  # every n-th frame of each clip
     imgsz: int = 640
-    conf: float = 0.05       # below the lowest review band: nothing useful is dropped
+    conf: float = 0.05  # below the lowest review band: nothing useful is dropped
     iou: float = 0.7
     batch: int = 8
     max_det: int = 300
     device: str = "auto"
-    backend: str = "auto"    # auto (OpenVINO on CPU, PyTorch+fp16 on CUDA) | openvino | torch
+    backend: str = "auto"  # auto (OpenVINO on CPU, PyTorch+fp16 on CUDA) | openvino | torch
     precision: str = "auto"  # OpenVINO only: auto (bf16 where the CPU has it natively, else f32) | f32 | bf16
 
 
@@ -115,8 +123,9 @@ def _table(clip: Clip, boxes: list[tuple[int, np.ndarray, np.ndarray, np.ndarray
     return pa.table(cols, schema=SCHEMA)
 
 
-def pending(weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg: InferConfig,
-            model_sha: str | None = None) -> list[Clip]:
+def pending(
+    weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg: InferConfig, model_sha: str | None = None
+) -> list[Clip]:
     """The clips whose output is missing or was made by another model, backend or parameters."""
     from visem_pl.tasks.inference.backends import backend_label
 
@@ -125,8 +134,14 @@ def pending(weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg: In
     return [c for c in clips if not is_done(clip_output(Path(out_dir), c), fingerprint(model_sha, cfg, c, wanted))]
 
 
-def infer_clips(weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg: InferConfig,
-                progress: bool = True, cache_dir: Path | str | None = None) -> dict:
+def infer_clips(
+    weights: Path | str,
+    clips: list[Clip],
+    out_dir: Path | str,
+    cfg: InferConfig,
+    progress: bool = True,
+    cache_dir: Path | str | None = None,
+) -> dict:
     """Predictions for every clip into `out_dir/<clip>.parquet`; returns counts of done/skipped.
 
     `cache_dir` holds exported models (default `.cache/exports` under the working directory).
@@ -148,15 +163,19 @@ def infer_clips(weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg
     stats = {"clips": len(clips), "skipped": len(clips) - len(todo), "predicted": 0, "boxes": 0}
     if not todo:
         return stats
-    backend = load_backend(weights, cfg.backend, cfg.device, precision=cfg.precision, model_sha=model_sha,
-                           cache_dir=cache_dir)
+    backend = load_backend(
+        weights, cfg.backend, cfg.device, precision=cfg.precision, model_sha=model_sha, cache_dir=cache_dir
+    )
     sources = [(clip, (lambda c=clip: iter_frames(c.path, cfg.stride))) for clip in todo]
     with Progress(disable=not progress, transient=False) as bar:
         task = bar.add_task("pseudo-labelling clips", total=len(clips), completed=stats["skipped"])
         for clip, boxes in predict_sources(backend, sources, cfg):
             table = _table(clip, boxes)
-            meta = {**fingerprint(model_sha, cfg, clip, backend.label), "boxes": table.num_rows,
-                    "frames_scored": len(boxes)}
+            meta = {
+                **fingerprint(model_sha, cfg, clip, backend.label),
+                "boxes": table.num_rows,
+                "frames_scored": len(boxes),
+            }
             table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
             with atomic_path(clip_output(out_dir, clip)) as tmp:
                 pq.write_table(table, tmp)
@@ -172,13 +191,11 @@ def scored_frames(path: Path) -> list[int]:
     return list(range(0, meta["frames_scored"] * meta["params"]["stride"], meta["params"]["stride"]))
 
 
-def read_predictions(out_dir: Path | str) -> "pd.DataFrame":  # noqa: F821
+def read_predictions(out_dir: Path | str) -> pd.DataFrame:  # noqa: F821
     """All clips' predictions as one table (columns of SCHEMA)."""
     import pandas as pd
 
     files = sorted(Path(out_dir).glob("*.parquet"))
     if not files:
-        return pd.DataFrame({name: pd.Series(dtype=t.to_pandas_dtype()) for name, t in
-                             zip(SCHEMA.names, SCHEMA.types)})
+        return pd.DataFrame({name: pd.Series(dtype=t.to_pandas_dtype()) for name, t in zip(SCHEMA.names, SCHEMA.types)})
     return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
-

@@ -3,6 +3,7 @@
 `visem-pl infer` calls `infer_stage`; the Prefect round maps `infer_clips` over the clips first
 (one task per clip) and then runs the stage, which finds every clip done and records them.
 """
+
 from __future__ import annotations
 
 from visem_pl.tasks.dataset.reader import Clip
@@ -16,8 +17,9 @@ def infer_config(ws: Workspace) -> InferConfig:
 
 def infer_stage(ws: Workspace, n: int, progress: bool = False) -> dict:
     paths = ws.round(n)
-    return infer_clips(paths.weights, ws.clips(), paths.predictions, infer_config(ws), progress=progress,
-                       cache_dir=ws.exports_cache)
+    return infer_clips(
+        paths.weights, ws.clips(), paths.predictions, infer_config(ws), progress=progress, cache_dir=ws.exports_cache
+    )
 
 
 def pending_clips(ws: Workspace, n: int) -> list[Clip]:

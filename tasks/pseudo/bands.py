@@ -3,6 +3,7 @@
 accept (conf >= high): the box becomes a pseudo-label; review (low <= conf < high): the box
 goes to the round's review queue for an expert; reject (conf < low): dropped.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,8 +38,9 @@ def parse_bands(section: dict) -> dict[int, Band]:
     missing = [n for n in layout.CLASS_NAMES if n not in section]
     unknown = [n for n in section if n not in layout.CLASS_NAMES]
     if missing or unknown:
-        raise ValueError(f"params.yaml filter.bands: missing {missing}, unknown {unknown}; "
-                         f"expected {list(layout.CLASS_NAMES)}")
+        raise ValueError(
+            f"params.yaml filter.bands: missing {missing}, unknown {unknown}; expected {list(layout.CLASS_NAMES)}"
+        )
     return {k: Band(float(section[n]["low"]), float(section[n]["high"])) for k, n in enumerate(layout.CLASS_NAMES)}
 
 
@@ -72,8 +74,12 @@ def filter_round(pred_dir: Path | str, out_dir: Path | str, bands: dict[int, Ban
         review[REVIEW_BOX_COLUMNS].to_csv(tmp, index=False, float_format="%.6f")
     with atomic_path(out / "boxes.parquet") as tmp:
         pred.to_parquet(tmp, index=False)
-    stats = {"boxes": int(len(pred)), "frames_with_pseudo_labels": int(accepted.groupby(["clip", "frame"]).ngroups),
-             "review_items": int(review["item"].nunique()), "review_boxes": int(len(review))}
+    stats = {
+        "boxes": int(len(pred)),
+        "frames_with_pseudo_labels": int(accepted.groupby(["clip", "frame"]).ngroups),
+        "review_items": int(review["item"].nunique()),
+        "review_boxes": int(len(review)),
+    }
     for band in (ACCEPT, REVIEW, REJECT):
         sel = pred[pred.band == band]
         stats[band] = {n: int((sel.cls == k).sum()) for k, n in enumerate(layout.CLASS_NAMES)}

@@ -8,6 +8,7 @@ A pseudo-labelled frame is only partly labelled: the doubtful boxes (review and 
 may be cells. Ultralytics has no ignore regions, so those boxes are painted out of the frame
 (inpainted from their surroundings) rather than taught as background.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,16 +49,24 @@ def mask_boxes(frame, boxes: pd.DataFrame):
     return cv2.inpaint(frame, mask, 3, cv2.INPAINT_TELEA)
 
 
-def merge_round(round_n: int, labelled: pd.DataFrame, pseudo_labels: Path, reviewed: list[tuple[int, Path]],
-                clips: list[Clip], out_dir: Path | str, doubtful: pd.DataFrame | None = None) -> dict:
+def merge_round(
+    round_n: int,
+    labelled: pd.DataFrame,
+    pseudo_labels: Path,
+    reviewed: list[tuple[int, Path]],
+    clips: list[Clip],
+    out_dir: Path | str,
+    doubtful: pd.DataFrame | None = None,
+) -> dict:
     """Write `images/`, `labels/`, `frames.csv` (image, label, source, round) and `manifest.csv`
     (one row per box with its source and round) under `out_dir`.
 
     `reviewed` is [(round, labels folder)] for every round reviewed so far; later rounds win.
     `doubtful` (columns clip, frame, cx, cy, w, h) are painted out of pseudo-labelled frames.
     """
-    doubtful_by_frame = ({k: g for k, g in doubtful.groupby(["clip", "frame"])}
-                         if doubtful is not None and not doubtful.empty else {})
+    doubtful_by_frame = (
+        {k: g for k, g in doubtful.groupby(["clip", "frame"])} if doubtful is not None and not doubtful.empty else {}
+    )
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
@@ -78,8 +87,18 @@ def merge_round(round_n: int, labelled: pd.DataFrame, pseudo_labels: Path, revie
         label = row.label if isinstance(row.label, str) else ""
         frames.append({"image": row.image, "label": label, "source": LABELLED, "round": -1})
         for b in read_yolo_labels(label):
-            boxes.append({"image": row.image, "source": LABELLED, "round": -1, "cls": int(b[0]),
-                          "cx": b[1], "cy": b[2], "w": b[3], "h": b[4]})
+            boxes.append(
+                {
+                    "image": row.image,
+                    "source": LABELLED,
+                    "round": -1,
+                    "cls": int(b[0]),
+                    "cx": b[1],
+                    "cy": b[2],
+                    "w": b[3],
+                    "h": b[4],
+                }
+            )
     for clip_name in sorted(by_clip):
         wanted = by_clip[clip_name]
         for index, frame in iter_frames(known[clip_name].path, 1):
@@ -101,8 +120,18 @@ def merge_round(round_n: int, labelled: pd.DataFrame, pseudo_labels: Path, revie
                 tmp.write_text(label_src.read_text())
             frames.append({"image": portable(image), "label": portable(label), "source": source, "round": rnd})
             for b in parsed:
-                boxes.append({"image": portable(image), "source": source, "round": rnd, "cls": int(b[0]),
-                              "cx": b[1], "cy": b[2], "w": b[3], "h": b[4]})
+                boxes.append(
+                    {
+                        "image": portable(image),
+                        "source": source,
+                        "round": rnd,
+                        "cls": int(b[0]),
+                        "cx": b[1],
+                        "cy": b[2],
+                        "w": b[3],
+                        "h": b[4],
+                    }
+                )
             wanted.discard(index)
             if not wanted:
                 break
@@ -116,8 +145,10 @@ def merge_round(round_n: int, labelled: pd.DataFrame, pseudo_labels: Path, revie
         boxes_df.to_csv(tmp, index=False, float_format="%.6f")
     stats = {
         "frames": {s: int((frames_df.source == s).sum()) for s in (LABELLED, PSEUDO, REVIEWED)},
-        "boxes": {s: {n: int(((boxes_df.source == s) & (boxes_df.cls == k)).sum())
-                      for k, n in enumerate(layout.CLASS_NAMES)} for s in (LABELLED, PSEUDO, REVIEWED)},
+        "boxes": {
+            s: {n: int(((boxes_df.source == s) & (boxes_df.cls == k)).sum()) for k, n in enumerate(layout.CLASS_NAMES)}
+            for s in (LABELLED, PSEUDO, REVIEWED)
+        },
     }
     write_json(out / "stats.json", stats)
     return stats

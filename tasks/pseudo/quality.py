@@ -1,5 +1,6 @@
 """How good are the pseudo-labels? Precision and recall (IoU >= 0.5) per class and per band,
 against the synthetic twin's ground truth, over every frame the model scored."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,10 +9,10 @@ import numpy as np
 import pandas as pd
 
 from visem_pl.tasks.dataset import layout
-from visem_pl.tasks.pseudo.bands import ACCEPT, REVIEW
-from visem_pl.tasks.inference.clips import scored_frames
-from visem_pl.tasks.training.metrics import match_frame, xywhn_to_xyxy
 from visem_pl.tasks.dataset.truth import TruthStore
+from visem_pl.tasks.inference.clips import scored_frames
+from visem_pl.tasks.pseudo.bands import ACCEPT, REVIEW
+from visem_pl.tasks.training.metrics import match_frame, xywhn_to_xyxy
 
 BANDS = {ACCEPT: (ACCEPT,), REVIEW: (REVIEW,), "accept+review": (ACCEPT, REVIEW)}
 
@@ -36,9 +37,14 @@ def pseudo_label_quality(boxes: pd.DataFrame, pred_dir: Path, truth: TruthStore)
                 t[:, 2] += np.bincount(gt_cls.astype(int), minlength=3)[:3]
                 if sel is None or sel.empty:
                     continue
-                tp = match_frame(xywhn_to_xyxy(sel[["cx", "cy", "w", "h"]].to_numpy(), w, h),
-                                 sel["cls"].to_numpy(), sel["conf"].to_numpy(), gt_xy, gt_cls,
-                                 thresholds=np.array([0.5]))[:, 0]
+                tp = match_frame(
+                    xywhn_to_xyxy(sel[["cx", "cy", "w", "h"]].to_numpy(), w, h),
+                    sel["cls"].to_numpy(),
+                    sel["conf"].to_numpy(),
+                    gt_xy,
+                    gt_cls,
+                    thresholds=np.array([0.5]),
+                )[:, 0]
                 cls = sel["cls"].to_numpy().astype(int)
                 t[:, 0] += np.bincount(cls[tp], minlength=3)[:3]
                 t[:, 1] += np.bincount(cls, minlength=3)[:3]
@@ -47,10 +53,17 @@ def pseudo_label_quality(boxes: pd.DataFrame, pred_dir: Path, truth: TruthStore)
         out[band] = {}
         for k, name in enumerate(layout.CLASS_NAMES):
             tp, n_pred, n_truth = (int(v) for v in t[k])
-            out[band][name] = {"precision": tp / n_pred if n_pred else None,
-                               "recall": tp / n_truth if n_truth else None,
-                               "boxes": n_pred, "truth": n_truth}
+            out[band][name] = {
+                "precision": tp / n_pred if n_pred else None,
+                "recall": tp / n_truth if n_truth else None,
+                "boxes": n_pred,
+                "truth": n_truth,
+            }
         tp, n_pred, n_truth = (int(v) for v in t.sum(axis=0))
-        out[band]["all"] = {"precision": tp / n_pred if n_pred else None,
-                            "recall": tp / n_truth if n_truth else None, "boxes": n_pred, "truth": n_truth}
+        out[band]["all"] = {
+            "precision": tp / n_pred if n_pred else None,
+            "recall": tp / n_truth if n_truth else None,
+            "boxes": n_pred,
+            "truth": n_truth,
+        }
     return out

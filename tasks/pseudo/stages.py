@@ -1,4 +1,5 @@
 """The DVC stages filter@N, merge@N and quality@N, each one function of a workspace and a round."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -42,8 +43,15 @@ def merge_stage(ws: Workspace, n: int) -> dict:
     labelled = labelled[labelled["split"] == "train"]
     reviewed = [(k, ws.round(k).reviewed / "labels") for k in range(n + 1)]
     boxes = pd.read_parquet(paths.boxes)
-    return merge_round(n, labelled, paths.pseudo / "labels", reviewed, ws.clips(), paths.merged,
-                       doubtful=boxes[boxes["band"] != "accept"])
+    return merge_round(
+        n,
+        labelled,
+        paths.pseudo / "labels",
+        reviewed,
+        ws.clips(),
+        paths.merged,
+        doubtful=boxes[boxes["band"] != "accept"],
+    )
 
 
 def quality_stage(ws: Workspace, n: int) -> dict:

@@ -8,6 +8,7 @@ right, fixes boxes near a cell but wrong in class or placement, deletes boxes on
 share of the cells the model missed) and writes a Label Studio JSON export, which is imported by
 the same code as an expert's file (`tasks.review.stages` decides who answers a round).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,11 +21,11 @@ import pandas as pd
 
 from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.reader import Clip
-from visem_pl.tasks.workspace.io import atomic_path, write_json
-from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
+from visem_pl.tasks.dataset.truth import TruthStore
 from visem_pl.tasks.review.queue import read_queue
 from visem_pl.tasks.review.store import QueueStore
-from visem_pl.tasks.dataset.truth import TruthStore
+from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
+from visem_pl.tasks.workspace.io import atomic_path, write_json
 
 SIMULATED_EXPERT = "simulated-expert"
 # The simulated expert's clock: a fixed time, so the stage's outputs are the same on every run
@@ -34,8 +35,8 @@ SIMULATED_TIME = "2000-01-01T00:00:00Z"
 
 @dataclass(frozen=True)
 class ReviewConfig:
-    add_missed: float = 0.8     # share of missed cells the simulated expert adds
-    fix_iou: float = 0.1        # a wrong box overlapping a cell this much is fixed, not deleted
+    add_missed: float = 0.8  # share of missed cells the simulated expert adds
+    fix_iou: float = 0.1  # a wrong box overlapping a cell this much is fixed, not deleted
     seed: int = 0
 
 
@@ -88,17 +89,27 @@ def simulated_export(tasks: list[dict], truth: TruthStore, cfg: ReviewConfig) ->
             rows.append((*box, float(region.get("score", 0.0))))
         pred = pd.DataFrame(rows, columns=["cls", "cx", "cy", "w", "h", "conf"])
         labels, log = expert_answer(pred, truth.frame(d["clip"], int(d["frame"])), cfg, rng)
-        result = [labelstudio.box_to_region(b.cls, b.cx, b.cy, b.w, b.h, region_id=f"a{j}")
-                  for j, b in enumerate(labels.itertuples())]
-        export.append({"id": k, "data": d, "predictions": task.get("predictions", []),
-                       "annotations": [labelstudio.annotation(result, SIMULATED_EXPERT, SIMULATED_TIME, k)]})
-        log_rows.append({"item": d["item"], "clip": d["clip"], "frame": int(d["frame"]),
-                         "reviewer": SIMULATED_EXPERT, **log})
+        result = [
+            labelstudio.box_to_region(b.cls, b.cx, b.cy, b.w, b.h, region_id=f"a{j}")
+            for j, b in enumerate(labels.itertuples())
+        ]
+        export.append(
+            {
+                "id": k,
+                "data": d,
+                "predictions": task.get("predictions", []),
+                "annotations": [labelstudio.annotation(result, SIMULATED_EXPERT, SIMULATED_TIME, k)],
+            }
+        )
+        log_rows.append(
+            {"item": d["item"], "clip": d["clip"], "frame": int(d["frame"]), "reviewer": SIMULATED_EXPERT, **log}
+        )
     return export, log_rows
 
 
-def simulate_review(round_n: int, pseudo_dir: Path, out_dir: Path, truth: TruthStore, clips: list[Clip],
-                    cfg: ReviewConfig) -> dict:
+def simulate_review(
+    round_n: int, pseudo_dir: Path, out_dir: Path, truth: TruthStore, clips: list[Clip], cfg: ReviewConfig
+) -> dict:
     """Synthetic data: the whole queue lifecycle in `out_dir/queue/` through Label Studio's format;
     the answers to `out_dir/labels/`, a log and stats beside."""
     from visem_pl.tasks.review import exchange
@@ -123,7 +134,10 @@ def simulate_review(round_n: int, pseudo_dir: Path, out_dir: Path, truth: TruthS
     log_df = pd.DataFrame(log_rows, columns=["item", "clip", "frame", "reviewer", "kept", "fixed", "deleted", "added"])
     with atomic_path(out_dir / "review_log.csv") as tmp:
         log_df.to_csv(tmp, index=False)
-    stats = {"reviewer": SIMULATED_EXPERT, "items": len(log_rows),
-             **{k: int(log_df[k].sum()) for k in ("kept", "fixed", "deleted", "added")}}
+    stats = {
+        "reviewer": SIMULATED_EXPERT,
+        "items": len(log_rows),
+        **{k: int(log_df[k].sum()) for k in ("kept", "fixed", "deleted", "added")},
+    }
     write_json(out_dir / "stats.json", stats)
     return stats

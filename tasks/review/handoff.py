@@ -4,6 +4,7 @@ What `visem-pl review status|export|import|push|pull|simulate` and the Prefect r
 wait do, as plain functions: each raises `Refused` (lines naming what is wrong) for bad input
 and changes nothing then.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,12 @@ def status(ws: Workspace, n: int, store: Path | None = None) -> dict:
     elif store is None and paths.queue_csv.exists():
         where, data = str(paths.queue_csv), queue_status(read_queue(paths.queue_csv))
     else:
-        raise Refused([f"round {n}: no review queue yet (looked for {', '.join(map(str, candidates))} and "
-                       f"{paths.queue_csv}); run `dvc repro filter@{n}` first"])
+        raise Refused(
+            [
+                f"round {n}: no review queue yet (looked for {', '.join(map(str, candidates))} and "
+                f"{paths.queue_csv}); run `dvc repro filter@{n}` first"
+            ]
+        )
     return {"round": n, "queue": where, **data}
 
 
@@ -75,8 +80,21 @@ def export(ws: Workspace, n: int, fmt: str, out: Path | None = None, store: Path
     return export_queue(st, fmt, boxes, ws.clips(), n, out=out)
 
 
-def import_file(ws: Workspace, n: int, file: Path, reviewer: str, fmt: str | None = None, replace: bool = False,
-                store: Path | None = None) -> dict:
+def _refused(what: str, exc: ImportRefused, redact=str) -> Refused:
+    """Every problem of a refused import, under one line saying what was refused."""
+    head = f"{what}: refused, nothing imported ({len(exc.problems)} problem(s)):"
+    return Refused([redact(head), *(redact(p) for p in exc.problems)])
+
+
+def import_file(
+    ws: Workspace,
+    n: int,
+    file: Path,
+    reviewer: str,
+    fmt: str | None = None,
+    replace: bool = False,
+    store: Path | None = None,
+) -> dict:
     """Check an expert's file against the queue and import it all or nothing."""
     from visem_pl.tasks.review.exchange import import_answers
 
@@ -85,7 +103,7 @@ def import_file(ws: Workspace, n: int, file: Path, reviewer: str, fmt: str | Non
     try:
         return import_answers(st, file, reviewer, fmt=fmt, replace=replace)
     except ImportRefused as exc:
-        raise Refused([f"{file}: refused, nothing imported ({len(exc.problems)} problem(s)):", *exc.problems]) from None
+        raise _refused(str(file), exc) from None
 
 
 def check_file(ws: Workspace, n: int, file: Path, store: Path | None = None) -> list[str]:
@@ -95,10 +113,17 @@ def check_file(ws: Workspace, n: int, file: Path, store: Path | None = None) -> 
     return check_answers(store_of(ws, n, store), file)
 
 
-def push(ws: Workspace, n: int, server, document_root: Path | None = None, title: str | None = None,
-         store: Path | None = None) -> dict:
+def push(
+    ws: Workspace,
+    n: int,
+    server,
+    document_root: Path | None = None,
+    title: str | None = None,
+    store: Path | None = None,
+) -> dict:
     """A new Label Studio project holding every item not reviewed yet."""
-    from visem_pl.tasks.review.exchange.live import LiveError, push as live_push
+    from visem_pl.tasks.review.exchange.live import LiveError
+    from visem_pl.tasks.review.exchange.live import push as live_push
 
     st = opened_store(ws, n, store)
     try:
@@ -108,19 +133,25 @@ def push(ws: Workspace, n: int, server, document_root: Path | None = None, title
         raise Refused([server.redact(exc)]) from None
 
 
-def pull(ws: Workspace, n: int, server, reviewer: str, batch: str | None = None, replace: bool = False,
-         store: Path | None = None) -> dict:
+def pull(
+    ws: Workspace,
+    n: int,
+    server,
+    reviewer: str,
+    batch: str | None = None,
+    replace: bool = False,
+    store: Path | None = None,
+) -> dict:
     """The Label Studio project's annotations, imported all or nothing."""
-    from visem_pl.tasks.review.exchange.live import LiveError, pull as live_pull
+    from visem_pl.tasks.review.exchange.live import LiveError
+    from visem_pl.tasks.review.exchange.live import pull as live_pull
 
     st = answering_store(ws, n, store, "push")
     reviewer = require_reviewer(reviewer)
     try:
         return live_pull(st, server, reviewer, batch=batch, replace=replace)
     except ImportRefused as exc:
-        raise Refused([server.redact(f"Label Studio project of {st.root}: refused, nothing imported "
-                                     f"({len(exc.problems)} problem(s)):")] + [server.redact(p) for p in exc.problems]
-                      ) from None
+        raise _refused(f"Label Studio project of {st.root}", exc, server.redact) from None
     except (LiveError, ValueError, OSError) as exc:
         raise Refused([server.redact(exc)]) from None
 
@@ -141,8 +172,12 @@ def simulate(ws: Workspace, n: int, out: Path, batch: str | None = None, store: 
     if batch is not None:
         exports = [e for e in exports if e["batch"] == batch]
     if not exports:
-        raise Refused([f"{st.root}: no Label Studio export{' ' + batch if batch else ''} to answer; "
-                       f"`visem-pl review export --round {n} --format labelstudio` first"])
+        raise Refused(
+            [
+                f"{st.root}: no Label Studio export{' ' + batch if batch else ''} to answer; "
+                f"`visem-pl review export --round {n} --format labelstudio` first"
+            ]
+        )
     tasks_json = st.exports / exports[-1]["batch"] / "tasks.json"
     answers, _ = simulated_export(json.loads(tasks_json.read_text(encoding="utf-8")), truth, cfg)
     write_json(out, answers)

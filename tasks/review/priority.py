@@ -1,6 +1,7 @@
 """Which review-band frames an expert sees first: uncertainty, disagreement with the previous
 round, temporal inconsistency, and a budget spread round-robin over clips (docs/REVIEW_QUEUE.md).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,11 +17,10 @@ from visem_pl.tasks.review.queue import COMPONENTS, QUEUE_COLUMNS
 from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
 
 
-
 @dataclass(frozen=True)
 class QueueConfig:
-    max_items: int = 30         # review budget in frames per round; 0 = every review-band frame
-    per_clip_max: int = 0       # at most this many frames of one clip; 0 = no cap
+    max_items: int = 30  # review budget in frames per round; 0 = every review-band frame
+    per_clip_max: int = 0  # at most this many frames of one clip; 0 = no cap
     weights: dict = field(default_factory=lambda: {c: 1.0 for c in COMPONENTS})
 
     def __post_init__(self):
@@ -36,8 +36,8 @@ class QueueConfig:
                 raise ValueError(f"review.weights.{k} must be a number >= 0, got {v!r}")
 
 
-
 # --- priority ---
+
 
 def _xyxy(df: pd.DataFrame) -> np.ndarray:
     return xywhn_to_xyxy(df[["cx", "cy", "w", "h"]].to_numpy(np.float64), layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT)
@@ -126,9 +126,18 @@ def score_frames(pred_dir: Path | str, bands: dict[int, Band], prev_dir: Path | 
                 continue
             neighbours = [by_frame.get(order[j], empty) for j in (k - 1, k + 1) if 0 <= j < len(order)]
             d = disagreement(boxes, prev_by_frame.get(frame, empty)) if frame in prev_scored else 0.0
-            rows.append({"item": layout.frame_item(clip, frame), "clip": clip, "frame": frame,
-                         "uncertainty": uncertainty(review, bands), "disagreement": d,
-                         "temporal": temporal(boxes, neighbours), "n_boxes": len(boxes), "n_review": len(review)})
+            rows.append(
+                {
+                    "item": layout.frame_item(clip, frame),
+                    "clip": clip,
+                    "frame": frame,
+                    "uncertainty": uncertainty(review, bands),
+                    "disagreement": d,
+                    "temporal": temporal(boxes, neighbours),
+                    "n_boxes": len(boxes),
+                    "n_review": len(review),
+                }
+            )
     return pd.DataFrame(rows, columns=[c for c in QUEUE_COLUMNS if c != "priority"])
 
 
@@ -136,8 +145,9 @@ def prioritise(frames: pd.DataFrame, cfg: QueueConfig) -> pd.DataFrame:
     """Priority (weighted mean of the components) and the budgeted, clip-spread review order."""
     frames = frames.copy()
     total = float(sum(cfg.weights.get(c, 0.0) for c in COMPONENTS))
-    frames["priority"] = (sum(frames[c] * float(cfg.weights.get(c, 0.0)) for c in COMPONENTS) / total
-                          if total > 0 else 0.0)
+    frames["priority"] = (
+        sum(frames[c] * float(cfg.weights.get(c, 0.0)) for c in COMPONENTS) / total if total > 0 else 0.0
+    )
     frames = frames.sort_values(["priority", "clip", "frame"], ascending=[False, True, True], kind="stable")
     per_clip = {clip: list(g.index) for clip, g in frames.groupby("clip", sort=False)}  # clips by best item
     cap = int(cfg.per_clip_max) or None
@@ -155,6 +165,7 @@ def prioritise(frames: pd.DataFrame, cfg: QueueConfig) -> pd.DataFrame:
     return out
 
 
-def build_queue(pred_dir: Path | str, bands: dict[int, Band], cfg: QueueConfig,
-                prev_dir: Path | str | None = None) -> pd.DataFrame:
+def build_queue(
+    pred_dir: Path | str, bands: dict[int, Band], cfg: QueueConfig, prev_dir: Path | str | None = None
+) -> pd.DataFrame:
     return prioritise(score_frames(pred_dir, bands, prev_dir), cfg)

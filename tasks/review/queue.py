@@ -1,4 +1,5 @@
 """The review queue file (`queue.csv`: one row per frame, in review order) and the review folder's README."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +14,7 @@ COMPONENTS = ("uncertainty", "disagreement", "temporal")
 QUEUE_COLUMNS = ["item", "clip", "frame", "priority", *COMPONENTS, "n_boxes", "n_review"]
 QUEUE_FILE = "queue.csv"
 
+
 def write_queue(queue: pd.DataFrame, path: Path | str) -> None:
     write_text(path, queue[QUEUE_COLUMNS].to_csv(index=False, float_format="%.6f", lineterminator="\n"))
 
@@ -23,9 +25,16 @@ def read_queue(path: Path | str) -> pd.DataFrame:
 
 def queue_status(queue: pd.DataFrame) -> dict:
     """Status of a queue no one has started on: every item pending."""
-    per_clip = {c: {**{k: 0 for k in STATES}, PENDING: int(n)} for c, n in queue.groupby("clip", sort=False).size().items()}
-    return {"items": len(queue), "states": {**{k: 0 for k in STATES}, PENDING: len(queue)}, "clips": per_clip,
-            "left": len(queue), "reviewers": []}
+    per_clip = {
+        c: {**{k: 0 for k in STATES}, PENDING: int(n)} for c, n in queue.groupby("clip", sort=False).size().items()
+    }
+    return {
+        "items": len(queue),
+        "states": {**{k: 0 for k in STATES}, PENDING: len(queue)},
+        "clips": per_clip,
+        "left": len(queue),
+        "reviewers": [],
+    }
 
 
 REVIEW_README = """\

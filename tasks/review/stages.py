@@ -5,6 +5,7 @@ wait, or a `visem-pl review export`), also on synthetic data; otherwise, on synt
 simulated expert answers. On real data the stage stops, saying what is left and how, until every
 queued item is reviewed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,20 +38,26 @@ def collect_review(round_n: int, pseudo_dir: Path, out_dir: Path, store: QueueSt
     """Copy the experts' answers of every queued item from `store`, or say what is left and how."""
     queue = read_queue(Path(pseudo_dir) / "queue.csv")
     items = list(queue["item"])
-    how = (f"export with `visem-pl review export --round {round_n} --format labelstudio` (or cvat), "
-           f"import the experts' file with `visem-pl review import --round {round_n} FILE --reviewer NAME`, "
-           f"then `dvc repro` again")
+    how = (
+        f"export with `visem-pl review export --round {round_n} --format labelstudio` (or cvat), "
+        f"import the experts' file with `visem-pl review import --round {round_n} FILE --reviewer NAME`, "
+        f"then `dvc repro` again"
+    )
     if items and not store.exists():
         raise ReviewPending(f"round {round_n} is waiting for {len(items)} reviewed items in {store.root}/: {how}")
     if store.exists() and list(store.queue()["item"]) != items:
-        raise ValueError(f"{store.queue_csv}:0: answers a different queue than {Path(pseudo_dir) / 'queue.csv'} "
-                         f"(the filter ran again); move {store.root} away and review the new queue")
+        raise ValueError(
+            f"{store.queue_csv}:0: answers a different queue than {Path(pseudo_dir) / 'queue.csv'} "
+            f"(the filter ran again); move {store.root} away and review the new queue"
+        )
     if items:
         state = store.state()["items"]
         left = [i for i in items if state[i]["state"] != REVIEWED]
         if left:
-            raise ReviewPending(f"round {round_n} is waiting for {len(left)} of {len(items)} items "
-                                f"(e.g. {', '.join(left[:3])}) in {store.root}/: {how}")
+            raise ReviewPending(
+                f"round {round_n} is waiting for {len(left)} of {len(items)} items "
+                f"(e.g. {', '.join(left[:3])}) in {store.root}/: {how}"
+            )
     store.copy_labels(items, Path(out_dir))
     reviewers = sorted({store.state()["items"][i]["reviewer"] for i in items}) if items else []
     stats = {"reviewer": "experts", "items": len(items), "queued": len(items), "reviewers": reviewers}

@@ -4,6 +4,7 @@ queue.csv, state.json (per item: pending, exported, reviewed; reviewer, time, ba
 exports/<batch>/, imports/ (every file as it came back) and labels/<item>.txt (the answers).
 "merged" is derived from the round's merged training set, never stored.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,10 +39,10 @@ def safe_name(text: str) -> str:
 class Answers:
     """What an expert's file says, before it is checked against the queue."""
 
-    boxes: list[tuple[str, list[Box]]] = field(default_factory=list)   # (item, complete labels), file order
-    problems: list[tuple[str, str]] = field(default_factory=list)      # (item, what is wrong)
-    unanswered: list[str] = field(default_factory=list)                # items in the file without an answer
-    batch: str | None = None                                           # the export the file answers, if known
+    boxes: list[tuple[str, list[Box]]] = field(default_factory=list)  # (item, complete labels), file order
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (item, what is wrong)
+    unanswered: list[str] = field(default_factory=list)  # items in the file without an answer
+    batch: str | None = None  # the export the file answers, if known
 
 
 class ImportRefused(Refused):
@@ -70,15 +71,23 @@ class QueueStore:
         does nothing, with another queue it refuses (answers belong to the queue they were given for)."""
         if self.exists():
             if list(self.queue()["item"]) != list(queue["item"]):
-                raise ValueError(f"{self.queue_csv}:0: holds another queue than the one given "
-                                 f"({len(self.queue())} vs {len(queue)} items); move the folder away to start over")
+                raise ValueError(
+                    f"{self.queue_csv}:0: holds another queue than the one given "
+                    f"({len(self.queue())} vs {len(queue)} items); move the folder away to start over"
+                )
             return
         write_queue(queue, self.queue_csv)
         write_text(self.root / ".gitignore", "exports/*/images/\n")
         self.labels.mkdir(parents=True, exist_ok=True)
-        state = {"round": int(round_n), "exports": [], "imports": [],
-                 "items": {item: {"state": PENDING, "reviewer": None, "reviewed_at": None, "exports": [],
-                                  "import": None} for item in queue["item"]}}
+        state = {
+            "round": int(round_n),
+            "exports": [],
+            "imports": [],
+            "items": {
+                item: {"state": PENDING, "reviewer": None, "reviewed_at": None, "exports": [], "import": None}
+                for item in queue["item"]
+            },
+        }
         self.save(state)
 
     def queue(self) -> pd.DataFrame:
@@ -111,8 +120,9 @@ class QueueStore:
             where = Path(where).resolve().relative_to(self.root.resolve())
         except ValueError:
             pass
-        state["exports"].append({"batch": batch, "format": fmt, "created_at": when, "path": str(where),
-                                 "items": list(items)})
+        state["exports"].append(
+            {"batch": batch, "format": fmt, "created_at": when, "path": str(where), "items": list(items)}
+        )
         for item in items:
             entry = state["items"][item]
             if batch not in entry["exports"]:
@@ -131,8 +141,11 @@ class QueueStore:
         for item, _ in answers.boxes:
             counts[item] = counts.get(item, 0) + 1
         problems += [f"{item}: answered {n} times in the file (duplicate)" for item, n in counts.items() if n > 1]
-        problems += [f"{item}: not an item of this round's queue (unknown frame)"
-                     for item in dict.fromkeys([i for i, _ in answers.boxes] + answers.unanswered) if item not in known]
+        problems += [
+            f"{item}: not an item of this round's queue (unknown frame)"
+            for item in dict.fromkeys([i for i, _ in answers.boxes] + answers.unanswered)
+            if item not in known
+        ]
         answered = set(counts)
         expected: list[str] = []
         if answers.batch is not None:
@@ -153,12 +166,21 @@ class QueueStore:
             for item, boxes in answers.boxes:
                 if item in known and known[item]["state"] == REVIEWED and counts[item] == 1:
                     if (self.labels / f"{item}.txt").read_text() != yolo_text(boxes):
-                        problems.append(f"{item}: already reviewed by {known[item]['reviewer']} with another answer "
-                                        f"(use --replace to overwrite)")
+                        problems.append(
+                            f"{item}: already reviewed by {known[item]['reviewer']} with another answer "
+                            f"(use --replace to overwrite)"
+                        )
         return problems
 
-    def apply(self, answers: Answers, original: Path | str, reviewer: str, fmt: str,
-              replace: bool = False, when: str | None = None) -> dict:
+    def apply(
+        self,
+        answers: Answers,
+        original: Path | str,
+        reviewer: str,
+        fmt: str,
+        replace: bool = False,
+        when: str | None = None,
+    ) -> dict:
         """Check, then import all or nothing: labels, the archived original, the states."""
         original = Path(original)
         digest = file_sha256(original)
@@ -188,9 +210,19 @@ class QueueStore:
             entry.update({"state": REVIEWED, "reviewer": reviewer, "reviewed_at": when, "import": archived.name})
             changed.append(item)
         rel = archived.relative_to(self.root).as_posix()
-        state["imports"].append({"file": rel, "sha256": digest, "reviewer": reviewer, "imported_at": when,
-                                 "format": fmt, "source": original.name, "batch": answers.batch,
-                                 "items": [i for i, _ in answers.boxes], "changed": changed})
+        state["imports"].append(
+            {
+                "file": rel,
+                "sha256": digest,
+                "reviewer": reviewer,
+                "imported_at": when,
+                "format": fmt,
+                "source": original.name,
+                "batch": answers.batch,
+                "items": [i for i, _ in answers.boxes],
+                "changed": changed,
+            }
+        )
         self.save(state)  # the commit point: written last
         return {"imported": len(answers.boxes), "changed": len(changed), "unchanged": False, "file": rel}
 
@@ -217,8 +249,13 @@ class QueueStore:
             per_state[s] += 1
             per_clip.setdefault(clip, {k: 0 for k in STATES})[s] += 1
         left = per_state[PENDING] + per_state[EXPORTED]
-        return {"items": len(queue), "states": per_state, "clips": per_clip, "left": left,
-                "reviewers": sorted({e["reviewer"] for e in items.values() if e["reviewer"]})}
+        return {
+            "items": len(queue),
+            "states": per_state,
+            "clips": per_clip,
+            "left": left,
+            "reviewers": sorted({e["reviewer"] for e in items.values() if e["reviewer"]}),
+        }
 
 
 def merged_items(frames_csv: Path | str) -> set[str]:

@@ -6,6 +6,7 @@
 Everything a reader of the real dataset may see is written in the real layout; the
 ground truth (per-box motility, kinematics, realised shares) goes to `_truth/`, outside it.
 """
+
 from .config import SynthConfig
 from .generate import synthesize
 

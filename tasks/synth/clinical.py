@@ -5,6 +5,7 @@ are tied to the video so that they can be checked against it: the motility perce
 are the realised shares of the simulated sperm, and the concentration follows the mean
 number of sperm in the field of view.
 """
+
 from __future__ import annotations
 
 import csv
@@ -61,15 +62,36 @@ def semen_row(rng, vid, pct, concentration):
     tail = _n(rng, 15, 8, 1, 50, 0)
     droplet = _n(rng, 2, 2, 0, 15, 0)
     tzi = round(1 + (head + mid + tail + droplet) / 100 * rng.uniform(0.45, 0.65), 2)
-    return [vid, round(concentration, 1), round(concentration * volume, 1), volume,
-            _n(rng, 70, 12, 20, 98, 0), normal, head, mid, tail, droplet, tzi, *pct,
-            _n(rng, 10, 4, 2, 30, 1), _n(rng, 15, 8, 2, 60, 1)]
+    return [
+        vid,
+        round(concentration, 1),
+        round(concentration * volume, 1),
+        volume,
+        _n(rng, 70, 12, 20, 98, 0),
+        normal,
+        head,
+        mid,
+        tail,
+        droplet,
+        tzi,
+        *pct,
+        _n(rng, 10, 4, 2, 30, 1),
+        _n(rng, 15, 8, 2, 60, 1),
+    ]
 
 
 def hormones_row(rng, vid):
-    return [vid, _n(rng, 30, 20, 1, 120), _n(rng, 16, 5, 4, 35), _n(rng, 0.09, 0.03, 0.03, 0.2, 3),
-            _n(rng, 30, 12, 8, 80, 1), _n(rng, 4, 2.5, 0.5, 15, 1), _n(rng, 4, 1.8, 0.8, 12, 1),
-            _n(rng, 190, 70, 30, 400, 0), _n(rng, 35, 18, 3, 100, 1)]
+    return [
+        vid,
+        _n(rng, 30, 20, 1, 120),
+        _n(rng, 16, 5, 4, 35),
+        _n(rng, 0.09, 0.03, 0.03, 0.2, 3),
+        _n(rng, 30, 12, 8, 80, 1),
+        _n(rng, 4, 2.5, 0.5, 15, 1),
+        _n(rng, 4, 1.8, 0.8, 12, 1),
+        _n(rng, 190, 70, 30, 400, 0),
+        _n(rng, 35, 18, 3, 100, 1),
+    ]
 
 
 def fatty_rows(rng, vid, n_cols, kind):

@@ -1,4 +1,5 @@
 """Deterministic seeds and LabelBox-style track ids."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """Generate one annotated video or one unlabelled clip (runs inside a worker process)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,15 +61,27 @@ def _truth_boxes(cells, tids) -> pd.DataFrame:
             continue
         i = np.flatnonzero(c.label[: c.end - c.t0])
         box = pixel_boxes(c.motion.x[i], c.motion.y[i], np.full(len(i), c.box_w), np.full(len(i), c.box_h))
-        parts.append(pd.DataFrame({
-            "frame": i + c.t0, "order": c.idx, "track_id": tids[c.idx], "class": c.cls,
-            "cx": box[:, 0], "cy": box[:, 1], "w": box[:, 2], "h": box[:, 3], "motility": c.motility,
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "frame": i + c.t0,
+                    "order": c.idx,
+                    "track_id": tids[c.idx],
+                    "class": c.cls,
+                    "cx": box[:, 0],
+                    "cy": box[:, 1],
+                    "w": box[:, 2],
+                    "h": box[:, 3],
+                    "motility": c.motility,
+                }
+            )
+        )
     cols = ["frame", "order", "track_id", "class", "cx", "cy", "w", "h", "motility"]
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
     df = df.sort_values(["frame", "order"], kind="stable").drop(columns="order").reset_index(drop=True)
-    return df.astype({"frame": "int64", "class": "int64", "cx": "float64", "cy": "float64",
-                      "w": "float64", "h": "float64"})
+    return df.astype(
+        {"frame": "int64", "class": "int64", "cx": "float64", "cy": "float64", "w": "float64", "h": "float64"}
+    )
 
 
 def _cell_records(job: Job, cells, tids) -> list[dict]:
@@ -77,15 +90,23 @@ def _cell_records(job: Job, cells, tids) -> list[dict]:
         life = c.end - c.t0
         lab = np.flatnonzero(c.label[:life])
         rec = {
-            "source": job.stem, "kind": job.kind, "video_id": job.vid,
+            "source": job.stem,
+            "kind": job.kind,
+            "video_id": job.vid,
             "track_id": tids.get(c.idx, ""),
             "class": c.cls if c.cls != DISTRACTOR else -1,
             "class_name": layout.CLASS_NAMES[c.cls] if c.cls != DISTRACTOR else "defocused_sperm",
-            "motility": c.motility, "labelled": bool(len(lab)), "born": c.born,
+            "motility": c.motility,
+            "labelled": bool(len(lab)),
+            "born": c.born,
             "first_frame": int(lab[0] + c.t0) if len(lab) else -1,
             "last_frame": int(lab[-1] + c.t0) if len(lab) else -1,
-            "n_boxes": int(len(lab)), "box_w_px": c.box_w, "box_h_px": c.box_h,
-            "focus": int(c.focus), "fps": job.fps, "um_per_px": job.um_per_px,
+            "n_boxes": int(len(lab)),
+            "box_w_px": c.box_w,
+            "box_h_px": c.box_h,
+            "focus": int(c.focus),
+            "fps": job.fps,
+            "um_per_px": job.um_per_px,
         }
         p = c.motion.params
         for k in ("model", "vap_um_s", "bcf_hz", "alh_um", "turn_rad_s", "radius_um"):
@@ -182,15 +203,22 @@ def run_job(job: Job) -> dict:
             tally[c.motility] += 1
     per_class = truth.groupby("class")
     return {
-        "kind": job.kind, "vid": job.vid, "stem": job.stem, "n_frames": job.n_frames, "fps": job.fps,
+        "kind": job.kind,
+        "vid": job.vid,
+        "stem": job.stem,
+        "n_frames": job.n_frames,
+        "fps": job.fps,
         "count_rows": count_rows,
         "boxes": [int((truth["class"] == k).sum()) for k in range(3)],
-        "tracks": [sorted(per_class.get_group(k)["track_id"].unique()) if k in per_class.groups else []
-                   for k in range(3)],
+        "tracks": [
+            sorted(per_class.get_group(k)["track_id"].unique()) if k in per_class.groups else [] for k in range(3)
+        ],
         "sperm_motility": tally,
         "mean_sperm_in_field": float((truth["class"] == 0).sum() / job.n_frames),
         "cells": _cell_records(job, cells, tids),
-        "donor": job.donor, "level": job.level, "offset": job.offset,
+        "donor": job.donor,
+        "level": job.level,
+        "offset": job.offset,
         "drift_px_per_frame": _drift(job).tolist(),
     }
 
@@ -202,8 +230,7 @@ def _write_labels(job: Job, vdir: Path, truth: pd.DataFrame) -> list[tuple]:
     rows, listed = [], []
     for frame, g in truth.groupby("frame", sort=True):
         frame = int(frame)
-        plain, ftid = label_lines(g[["cx", "cy", "w", "h"]].to_numpy(), g["class"].to_numpy(),
-                                  g["track_id"].tolist())
+        plain, ftid = label_lines(g[["cx", "cy", "w", "h"]].to_numpy(), g["class"].to_numpy(), g["track_id"].tolist())
         name = layout.label_name(job.vid, frame)
         (vdir / "labels" / name).write_text(plain, encoding="utf-8")
         (vdir / "labels_ftid" / layout.ftid_name(job.vid, frame)).write_text(ftid, encoding="utf-8")

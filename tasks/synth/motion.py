@@ -4,6 +4,7 @@ Every model returns per-frame head centre (x, y) in pixels, body heading (rad, t
 direction the head points) and flagellar beat phase (rad), plus the kinematic parameters
 that generated them, so the truth can say what a motility estimator should recover.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -58,10 +59,21 @@ def progressive(rng, n, x0, y0, heading0, fps, um_per_px, drift) -> Motion:
     y = py + np.cos(heading) * lateral
     # The head yaws with each beat, which is what makes the wobble visible on the head.
     body = heading + 0.18 * np.cos(phase)
-    return Motion(x, y, body, phase, True, {
-        "model": "swim", "vap_um_s": vap_um_s, "bcf_hz": bcf_hz,
-        "alh_um": 2 * alh_amp_px * um_per_px, "turn_rad_s": turn * fps, "radius_um": np.nan,
-    })
+    return Motion(
+        x,
+        y,
+        body,
+        phase,
+        True,
+        {
+            "model": "swim",
+            "vap_um_s": vap_um_s,
+            "bcf_hz": bcf_hz,
+            "alh_um": 2 * alh_amp_px * um_per_px,
+            "turn_rad_s": turn * fps,
+            "radius_um": np.nan,
+        },
+    )
 
 
 def non_progressive(rng, n, x0, y0, heading0, fps, um_per_px, drift) -> Motion:
@@ -88,10 +100,22 @@ def non_progressive(rng, n, x0, y0, heading0, fps, um_per_px, drift) -> Motion:
         x = x0 + wander_x - np.sin(heading) * wob
         y = y0 + wander_y + np.cos(heading) * wob
         model, radius_um = "in_place", np.nan
-    return Motion(x, y, heading, phase, True, {
-        "model": model, "vap_um_s": np.nan, "bcf_hz": bcf_hz, "alh_um": np.nan,
-        "turn_rad_s": np.nan, "radius_um": radius_um, "vcl_set_um_s": vcl_um_s,
-    })
+    return Motion(
+        x,
+        y,
+        heading,
+        phase,
+        True,
+        {
+            "model": model,
+            "vap_um_s": np.nan,
+            "bcf_hz": bcf_hz,
+            "alh_um": np.nan,
+            "turn_rad_s": np.nan,
+            "radius_um": radius_um,
+            "vcl_set_um_s": vcl_um_s,
+        },
+    )
 
 
 def immotile(rng, n, x0, y0, heading0, fps, um_per_px, drift, jitter: float = 0.12) -> Motion:
@@ -101,10 +125,21 @@ def immotile(rng, n, x0, y0, heading0, fps, um_per_px, drift, jitter: float = 0.
     y = y0 + _ou(rng, n, jitter, 0.05) + drift[1] * t
     heading = heading0 + _ou(rng, n, 0.004, 0.02)
     phase = np.full(n, rng.uniform(0, TWO_PI))
-    return Motion(x, y, heading, phase, False, {
-        "model": "brownian", "vap_um_s": 0.0, "bcf_hz": 0.0, "alh_um": 0.0,
-        "turn_rad_s": np.nan, "radius_um": np.nan,
-    })
+    return Motion(
+        x,
+        y,
+        heading,
+        phase,
+        False,
+        {
+            "model": "brownian",
+            "vap_um_s": 0.0,
+            "bcf_hz": 0.0,
+            "alh_um": 0.0,
+            "turn_rad_s": np.nan,
+            "radius_um": np.nan,
+        },
+    )
 
 
 MODELS = {PROGRESSIVE: progressive, NON_PROGRESSIVE: non_progressive, IMMOTILE: immotile}

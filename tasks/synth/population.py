@@ -6,13 +6,15 @@ cells swim out across the border and new ones swim in; surplus cells drift out o
 (rendered blurred, unlabelled) and either come back into focus under the same track id
 or fade away; other newcomers come into focus where they are.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from visem_pl.tasks.dataset.layout import IMAGE_HEIGHT as H, IMAGE_WIDTH as W
+from visem_pl.tasks.dataset.layout import IMAGE_HEIGHT as H
+from visem_pl.tasks.dataset.layout import IMAGE_WIDTH as W
 
 from . import motion as mo
 from .render import BLURRED, SHARP, SOFT, sample_look
@@ -77,9 +79,16 @@ class Population:
                 # Heads stick together, tails point outwards.
                 hd = np.arctan2(-dy, -dx) + rng.normal(0, 0.5)
                 beats = rng.random() < 0.6
-                members.append((dx, dy, hd, rng.uniform(0, 2 * np.pi),
-                                2 * np.pi * rng.uniform(6, 15) / self.fps if beats else 0.0,
-                                sample_look(rng, "sperm")))
+                members.append(
+                    (
+                        dx,
+                        dy,
+                        hd,
+                        rng.uniform(0, 2 * np.pi),
+                        2 * np.pi * rng.uniform(6, 15) / self.fps if beats else 0.0,
+                        sample_look(rng, "sperm"),
+                    )
+                )
             look = {}
         else:
             m = mo.MODELS[motility](rng, n, x, y, heading, self.fps, self.um, self.drift)
@@ -91,8 +100,7 @@ class Population:
                 base = rng.normal(23, 2)
             box_w = max(12.0, base + rng.normal(0, 1))
             box_h = max(12.0, base + rng.normal(0, 1))
-        cell = Cell(len(self.cells), cls, motility, t0, m, look, box_w, box_h, focus, members,
-                    end=self.n, born=born)
+        cell = Cell(len(self.cells), cls, motility, t0, m, look, box_w, box_h, focus, members, end=self.n, born=born)
         cell.label = np.zeros(n, bool)
         cell.layer = np.zeros(n, np.int8)
         cell.alpha = np.zeros(n, np.float32)
@@ -110,8 +118,7 @@ class Population:
         for _ in range(12):
             x, y = rng.uniform(margin, W - margin), rng.uniform(margin, H - margin)
             # Keep newcomers off other heads, and clusters well apart from anything.
-            if all((x - ox) ** 2 + (y - oy) ** 2 > (40 if CLUSTER in (cls, oc) else 14) ** 2
-                   for ox, oy, oc in others):
+            if all((x - ox) ** 2 + (y - oy) ** 2 > (40 if CLUSTER in (cls, oc) else 14) ** 2 for ox, oy, oc in others):
                 break
         return x, y
 
@@ -125,8 +132,12 @@ class Population:
                 side = int(rng.integers(4))
                 inset = rng.uniform(0.3, 2.5)
                 along = rng.uniform(0.05, 0.95)
-                x, y, inward = [(inset, along * H, 0.0), (W - inset, along * H, np.pi),
-                                (along * W, inset, np.pi / 2), (along * W, H - inset, -np.pi / 2)][side]
+                x, y, inward = [
+                    (inset, along * H, 0.0),
+                    (W - inset, along * H, np.pi),
+                    (along * W, inset, np.pi / 2),
+                    (along * W, H - inset, -np.pi / 2),
+                ][side]
                 cell = self._new(cls, t, t, x, y, inward + rng.uniform(-0.9, 0.9), motility, focus, "border")
                 if inside(*cell.pos(t)):
                     return cell
@@ -137,8 +148,9 @@ class Population:
             x, y = self._free_spot(t, margin + 3 * pre, cls)
             if attempt == 49:  # never seen; keeps the count exact whatever happens
                 motility, x, y = (mo.IMMOTILE, W / 2, H / 2)
-            cell = self._new(cls, t, t - pre, x, y, rng.uniform(-np.pi, np.pi), motility, focus,
-                             "init" if t == 0 else "focus")
+            cell = self._new(
+                cls, t, t - pre, x, y, rng.uniform(-np.pi, np.pi), motility, focus, "init" if t == 0 else "focus"
+            )
             if inside(*cell.pos(t)):
                 break
             self.cells.pop()
@@ -179,8 +191,9 @@ class Population:
                         shown[j].hidden_since = t
                 elif len(shown) < want:
                     need = want - len(shown)
-                    hidden = sorted((c for c in kept if c.hidden_since is not None),
-                                    key=lambda c: (-c.hidden_since, c.idx))
+                    hidden = sorted(
+                        (c for c in kept if c.hidden_since is not None), key=lambda c: (-c.hidden_since, c.idx)
+                    )
                     for c in hidden[:need]:
                         c.hidden_since = None
                     for _ in range(need - len(hidden[:need])):

@@ -1,4 +1,5 @@
 """The real per-frame object counts that drive synthetic concentrations."""
+
 from __future__ import annotations
 
 from functools import lru_cache

@@ -4,12 +4,14 @@ Objects are drawn as intensity masks (dark core / bright halo, as in positive ph
 contrast) on three focus layers that are blurred by different amounts, then added to a
 smooth, slowly drifting illumination field with signal-dependent sensor noise.
 """
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from visem_pl.tasks.dataset.layout import IMAGE_HEIGHT as H, IMAGE_WIDTH as W
+from visem_pl.tasks.dataset.layout import IMAGE_HEIGHT as H
+from visem_pl.tasks.dataset.layout import IMAGE_WIDTH as W
 
 SHIFT = 4  # cv2 sub-pixel drawing: coordinates in 1/16 px keep slow motion smooth
 FP = 1 << SHIFT
@@ -31,11 +33,17 @@ def sample_look(rng: np.random.Generator, kind: str) -> dict:
         tail_len = rng.uniform(40.0, 50.0)
         core = rng.uniform(55, 95)
     return {
-        "a": a, "b": b, "core": core,
-        "halo": rng.uniform(22, 42), "halo_w": rng.uniform(1.2, 2.2),
-        "mid": rng.uniform(1.2, 1.5), "tail": rng.uniform(26, 44),
-        "tail_len": tail_len, "mid_len": rng.uniform(6.0, 8.0),
-        "tail_amp": rng.uniform(3.5, 6.0), "wavelength": tail_len * rng.uniform(0.7, 1.1) + 1e-6,
+        "a": a,
+        "b": b,
+        "core": core,
+        "halo": rng.uniform(22, 42),
+        "halo_w": rng.uniform(1.2, 2.2),
+        "mid": rng.uniform(1.2, 1.5),
+        "tail": rng.uniform(26, 44),
+        "tail_len": tail_len,
+        "mid_len": rng.uniform(6.0, 8.0),
+        "tail_amp": rng.uniform(3.5, 6.0),
+        "wavelength": tail_len * rng.uniform(0.7, 1.1) + 1e-6,
         "static_amp": rng.uniform(1.0, 3.5),
     }
 
@@ -75,10 +83,21 @@ class Canvas:
         dark, bright = self.dark[layer], self.bright[layer]
         a, b = look["a"], look["b"]
         hw = look["halo_w"]
-        cv2.ellipse(bright, (cx, cy), (int((a + hw) * FP), int((b + hw) * FP)), angle_deg, 0, 360,
-                    int(look["halo"] * alpha), -1, AA, SHIFT)
-        cv2.ellipse(dark, (cx, cy), (int(a * FP), int(b * FP)), angle_deg, 0, 360,
-                    int(look["core"] * alpha), -1, AA, SHIFT)
+        cv2.ellipse(
+            bright,
+            (cx, cy),
+            (int((a + hw) * FP), int((b + hw) * FP)),
+            angle_deg,
+            0,
+            360,
+            int(look["halo"] * alpha),
+            -1,
+            AA,
+            SHIFT,
+        )
+        cv2.ellipse(
+            dark, (cx, cy), (int(a * FP), int(b * FP)), angle_deg, 0, 360, int(look["core"] * alpha), -1, AA, SHIFT
+        )
         if tail is not None and look["tail_len"] > 0:
             n_mid = max(2, int(round(look["mid_len"] / look["tail_len"] * (TAIL_POINTS - 1))) + 1)
             cv2.polylines(dark, [tail], False, int(look["tail"] * alpha), 1, AA, SHIFT)
@@ -155,8 +174,8 @@ class Illumination:
 
     def finish(self, img: np.ndarray) -> np.ndarray:
         oy, ox = self.rng.integers(0, 64, 2)
-        noise = self.bank[oy:oy + H, ox:ox + W]
-        sd = cv2.sqrt(cv2.add(img * self.shot_gain, self.read_noise ** 2))
+        noise = self.bank[oy : oy + H, ox : ox + W]
+        sd = cv2.sqrt(cv2.add(img * self.shot_gain, self.read_noise**2))
         img = cv2.add(img, cv2.multiply(noise, sd))
         gray = cv2.convertScaleAbs(img)
         return cv2.merge((cv2.LUT(gray, self.lut_b), gray, cv2.LUT(gray, self.lut_r)))
@@ -167,8 +186,12 @@ def sample_debris(rng: np.random.Generator, n: int) -> list[dict]:
     out = []
     for _ in range(n):
         kind = rng.choice(["blob", "speck", "droplet"], p=[0.4, 0.35, 0.25])
-        d = {"kind": kind, "x": rng.uniform(-20, W + 20), "y": rng.uniform(-20, H + 20),
-             "layer": int(rng.choice([SHARP, SOFT, BLURRED], p=[0.45, 0.3, 0.25]))}
+        d = {
+            "kind": kind,
+            "x": rng.uniform(-20, W + 20),
+            "y": rng.uniform(-20, H + 20),
+            "layer": int(rng.choice([SHARP, SOFT, BLURRED], p=[0.45, 0.3, 0.25])),
+        }
         if kind == "blob":
             # Smooth irregular outline: a few low harmonics on the radius.
             ang = np.linspace(0, 2 * np.pi, 20, endpoint=False)

@@ -1,4 +1,5 @@
 """File output: label lines, per-frame files, videos, and the atomic output folder."""
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,9 @@ class VideoSink:
 
     def __init__(self, mp4: Path, fps: float, image_dir: Path | None, stem: str, quality: int):
         mp4.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                      (layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT))
+        self.writer = cv2.VideoWriter(
+            str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT)
+        )
         if not self.writer.isOpened():
             raise RuntimeError(f"cannot open an mp4v writer for {mp4}")
         self.image_dir, self.stem, self.params = image_dir, stem, [cv2.IMWRITE_JPEG_QUALITY, quality]

@@ -6,6 +6,7 @@ YOLO then learns nothing in a demo's budget. Cutting crops at full resolution ke
 their real size, gives many different views per labelled frame, and the trained model still
 runs on whole frames at inference (YOLO is fully convolutional).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,8 +31,9 @@ def crop_labels(labels: np.ndarray, img_w: int, img_h: int, x0: int, y0: int, si
     cx1, cy1 = np.clip(bx1, 0, size), np.clip(by1, 0, size)
     visible = (cx1 - cx0) * (cy1 - cy0) / np.maximum(w * h, 1e-9)
     keep = visible >= MIN_VISIBLE
-    out = np.stack([cls, (cx0 + cx1) / 2 / size, (cy0 + cy1) / 2 / size,
-                    (cx1 - cx0) / size, (cy1 - cy0) / size], axis=1)
+    out = np.stack(
+        [cls, (cx0 + cx1) / 2 / size, (cy0 + cy1) / 2 / size, (cx1 - cx0) / size, (cy1 - cy0) / size], axis=1
+    )
     return out[keep]
 
 
@@ -45,8 +47,15 @@ def allocate(n: int, weights: np.ndarray) -> np.ndarray:
     return np.diff(edges)
 
 
-def cut_crops(frames: list[tuple[str, str]], out_dir: Path, n_crops: int, size: int, seed: int = 0,
-              object_bias: float = 0.7, weights: list[float] | None = None) -> list[Path]:
+def cut_crops(
+    frames: list[tuple[str, str]],
+    out_dir: Path,
+    n_crops: int,
+    size: int,
+    seed: int = 0,
+    object_bias: float = 0.7,
+    weights: list[float] | None = None,
+) -> list[Path]:
     """Write `n_crops` crops (images/ and labels/) from (image, label) pairs; return the image paths.
 
     Crops are spread over the frames in proportion to `weights` (evenly by default); with
@@ -81,7 +90,7 @@ def cut_crops(frames: list[tuple[str, str]], out_dir: Path, n_crops: int, size: 
                 y0 = int(np.clip(cy - rng.uniform(0.2, 0.8) * size, 0, h - size))
             else:
                 x0, y0 = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
-            crop = img[y0:y0 + size, x0:x0 + size]
+            crop = img[y0 : y0 + size, x0 : x0 + size]
             boxes = crop_labels(labels, w, h, x0, y0, size)
             name = f"crop_{k:06d}"
             cv2.imwrite(str(img_dir / f"{name}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])

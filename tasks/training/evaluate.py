@@ -3,6 +3,7 @@
 Reports precision, recall, mAP@0.5, mAP@0.5:0.95 and the paper's fitness
 (0.1 x mAP@0.5 + 0.9 x mAP@0.5:0.95), overall and per class.
 """
+
 from __future__ import annotations
 
 import time
@@ -13,16 +14,16 @@ import numpy as np
 import pandas as pd
 
 from visem_pl.tasks.dataset import layout
-from visem_pl.tasks.workspace import offline
 from visem_pl.tasks.dataset.labels import read_yolo_labels
 from visem_pl.tasks.training.metrics import Accumulator, xywhn_to_xyxy
+from visem_pl.tasks.workspace import offline
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     imgsz: int = 640
-    conf: float = 0.001     # low, so the whole precision-recall curve is scored
-    iou: float = 0.7        # NMS IoU
+    conf: float = 0.001  # low, so the whole precision-recall curve is scored
+    iou: float = 0.7  # NMS IoU
     batch: int = 8
     max_det: int = 300
     device: str = "auto"
@@ -37,13 +38,24 @@ def predict_images(weights: Path | str, images: list[str], cfg: EvalConfig):
 
     model = YOLO(str(weights))
     for start in range(0, len(images), cfg.batch):
-        chunk = images[start:start + cfg.batch]
-        results = model.predict(chunk, imgsz=cfg.imgsz, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det,
-                                device=pick_device(cfg.device), verbose=False)
+        chunk = images[start : start + cfg.batch]
+        results = model.predict(
+            chunk,
+            imgsz=cfg.imgsz,
+            conf=cfg.conf,
+            iou=cfg.iou,
+            max_det=cfg.max_det,
+            device=pick_device(cfg.device),
+            verbose=False,
+        )
         for image, res in zip(chunk, results):
             boxes = res.boxes
-            yield (image, boxes.xyxy.cpu().numpy().astype(np.float64), boxes.cls.cpu().numpy().astype(np.int64),
-                   boxes.conf.cpu().numpy().astype(np.float64))
+            yield (
+                image,
+                boxes.xyxy.cpu().numpy().astype(np.float64),
+                boxes.cls.cpu().numpy().astype(np.int64),
+                boxes.conf.cpu().numpy().astype(np.float64),
+            )
 
 
 def evaluate(weights: Path | str, frames: pd.DataFrame, cfg: EvalConfig) -> dict:

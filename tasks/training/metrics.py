@@ -6,6 +6,7 @@ IoU at or above the threshold. AP is the area under the precision envelope sampl
 recall points (COCO; Ultralytics samples the same points but drops to 0 at the last one, so
 it reports 0.995 for a perfect detector where this gives 1).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,8 +24,7 @@ def fitness(map50: float, map50_95: float) -> float:
 def xywhn_to_xyxy(xywhn: np.ndarray, width: int, height: int) -> np.ndarray:
     xywhn = np.asarray(xywhn, dtype=np.float64).reshape(-1, 4)
     cx, cy, w, h = xywhn.T
-    return np.stack([(cx - w / 2) * width, (cy - h / 2) * height,
-                     (cx + w / 2) * width, (cy + h / 2) * height], axis=1)
+    return np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], axis=1)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -40,8 +40,9 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def match_frame(pred_boxes, pred_cls, pred_conf, gt_boxes, gt_cls,
-                thresholds: np.ndarray = IOU_THRESHOLDS) -> np.ndarray:
+def match_frame(
+    pred_boxes, pred_cls, pred_conf, gt_boxes, gt_cls, thresholds: np.ndarray = IOU_THRESHOLDS
+) -> np.ndarray:
     """(n_pred, n_thresholds) bool: is each prediction a true positive at each IoU threshold."""
     pred_boxes = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)
     gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
@@ -115,14 +116,24 @@ class Accumulator:
             ctp = np.cumsum(tp[sel], axis=0)
             cfp = np.cumsum(~tp[sel], axis=0)
             if n_gt == 0:
-                per_class[name] = {"instances": 0, "predictions": int(sel.sum()), "precision": None,
-                                   "recall": None, "mAP50": None, "mAP50-95": None, "fitness": None}
+                per_class[name] = {
+                    "instances": 0,
+                    "predictions": int(sel.sum()),
+                    "precision": None,
+                    "recall": None,
+                    "mAP50": None,
+                    "mAP50-95": None,
+                    "fitness": None,
+                }
                 continue
             present.append(c)
             recall = ctp / n_gt
             precision = ctp / np.maximum(ctp + cfp, 1)
-            aps = [average_precision(recall[:, t], precision[:, t]) for t in range(len(IOU_THRESHOLDS))] \
-                if sel.any() else [0.0] * len(IOU_THRESHOLDS)
+            aps = (
+                [average_precision(recall[:, t], precision[:, t]) for t in range(len(IOU_THRESHOLDS))]
+                if sel.any()
+                else [0.0] * len(IOU_THRESHOLDS)
+            )
             # Precision/recall as functions of the confidence threshold, for the max-F1 point.
             cconf = conf[sel]
             if sel.any():
@@ -131,9 +142,14 @@ class Accumulator:
             else:
                 r_at, p_at = np.zeros_like(grid), np.zeros_like(grid)
             f1_curves.append((p_at, r_at))
-            per_class[name] = {"instances": n_gt, "predictions": int(sel.sum()),
-                               "mAP50": aps[0], "mAP50-95": float(np.mean(aps)),
-                               "fitness": fitness(aps[0], float(np.mean(aps))), "_pr": (p_at, r_at)}
+            per_class[name] = {
+                "instances": n_gt,
+                "predictions": int(sel.sum()),
+                "mAP50": aps[0],
+                "mAP50-95": float(np.mean(aps)),
+                "fitness": fitness(aps[0], float(np.mean(aps))),
+                "_pr": (p_at, r_at),
+            }
         if present:
             mean_p = np.mean([p for p, _ in f1_curves], axis=0)
             mean_r = np.mean([r for _, r in f1_curves], axis=0)
@@ -144,7 +160,8 @@ class Accumulator:
                 p_at, r_at = entry.pop("_pr")
                 entry["precision"], entry["recall"] = float(p_at[best]), float(r_at[best])
             overall = {
-                "precision": float(mean_p[best]), "recall": float(mean_r[best]),
+                "precision": float(mean_p[best]),
+                "recall": float(mean_r[best]),
                 "mAP50": float(np.mean([per_class[self.class_names[c]]["mAP50"] for c in present])),
                 "mAP50-95": float(np.mean([per_class[self.class_names[c]]["mAP50-95"] for c in present])),
                 "conf_at_max_f1": float(grid[best]),

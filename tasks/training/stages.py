@@ -2,6 +2,7 @@
 
 `visem-pl prepare|train|evaluate` call these; `dvc.yaml` runs those commands.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,13 @@ def prepare_stage(ws: Workspace, out: Path | None = None) -> dict:
 
     cfg = ws.section("prepare", PrepareConfig)
     split = ws.params().get("split") or {}
-    return prepare(ws.data_root(), out if out is not None else ws.prepared, cfg,
-                   val_ids=tuple(split.get("val_ids") or ()), train_ids=split.get("train_ids"))
+    return prepare(
+        ws.data_root(),
+        out if out is not None else ws.prepared,
+        cfg,
+        val_ids=tuple(split.get("val_ids") or ()),
+        train_ids=split.get("train_ids"),
+    )
 
 
 def train_stage(ws: Workspace, n: int) -> dict:

@@ -3,6 +3,7 @@
 Round 0 starts from a model `.yaml` (from scratch) or from local weights (e.g. COCO-pretrained
 `yolov8n.pt` a lab copied in); round N+1 starts from round N's weights.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -15,9 +16,9 @@ import pandas as pd
 import yaml
 
 from visem_pl.tasks.dataset import layout
+from visem_pl.tasks.training.crops import cut_crops
 from visem_pl.tasks.workspace import offline
 from visem_pl.tasks.workspace.device import pick_device
-from visem_pl.tasks.training.crops import cut_crops
 from visem_pl.tasks.workspace.io import atomic_path, write_json
 
 WEIGHTS_NAME = "weights.pt"
@@ -25,17 +26,17 @@ WEIGHTS_NAME = "weights.pt"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "yolov8n.yaml"   # a model .yaml (from scratch) or local .pt weights
+    model: str = "yolov8n.yaml"  # a model .yaml (from scratch) or local .pt weights
     epochs: int = 10
     batch: int = 32
-    crop_size: int = 160          # crops cut at full resolution; also the training imgsz
-    crops: int = 640              # crops per epoch's dataset
-    device: str = "auto"          # auto = first GPU when present, else cpu
+    crop_size: int = 160  # crops cut at full resolution; also the training imgsz
+    crops: int = 640  # crops per epoch's dataset
+    device: str = "auto"  # auto = first GPU when present, else cpu
     seed: int = 0
     workers: int = 2
     lr0: float = 0.01
     warmup_epochs: float = 1.0
-    val_crops: int = 64           # small crop set Ultralytics validates on at the last epoch
+    val_crops: int = 64  # small crop set Ultralytics validates on at the last epoch
     # Share of crops cut from trusted frames (labelled or expert-reviewed) when the training
     # set also holds pseudo-labelled frames, so pseudo-labels add to the labels' signal
     # instead of drowning it. 0 = every frame weighs the same.
@@ -46,8 +47,12 @@ def write_yolo_data(workdir: Path, train_images: list[Path], val_images: list[Pa
     """Ultralytics image lists + data YAML with absolute paths (they live in a scratch folder)."""
     (workdir / "train.txt").write_text("".join(f"{p.resolve()}\n" for p in train_images))
     (workdir / "val.txt").write_text("".join(f"{p.resolve()}\n" for p in val_images))
-    data = {"path": str(workdir.resolve()), "train": "train.txt", "val": "val.txt",
-            "names": dict(enumerate(layout.CLASS_NAMES))}
+    data = {
+        "path": str(workdir.resolve()),
+        "train": "train.txt",
+        "val": "val.txt",
+        "names": dict(enumerate(layout.CLASS_NAMES)),
+    }
     path = workdir / "data.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -63,8 +68,13 @@ def crop_weights(frames: pd.DataFrame, trusted_share: float) -> list[float] | No
     return list(np.where(trusted, trusted_share / trusted.sum(), (1 - trusted_share) / (~trusted).sum()))
 
 
-def train(frames: pd.DataFrame, out_dir: Path | str, cfg: TrainConfig, init: str | None = None,
-          workdir: Path | str | None = None) -> dict:
+def train(
+    frames: pd.DataFrame,
+    out_dir: Path | str,
+    cfg: TrainConfig,
+    init: str | None = None,
+    workdir: Path | str | None = None,
+) -> dict:
     """Cut crops from `frames` (columns image, label), train, write `weights.pt` + `train.json`.
 
     `init` overrides `cfg.model` with earlier weights (round N+1 from round N).
@@ -82,20 +92,38 @@ def train(frames: pd.DataFrame, out_dir: Path | str, cfg: TrainConfig, init: str
         raise ValueError("no training frames")
     started = time.time()
     weights = crop_weights(frames, cfg.trusted_share)
-    train_imgs = cut_crops(pairs, workdir / "crops_train", cfg.crops, cfg.crop_size, seed=cfg.seed,
-                           weights=weights)
+    train_imgs = cut_crops(pairs, workdir / "crops_train", cfg.crops, cfg.crop_size, seed=cfg.seed, weights=weights)
     val_imgs = cut_crops(pairs, workdir / "crops_val", cfg.val_crops, cfg.crop_size, seed=cfg.seed + 1)
     data = write_yolo_data(workdir, train_imgs, val_imgs)
     source = init or cfg.model
     model = YOLO(source)
     model.train(
-        data=str(data), epochs=cfg.epochs, imgsz=cfg.crop_size, batch=cfg.batch,
-        device=pick_device(cfg.device), workers=cfg.workers, seed=cfg.seed, deterministic=True,
-        project=str(workdir.resolve()), name="run", exist_ok=True, plots=False, val=False,
-        lr0=cfg.lr0, warmup_epochs=cfg.warmup_epochs, amp=False, verbose=False,
+        data=str(data),
+        epochs=cfg.epochs,
+        imgsz=cfg.crop_size,
+        batch=cfg.batch,
+        device=pick_device(cfg.device),
+        workers=cfg.workers,
+        seed=cfg.seed,
+        deterministic=True,
+        project=str(workdir.resolve()),
+        name="run",
+        exist_ok=True,
+        plots=False,
+        val=False,
+        lr0=cfg.lr0,
+        warmup_epochs=cfg.warmup_epochs,
+        amp=False,
+        verbose=False,
         # Microscopy has no up or down and heads have one physical size.
-        flipud=0.5, fliplr=0.5, degrees=0.0, scale=0.1, mosaic=1.0, close_mosaic=0,
-        hsv_h=0.0, hsv_s=0.0,
+        flipud=0.5,
+        fliplr=0.5,
+        degrees=0.0,
+        scale=0.1,
+        mosaic=1.0,
+        close_mosaic=0,
+        hsv_h=0.0,
+        hsv_s=0.0,
     )
     run = workdir / "run"
     best = run / "weights" / "last.pt"
@@ -106,9 +134,14 @@ def train(frames: pd.DataFrame, out_dir: Path | str, cfg: TrainConfig, init: str
     if log.exists():
         shutil.copyfile(log, out_dir / "train_log.csv")
     iterations = cfg.epochs * -(-cfg.crops // cfg.batch)
-    info = {"source": source, "config": asdict(cfg), "frames": len(pairs),
-            "labelled_frames": sum(1 for _, lbl in pairs if lbl), "iterations": iterations,
-            "seconds": round(time.time() - started, 1)}
+    info = {
+        "source": source,
+        "config": asdict(cfg),
+        "frames": len(pairs),
+        "labelled_frames": sum(1 for _, lbl in pairs if lbl),
+        "iterations": iterations,
+        "seconds": round(time.time() - started, 1),
+    }
     write_json(out_dir / "train.json", info)
     shutil.rmtree(workdir, ignore_errors=True)
     return info

@@ -1,4 +1,5 @@
 """Which device a step runs on: `auto` is the first GPU when there is one, else the CPU."""
+
 from __future__ import annotations
 
 

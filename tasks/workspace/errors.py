@@ -1,4 +1,5 @@
 """Bad input, said line by line: what every step raises when a user can fix something."""
+
 from __future__ import annotations
 
 

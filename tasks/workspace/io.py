@@ -1,4 +1,5 @@
 """Atomic writes: a reader never sees half a file, an interrupted run leaves the old one."""
+
 from __future__ import annotations
 
 import hashlib

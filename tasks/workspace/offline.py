@@ -3,6 +3,7 @@
 Labs run this on air-gapped workstations and CI has no internet: nothing may phone home,
 auto-install a package or fetch weights, fonts or datasets at run time.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,20 @@ OFFLINE_ENV = {
 # Ultralytics callbacks that would talk to a service or a tracker; "dvc" stays off unless asked,
 # because DVCLive inside a DVC stage would fight DVC for the same workspace.
 # (8.4 has no "hub" setting any more: YOLO_OFFLINE keeps the hub away.)
-ULTRALYTICS_OFF = ("sync", "hub", "dvc", "mlflow", "wandb", "comet", "clearml", "neptune", "raytune",
-                   "tensorboard", "vscode_msg", "openvino_msg")
+ULTRALYTICS_OFF = (
+    "sync",
+    "hub",
+    "dvc",
+    "mlflow",
+    "wandb",
+    "comet",
+    "clearml",
+    "neptune",
+    "raytune",
+    "tensorboard",
+    "vscode_msg",
+    "openvino_msg",
+)
 
 
 def configure() -> None:
@@ -103,4 +116,3 @@ def quiet_openvino() -> None:
 
     declined._visem_declined = True
     OptInChecker.check = declined
-

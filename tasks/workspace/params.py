@@ -1,10 +1,12 @@
 """Read `params.yaml`: one section per stage, as in DVC's example projects."""
+
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
 import yaml
+
 
 def load_params(path: Path | str) -> dict:
     """The whole file as a dict; a YAML error names the file and line."""

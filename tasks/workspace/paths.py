@@ -3,6 +3,7 @@
 `dvc.yaml` declares the same paths relative to the project folder; every step reaches them
 through a `Workspace` (the folder and its params.yaml) and its `RoundPaths`, never by hand.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,5 +1,6 @@
 """Which project modules a module imports, read from the source (every import statement, also the lazy
 ones inside functions), so a stage's code can be compared with its `dvc.yaml` deps."""
+
 from __future__ import annotations
 
 import ast
@@ -12,7 +13,7 @@ def module_file(repo: Path, name: str) -> Path | None:
     """The file of project module `name` (a package's __init__.py), or None if it is not ours."""
     for prefix, folder in ROOTS.items():  # longest prefixes first
         if name == prefix or name.startswith(prefix + "."):
-            rel = name[len(prefix):].lstrip(".").replace(".", "/")
+            rel = name[len(prefix) :].lstrip(".").replace(".", "/")
             base = repo / folder / rel if rel else repo / folder
             if (base / "__init__.py").is_file():
                 return base / "__init__.py"

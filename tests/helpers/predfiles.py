@@ -4,6 +4,7 @@ One parquet file per clip with `tasks.infer.SCHEMA` and the same schema metadata
 fingerprint, parameters, box count, frames scored), so filter, review and quality read them
 as they read a real round's predictions.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,13 @@ def write_predictions(out_dir: Path, clip: str, rows: list[tuple], frames_scored
         for name, value in zip(SCHEMA.names, (clip, frame, cls, cx, cy, w, h, conf)):
             cols[name].append(value)
     table = pa.table(cols, schema=SCHEMA)
-    meta = {"model_sha256": FAKE_SHA, "params": asdict(InferConfig(stride=stride)), "clip": clip,
-            "boxes": table.num_rows, "frames_scored": frames_scored}
+    meta = {
+        "model_sha256": FAKE_SHA,
+        "params": asdict(InferConfig(stride=stride)),
+        "clip": clip,
+        "boxes": table.num_rows,
+        "frames_scored": frames_scored,
+    }
     table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
     path = out_dir / f"{clip}.parquet"
     pq.write_table(table, path)

@@ -1,4 +1,5 @@
 """A client of the test session's Prefect server."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,11 @@ class PrefectServer:
     @property
     def env(self) -> dict:
         """What a client process needs: this server, and results kept under this session's home."""
-        return {"PREFECT_API_URL": self.url, "PREFECT_HOME": str(self.home),
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        return {
+            "PREFECT_API_URL": self.url,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
 
     def get(self, path: str):
         r = httpx.get(f"{self.url}{path}", timeout=30)

@@ -1,4 +1,5 @@
 """A user's project in a temporary git repository, and commands run in it as a user would."""
+
 from __future__ import annotations
 
 import os
@@ -20,35 +21,60 @@ BIN = Path(sys.executable).parent
 TINY = {
     "data": {"root": "data/synthetic"},
     "split": {"val_ids": [52], "train_ids": None},
-    "synth": {"seed": 0, "videos": [11, 23, 52], "frames_per_video": 12, "rest_clips_per_video": 1,
-              "other_videos": 1, "clips_per_other_video": 1, "frames_per_clip": 9, "workers": 1},
+    "synth": {
+        "seed": 0,
+        "videos": [11, 23, 52],
+        "frames_per_video": 12,
+        "rest_clips_per_video": 1,
+        "other_videos": 1,
+        "clips_per_other_video": 1,
+        "frames_per_clip": 9,
+        "workers": 1,
+    },
     "prepare": {"train_stride": 1, "max_frames_per_video": 3, "val_stride": 3, "include_empty": True},
-    "train": {"model": "models/yolov8n.yaml", "restart_each_round": False, "epochs": 1, "batch": 8,
-              "crop_size": 64, "crops": 16, "device": "cpu", "seed": 0, "workers": 0, "lr0": 0.01,
-              "warmup_epochs": 0.0, "val_crops": 8},
+    "train": {
+        "model": "models/yolov8n.yaml",
+        "restart_each_round": False,
+        "epochs": 1,
+        "batch": 8,
+        "crop_size": 64,
+        "crops": 16,
+        "device": "cpu",
+        "seed": 0,
+        "workers": 0,
+        "lr0": 0.01,
+        "warmup_epochs": 0.0,
+        "val_crops": 8,
+    },
     "evaluate": {"imgsz": 320, "conf": 0.001, "iou": 0.7, "batch": 4, "device": "cpu"},
     "infer": {"stride": 3, "imgsz": 320, "conf": 0.001, "iou": 0.7, "batch": 4, "device": "cpu"},
     # An untrained model's confidences are tiny: bands chosen so every band gets boxes.
-    "filter": {"bands": {name: {"low": 0.001, "high": 0.002}
-                         for name in ("sperm", "cluster", "small_or_pinhead")}},
+    "filter": {"bands": {name: {"low": 0.001, "high": 0.002} for name in ("sperm", "cluster", "small_or_pinhead")}},
     "review": {"max_items": 3, "add_missed": 1.0, "fix_iou": 0.1, "seed": 0},
     "rounds": [{"round": 0, "data": "data/prepared", "init": "models/yolov8n.yaml"}],
     "pseudo_rounds": [0],
 }
 
-GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-          "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+GIT_ID = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.invalid",
+}
 
 
 def env(**extra: str) -> dict:
     return {**os.environ, **OFFLINE_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **GIT_ID, **extra}
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, extra_env: dict | None = None,
-        timeout: float = 900) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, extra_env: dict | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, env=env(**(extra_env or {})), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -58,8 +84,13 @@ def write_params(ws: Path, params: dict) -> None:
 
 def make_workspace(ws: Path, params: dict) -> Path:
     """A fresh git repository holding the project's files (as a clone would) with `params`."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for rel in filter(None, listed):
         src = REPO / rel
         if not src.is_file() or rel.startswith(("tests/", "dvc.lock", "metrics/", "review/")):
@@ -94,8 +125,10 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float, 
     t0 = time.monotonic()
     while True:
         if proc.poll() is not None:
-            raise AssertionError(f"{what} exited with {proc.returncode} before answering; its log ({log}):\n"
-                                 f"{log.read_text(errors='replace')[-4000:]}")
+            raise AssertionError(
+                f"{what} exited with {proc.returncode} before answering; its log ({log}):\n"
+                f"{log.read_text(errors='replace')[-4000:]}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=5) as r:
                 if r.status == 200:
@@ -103,6 +136,8 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float, 
         except OSError:
             pass
         if time.monotonic() - t0 > timeout_s:
-            raise AssertionError(f"{what} did not answer {url} within {timeout_s:.0f} s; its log:\n"
-                                 f"{log.read_text(errors='replace')[-4000:]}")
+            raise AssertionError(
+                f"{what} did not answer {url} within {timeout_s:.0f} s; its log:\n"
+                f"{log.read_text(errors='replace')[-4000:]}"
+            )
         time.sleep(0.5)

@@ -1,5 +1,6 @@
 """One round's review queue built from the synthetic truth, and an expert's edits of it (the review-queue
 and live Label Studio tests share them)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,9 +23,21 @@ BANDS = parse_bands({n: {"low": 0.2, "high": 0.6} for n in layout.CLASS_NAMES})
 A, B = "11_30_60", "84_0_30"
 FRAMES_PER_CLIP = 10
 
+
 def make_queue_synth(root: Path) -> Path:
-    synthesize(root, SynthConfig(seed=1, videos=(11, 52), frames_per_video=FRAMES_PER_CLIP, rest_clips_per_video=1,
-                                 other_videos=1, frames_per_clip=FRAMES_PER_CLIP, workers=1), progress=False)
+    synthesize(
+        root,
+        SynthConfig(
+            seed=1,
+            videos=(11, 52),
+            frames_per_video=FRAMES_PER_CLIP,
+            rest_clips_per_video=1,
+            other_videos=1,
+            frames_per_clip=FRAMES_PER_CLIP,
+            workers=1,
+        ),
+        progress=False,
+    )
     return root
 
 
@@ -38,8 +51,12 @@ def make_queue_round(synth_root: Path, tmp: Path) -> Path:
     truth = truth_for(synth_root)
     a0, a2, a4, b1 = truth.frame(A, 0), truth.frame(A, 2), truth.frame(A, 4), truth.frame(B, 1)
     assert min(len(a0), len(a2), len(a4), len(b1)) >= 4
-    rows_a = truth_rows(a0, 0, 0.45) + truth_rows(a2.iloc[1:], 2, 0.9) + truth_rows(a2.iloc[:1], 2, 0.3) \
+    rows_a = (
+        truth_rows(a0, 0, 0.45)
+        + truth_rows(a2.iloc[1:], 2, 0.9)
+        + truth_rows(a2.iloc[:1], 2, 0.3)
         + truth_rows(a4, 4, 0.9)
+    )
     write_predictions(tmp / "predictions", A, rows_a, frames_scored=5, stride=2)
     write_predictions(tmp / "predictions", B, truth_rows(b1.iloc[:1], 1, 0.5), frames_scored=FRAMES_PER_CLIP)
     filter_round(tmp / "predictions", tmp / "pseudo", BANDS)
@@ -87,30 +104,58 @@ def check_merged(synth_root, round_dir, store: QueueStore, tmp_path, monkeypatch
     """Merge with the store's answers: reviewed frames hold exactly the edits, the rest pseudo-labels."""
     monkeypatch.chdir(tmp_path)
     boxes = pd.read_parquet(round_dir / "pseudo" / "boxes.parquet")
-    stats = merge_round(0, pd.DataFrame(columns=["image", "label"]), round_dir / "pseudo" / "labels",
-                        [(0, store.labels)], locate(synth_root).clips(), "merged")
+    stats = merge_round(
+        0,
+        pd.DataFrame(columns=["image", "label"]),
+        round_dir / "pseudo" / "labels",
+        [(0, store.labels)],
+        locate(synth_root).clips(),
+        "merged",
+    )
     frames = pd.read_csv(tmp_path / "merged" / "frames.csv", keep_default_na=False)
     assert dict(zip(frames["image"], frames["source"])) == {
-        f"merged/images/{A}_frame_0.jpg": "reviewed", f"merged/images/{A}_frame_2.jpg": "reviewed",
-        f"merged/images/{A}_frame_4.jpg": "pseudo", f"merged/images/{B}_frame_1.jpg": "reviewed"}
+        f"merged/images/{A}_frame_0.jpg": "reviewed",
+        f"merged/images/{A}_frame_2.jpg": "reviewed",
+        f"merged/images/{A}_frame_4.jpg": "pseudo",
+        f"merged/images/{B}_frame_1.jpg": "reviewed",
+    }
     assert stats["frames"] == {"labelled": 0, "pseudo": 1, "reviewed": 3}
     for item, want in expected_answers(boxes).items():
         got = parse_labels((tmp_path / "merged" / "labels" / f"{item}.txt").read_text())
         assert [g[0] for g in got] == [w[0] for w in want], item
         for g, w in zip(got, want):
             assert g[1:] == pytest.approx(w[1:], abs=1.5e-6), item
-    assert (tmp_path / "merged" / "labels" / f"{A}_frame_4.txt").read_text() == \
-        (round_dir / "pseudo" / "labels" / f"{A}_frame_4.txt").read_text()
+    assert (tmp_path / "merged" / "labels" / f"{A}_frame_4.txt").read_text() == (
+        round_dir / "pseudo" / "labels" / f"{A}_frame_4.txt"
+    ).read_text()
     assert merged_items(tmp_path / "merged" / "frames.csv") == set(ITEMS)
     assert store.status(merged_items(tmp_path / "merged" / "frames.csv"))["states"] == {
-        "pending": 0, "exported": 0, "reviewed": 0, "merged": 3}
+        "pending": 0,
+        "exported": 0,
+        "reviewed": 0,
+        "merged": 3,
+    }
 
 
 def region(cls, cx, cy, w, h, rid):
-    return {"id": rid, "type": "rectanglelabels", "from_name": "label", "to_name": "image",
-            "original_width": 640, "original_height": 480, "image_rotation": 0, "origin": "manual",
-            "value": {"x": (cx - w / 2) * 100, "y": (cy - h / 2) * 100, "width": w * 100, "height": h * 100,
-                      "rotation": 0, "rectanglelabels": [layout.CLASS_NAMES[int(cls)]]}}
+    return {
+        "id": rid,
+        "type": "rectanglelabels",
+        "from_name": "label",
+        "to_name": "image",
+        "original_width": 640,
+        "original_height": 480,
+        "image_rotation": 0,
+        "origin": "manual",
+        "value": {
+            "x": (cx - w / 2) * 100,
+            "y": (cy - h / 2) * 100,
+            "width": w * 100,
+            "height": h * 100,
+            "rotation": 0,
+            "rectanglelabels": [layout.CLASS_NAMES[int(cls)]],
+        },
+    }
 
 
 def labelstudio_export(tasks: list[dict], answers: dict[str, list[list]]) -> list[dict]:
@@ -118,8 +163,24 @@ def labelstudio_export(tasks: list[dict], answers: dict[str, list[list]]) -> lis
     out = []
     for k, t in enumerate(tasks, start=1):
         rows = answers[t["data"]["item"]]
-        out.append({"id": k, "data": t["data"], "predictions": [1], "drafts": [], "meta": {},
-                    "annotations": [{"id": 100 + k, "completed_by": 1, "was_cancelled": False, "ground_truth": False,
-                                     "created_at": "2024-05-02T09:00:00.000000Z", "lead_time": 12.5,
-                                     "result": [region(*r, f"r{j}") for j, r in enumerate(rows)]}]})
+        out.append(
+            {
+                "id": k,
+                "data": t["data"],
+                "predictions": [1],
+                "drafts": [],
+                "meta": {},
+                "annotations": [
+                    {
+                        "id": 100 + k,
+                        "completed_by": 1,
+                        "was_cancelled": False,
+                        "ground_truth": False,
+                        "created_at": "2024-05-02T09:00:00.000000Z",
+                        "lead_time": 12.5,
+                        "result": [region(*r, f"r{j}") for j, r in enumerate(rows)],
+                    }
+                ],
+            }
+        )
     return out

@@ -1,4 +1,5 @@
 """Dataset trees the tests build (real layout, real counts) and a digest to prove nothing changed."""
+
 from __future__ import annotations
 
 import hashlib

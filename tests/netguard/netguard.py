@@ -3,6 +3,7 @@
 Installed in the test process by conftest.py and in every subprocess the tests start
 (through sitecustomize.py on PYTHONPATH), so the whole suite proves the product works offline.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -35,8 +36,7 @@ def _record(what: str) -> None:
         import traceback
 
         # Name the program and the caller, so an attempt can be traced to the code that made it.
-        caller = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}"
-                             for f in traceback.extract_stack()[-6:-2])
+        caller = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in traceback.extract_stack()[-6:-2])
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(f"{os.getpid()} {' '.join(sys.argv[:3])}: {what} via {caller}\n")
 

@@ -2,6 +2,7 @@
 
 Any attempt to reach a non-loopback address fails the session, with the attempts listed.
 """
+
 from __future__ import annotations
 
 import os

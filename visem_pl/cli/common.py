@@ -1,4 +1,5 @@
 """What every `visem-pl` command shares: options, the workspace, and how bad input exits."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -3,6 +3,7 @@
 Each stage command calls the stage's function in `visem_pl.tasks` (named in `dvc.yaml`); imports
 are lazy so `visem-pl --help` answers at once.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ from visem_pl.tasks.workspace.paths import Workspace
 
 offline.configure()
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Semi-supervised pseudo-labelling for VISEM-Tracking sperm videos.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Semi-supervised pseudo-labelling for VISEM-Tracking sperm videos."
+)
 app.add_typer(review_app, name="review")
 app.add_typer(bench_app, name="bench")
 
@@ -81,8 +83,9 @@ def synth(
     from visem_pl.tasks.synth import synthesize
     from visem_pl.tasks.synth.config import synth_config
 
-    overrides = {k: v for k, v in dict(seed=seed, frames_per_video=frames_per_video, scale=scale).items()
-                 if v is not None}
+    overrides = {
+        k: v for k, v in dict(seed=seed, frames_per_video=frames_per_video, scale=scale).items() if v is not None
+    }
     with bad_input(ValueError, FileExistsError):
         section = workspace(params).params().get("synth", {}) if params else {}
         cfg = synth_config({**section, **overrides})
@@ -190,8 +193,10 @@ def quality(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
 
 
 @app.command()
-def report(as_json: bool = typer.Option(False, "--json"),
-           out: Optional[Path] = typer.Option(None, help="Also write the report JSON here (a DVC metric).")) -> None:
+def report(
+    as_json: bool = typer.Option(False, "--json"),
+    out: Optional[Path] = typer.Option(None, help="Also write the report JSON here (a DVC metric)."),
+) -> None:
     """Per round: mAP@0.5, mAP@0.5:0.95, fitness, accepted boxes, review items, pseudo-label quality."""
     from visem_pl.tasks.report import report_stage
 
@@ -213,10 +218,13 @@ def report(as_json: bool = typer.Option(False, "--json"),
 
 
 @app.command()
-def serve(name: str = typer.Option("visem-pl", help="Deployment name: 'pseudo-label-round/NAME'."),
-          limit: int = typer.Option(2, min=1, help="Flow runs at once (a round locks its workspace).")) -> None:
+def serve(
+    name: str = typer.Option("visem-pl", help="Deployment name: 'pseudo-label-round/NAME'."),
+    limit: int = typer.Option(2, min=1, help="Flow runs at once (a round locks its workspace)."),
+) -> None:
     """Serve the Prefect deployments pseudo-label-round and pseudo-label-campaign from this folder."""
-    from visem_pl.flows.serve import NoServer, serve as run
+    from visem_pl.flows.serve import NoServer
+    from visem_pl.flows.serve import serve as run
 
     with bad_input(NoServer):
         run(name, limit)

@@ -1,5 +1,6 @@
 """`visem-pl review ...`: the expert review queue of each round (answer, status, export, import, push, pull,
 simulate, submit). Each command calls one function of `visem_pl.tasks.review`."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,10 @@ from visem_pl.cli.common import PARAMS_OPT, ROUND_OPT, bad_input, fail, workspac
 from visem_pl.tasks.workspace.errors import Refused
 from visem_pl.tasks.workspace.paths import Workspace
 
-review_app = typer.Typer(no_args_is_help=True, help="The expert review queue: status, export, import, push, "
-                                                    "pull (live Label Studio), answer.")
+review_app = typer.Typer(
+    no_args_is_help=True,
+    help="The expert review queue: status, export, import, push, pull (live Label Studio), answer.",
+)
 
 STORE_OPT = typer.Option(None, "--store", help="The queue folder (default: review/round-N).")
 
@@ -30,8 +33,11 @@ def answer(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
 
 
 @review_app.command()
-def status(round_n: int = ROUND_OPT, store: Optional[Path] = STORE_OPT,
-           as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> None:
+def status(
+    round_n: int = ROUND_OPT,
+    store: Optional[Path] = STORE_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+) -> None:
     """Counts per state (pending, exported, reviewed, merged), per clip, and what is left."""
     from visem_pl.tasks.review import handoff
     from visem_pl.tasks.review.queue import STATES
@@ -53,16 +59,22 @@ def status(round_n: int = ROUND_OPT, store: Optional[Path] = STORE_OPT,
     table.add_row("all", *(str(data["states"][s]) for s in STATES), style="bold")
     console = Console()
     console.print(table)
-    console.print(f"{data['left']} of {data['items']} items left to review"
-                  + (f"; reviewers: {', '.join(data['reviewers'])}" if data["reviewers"] else ""))
+    console.print(
+        f"{data['left']} of {data['items']} items left to review"
+        + (f"; reviewers: {', '.join(data['reviewers'])}" if data["reviewers"] else "")
+    )
 
 
 @review_app.command("export")
-def export_cmd(round_n: int = ROUND_OPT,
-               fmt: str = typer.Option(..., "--format", "-f", help="labelstudio or cvat."),
-               out: Optional[Path] = typer.Option(None, "--out", help="Write the batch folder here "
-                                                  "(default: the queue folder's exports/)."),
-               store: Optional[Path] = STORE_OPT, params: Path = PARAMS_OPT) -> None:
+def export_cmd(
+    round_n: int = ROUND_OPT,
+    fmt: str = typer.Option(..., "--format", "-f", help="labelstudio or cvat."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Write the batch folder here (default: the queue folder's exports/)."
+    ),
+    store: Optional[Path] = STORE_OPT,
+    params: Path = PARAMS_OPT,
+) -> None:
     """Export every item not reviewed yet (frame images + Label Studio tasks or CVAT zips)."""
     from visem_pl.tasks.review import handoff
 
@@ -74,25 +86,28 @@ def export_cmd(round_n: int = ROUND_OPT,
 
 
 @review_app.command("import")
-def import_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The experts' file."),
-               round_n: int = ROUND_OPT,
-               reviewer: str = typer.Option(..., "--reviewer", help="Who reviewed (recorded per item)."),
-               fmt: Optional[str] = typer.Option(None, "--format", "-f", help="labelstudio (.json) or cvat (.zip); "
-                                                 "default from the file name."),
-               replace: bool = typer.Option(False, "--replace", help="Overwrite answers already imported."),
-               store: Optional[Path] = STORE_OPT) -> None:
+def import_cmd(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The experts' file."),
+    round_n: int = ROUND_OPT,
+    reviewer: str = typer.Option(..., "--reviewer", help="Who reviewed (recorded per item)."),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", "-f", help="labelstudio (.json) or cvat (.zip); default from the file name."
+    ),
+    replace: bool = typer.Option(False, "--replace", help="Overwrite answers already imported."),
+    store: Optional[Path] = STORE_OPT,
+) -> None:
     """Check an expert's file against the queue and import it all or nothing (problems: exit 2, nothing changed)."""
     from visem_pl.tasks.review import handoff
 
     with bad_input(ValueError):
-        result = handoff.import_file(Workspace(), round_n, file, reviewer, fmt=fmt,
-                                     replace=replace, store=store)
+        result = handoff.import_file(Workspace(), round_n, file, reviewer, fmt=fmt, replace=replace, store=store)
     if result["unchanged"]:
         typer.echo(f"{file}: already imported as {result['file']}; nothing to do")
     typer.echo(json.dumps(result))
 
 
 # --- live Label Studio ------------------------------------------------------------------------------
+
 
 def _live_server():
     from visem_pl.tasks.review.exchange.live import LiveError, server_from_env
@@ -102,52 +117,63 @@ def _live_server():
 
 
 @review_app.command("push")
-def push_cmd(round_n: int = ROUND_OPT,
-             document_root: Optional[Path] = typer.Option(
-                 None, "--document-root", envvar="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", show_envvar=True,
-                 help="The Label Studio server's local-files document root (default: the queue folder)."),
-             title: Optional[str] = typer.Option(None, "--title", help="Project title (default: round and batch)."),
-             store: Optional[Path] = STORE_OPT, params: Path = PARAMS_OPT) -> None:
+def push_cmd(
+    round_n: int = ROUND_OPT,
+    document_root: Optional[Path] = typer.Option(
+        None,
+        "--document-root",
+        envvar="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT",
+        show_envvar=True,
+        help="The Label Studio server's local-files document root (default: the queue folder).",
+    ),
+    title: Optional[str] = typer.Option(None, "--title", help="Project title (default: round and batch)."),
+    store: Optional[Path] = STORE_OPT,
+    params: Path = PARAMS_OPT,
+) -> None:
     """Create a Label Studio project (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY) holding every item not reviewed yet."""
     from visem_pl.tasks.review import handoff
 
     server = _live_server()
     with bad_input(Refused):
-        result = handoff.push(workspace(params), round_n, server, document_root=document_root, title=title,
-                              store=store)
+        result = handoff.push(workspace(params), round_n, server, document_root=document_root, title=title, store=store)
     if result["batch"] is None:
         typer.echo("nothing to push: every item of the queue is reviewed")
     typer.echo(json.dumps(result))
 
 
 @review_app.command("pull")
-def pull_cmd(round_n: int = ROUND_OPT,
-             reviewer: str = typer.Option(..., "--reviewer", help="Who reviewed (recorded per item)."),
-             batch: Optional[str] = typer.Option(None, "--batch", help="The pushed batch (default: the latest)."),
-             replace: bool = typer.Option(False, "--replace", help="Overwrite answers already imported."),
-             store: Optional[Path] = STORE_OPT) -> None:
+def pull_cmd(
+    round_n: int = ROUND_OPT,
+    reviewer: str = typer.Option(..., "--reviewer", help="Who reviewed (recorded per item)."),
+    batch: Optional[str] = typer.Option(None, "--batch", help="The pushed batch (default: the latest)."),
+    replace: bool = typer.Option(False, "--replace", help="Overwrite answers already imported."),
+    store: Optional[Path] = STORE_OPT,
+) -> None:
     """Fetch the Label Studio project's annotations and import them all or nothing (problems: exit 2, nothing
     changed)."""
     from visem_pl.tasks.review import handoff
 
     server = _live_server()
     with bad_input(Refused):
-        result = handoff.pull(Workspace(), round_n, server, reviewer, batch=batch,
-                              replace=replace, store=store)
+        result = handoff.pull(Workspace(), round_n, server, reviewer, batch=batch, replace=replace, store=store)
     if result["unchanged"]:
-        typer.echo(f"project {result['project']}: its annotations are already imported as {result['file']}; "
-                   f"nothing to do")
+        typer.echo(
+            f"project {result['project']}: its annotations are already imported as {result['file']}; nothing to do"
+        )
     typer.echo(json.dumps(result))
 
 
 # --- the Prefect review wait and the simulated expert ----------------------------------------------
 
+
 @review_app.command("simulate")
-def simulate_cmd(round_n: int = ROUND_OPT,
-                 out: Path = typer.Option(..., "--out", help="Label Studio JSON export to write."),
-                 batch: Optional[str] = typer.Option(None, "--batch", help="Export batch to answer "
-                                                     "(default: the latest)."),
-                 store: Optional[Path] = STORE_OPT, params: Path = PARAMS_OPT) -> None:
+def simulate_cmd(
+    round_n: int = ROUND_OPT,
+    out: Path = typer.Option(..., "--out", help="Label Studio JSON export to write."),
+    batch: Optional[str] = typer.Option(None, "--batch", help="Export batch to answer (default: the latest)."),
+    store: Optional[Path] = STORE_OPT,
+    params: Path = PARAMS_OPT,
+) -> None:
     """Synthetic data: the simulated expert answers an exported Label Studio batch from the truth."""
     from visem_pl.tasks.review import handoff
 
@@ -157,15 +183,16 @@ def simulate_cmd(round_n: int = ROUND_OPT,
 
 
 @review_app.command("submit")
-def submit_cmd(flow_run: str = typer.Option(..., "--flow-run", help="The waiting flow run's id (Prefect UI, "
-                                            "`prefect flow-run ls --state Suspended`)."),
-               export: Optional[Path] = typer.Option(None, "--export", help="The reviewed export: Label Studio "
-                                                     "JSON or CVAT zip."),
-               project: Optional[int] = typer.Option(None, "--label-studio-project",
-                                                     help="Or: the Label Studio project to pull."),
-               reviewer: str = typer.Option(..., "--reviewer", help="Who reviewed."),
-               decision: str = typer.Option("import", "--decision", help="import (finish the round) or stop."),
-               notes: str = typer.Option("", "--notes", help="Kept in the flow run's log.")) -> None:
+def submit_cmd(
+    flow_run: str = typer.Option(
+        ..., "--flow-run", help="The waiting flow run's id (Prefect UI, `prefect flow-run ls --state Suspended`)."
+    ),
+    export: Optional[Path] = typer.Option(None, "--export", help="The reviewed export: Label Studio JSON or CVAT zip."),
+    project: Optional[int] = typer.Option(None, "--label-studio-project", help="Or: the Label Studio project to pull."),
+    reviewer: str = typer.Option(..., "--reviewer", help="Who reviewed."),
+    decision: str = typer.Option("import", "--decision", help="import (finish the round) or stop."),
+    notes: str = typer.Option("", "--notes", help="Kept in the flow run's log."),
+) -> None:
     """Answer a round waiting for review in Prefect: check the export against its queue, then resume the run
     (Prefect has no CLI to resume). A refused answer leaves the run waiting (exit 2)."""
     from uuid import UUID
@@ -191,8 +218,13 @@ def submit_cmd(flow_run: str = typer.Option(..., "--flow-run", help="The waiting
         problems = handoff.check_file(ws, n, export, store=Path(context["store"]) if context.get("store") else None)
         if problems:
             fail([f"{export}: refused, flow run {run_id} keeps waiting ({len(problems)} problem(s)):"] + problems[:50])
-    answer = ReviewInput(reviewer=reviewer, export_path=str(export) if export else None,
-                         label_studio_project=project, decision=decision, notes=notes)
+    answer = ReviewInput(
+        reviewer=reviewer,
+        export_path=str(export) if export else None,
+        label_studio_project=project,
+        decision=decision,
+        notes=notes,
+    )
     try:
         resume_with(run_id, answer)
     except Exception as exc:  # noqa: BLE001 - Prefect's reasons (not paused, timed out, invalid input) end here

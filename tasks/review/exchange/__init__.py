@@ -4,6 +4,7 @@
 from the clips, plus the format's files; `import_answers` reads an expert's file, checks it
 against the queue and imports it all or nothing (`QueueStore.apply`).
 """
+
 from __future__ import annotations
 
 import json
@@ -12,13 +13,13 @@ from pathlib import Path
 import cv2
 import pandas as pd
 
-from visem_pl.tasks.dataset.reader import Clip
-from visem_pl.tasks.pseudo.bands import BOX_COLUMNS, REJECT
-from visem_pl.tasks.inference.clips import iter_frames
-from visem_pl.tasks.workspace.io import atomic_path, write_json, write_text
 from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.labels import yolo_text
+from visem_pl.tasks.dataset.reader import Clip
+from visem_pl.tasks.inference.clips import iter_frames
+from visem_pl.tasks.pseudo.bands import BOX_COLUMNS, REJECT
 from visem_pl.tasks.review.store import Answers, QueueStore, utc_now
+from visem_pl.tasks.workspace.io import atomic_path, write_json, write_text
 
 LABELSTUDIO, CVAT = "labelstudio", "cvat"
 FORMATS = (LABELSTUDIO, CVAT)
@@ -60,8 +61,16 @@ def boxes_by_item(boxes: pd.DataFrame, items: list[str]) -> dict[str, pd.DataFra
     return out
 
 
-def export_queue(store: QueueStore, fmt: str, boxes: pd.DataFrame, clips: list[Clip], round_n: int,
-                 out: Path | str | None = None, when: str | None = None, images: bool = True) -> dict:
+def export_queue(
+    store: QueueStore,
+    fmt: str,
+    boxes: pd.DataFrame,
+    clips: list[Clip],
+    round_n: int,
+    out: Path | str | None = None,
+    when: str | None = None,
+    images: bool = True,
+) -> dict:
     """Export every item not reviewed yet as one batch; returns {batch, dir, items, files}."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known: {list(FORMATS)}")
@@ -80,9 +89,13 @@ def export_queue(store: QueueStore, fmt: str, boxes: pd.DataFrame, clips: list[C
     if fmt == LABELSTUDIO:
         from visem_pl.tasks.review.exchange import labelstudio
 
-        tasks = labelstudio.build_tasks(queue.to_dict("records"), preds,
-                                        lambda item: f"/data/local-files/?d=images/{item}.jpg",
-                                        model_version=f"round-{round_n}", batch=batch)
+        tasks = labelstudio.build_tasks(
+            queue.to_dict("records"),
+            preds,
+            lambda item: f"/data/local-files/?d=images/{item}.jpg",
+            model_version=f"round-{round_n}",
+            batch=batch,
+        )
         write_json(folder / "tasks.json", tasks)
         write_text(folder / "labelling_config.xml", labelstudio.labelling_config())
         files = ["tasks.json", "labelling_config.xml"]
@@ -106,8 +119,7 @@ def detect_format(path: Path | str) -> str:
         return LABELSTUDIO
     if suffix == ".zip":
         return CVAT
-    raise ValueError(f"{path}: cannot tell the format from the name (.json = labelstudio, .zip = cvat); "
-                     f"pass --format")
+    raise ValueError(f"{path}: cannot tell the format from the name (.json = labelstudio, .zip = cvat); pass --format")
 
 
 def read_answers(path: Path | str, fmt: str) -> Answers:
@@ -126,8 +138,14 @@ def read_answers(path: Path | str, fmt: str) -> Answers:
     raise ValueError(f"unknown format {fmt!r}; known: {list(FORMATS)}")
 
 
-def import_answers(store: QueueStore, path: Path | str, reviewer: str, fmt: str | None = None,
-                   replace: bool = False, when: str | None = None) -> dict:
+def import_answers(
+    store: QueueStore,
+    path: Path | str,
+    reviewer: str,
+    fmt: str | None = None,
+    replace: bool = False,
+    when: str | None = None,
+) -> dict:
     """Check an expert's file against the queue and import it all or nothing (ImportRefused lists
     every problem with its item id, and nothing is changed)."""
     fmt = fmt or detect_format(path)

@@ -13,6 +13,7 @@ zips: the CVAT task is created from the exported `images/<item>.jpg` (same names
 uploaded as annotations. Reading back accepts either layout at the zip's root, any subset
 (`obj_<subset>_data/`, `labels/<subset>/`), and maps classes by name.
 """
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,8 @@ from pathlib import Path
 import yaml
 
 from visem_pl.tasks.dataset import layout
-from visem_pl.tasks.review.store import Answers
 from visem_pl.tasks.dataset.validate import parse_box
+from visem_pl.tasks.review.store import Answers
 
 YOLO11 = "YOLO 1.1"
 ULTRALYTICS = "Ultralytics YOLO Detection 1.0"
@@ -88,10 +89,20 @@ def parse_zip(path: Path | str) -> tuple[Answers, str | None]:
         if "obj.names" in members:
             flavour, names, pattern, lists = YOLO11, _names_yolo11(zf), _YOLO11_LABEL, re.compile(r"^[^/]+\.txt$")
         elif "data.yaml" in members:
-            flavour, names, pattern, lists = ULTRALYTICS, _names_ultralytics(zf), _ULTRA_LABEL, re.compile(r"^[^/]+\.txt$")
+            flavour, names, pattern, lists = (
+                ULTRALYTICS,
+                _names_ultralytics(zf),
+                _ULTRA_LABEL,
+                re.compile(r"^[^/]+\.txt$"),
+            )
         else:
-            out.problems.append(("-", f"{path}: neither obj.names (YOLO 1.1) nor data.yaml "
-                                      f"(Ultralytics YOLO Detection 1.0) at the zip's root"))
+            out.problems.append(
+                (
+                    "-",
+                    f"{path}: neither obj.names (YOLO 1.1) nor data.yaml "
+                    f"(Ultralytics YOLO Detection 1.0) at the zip's root",
+                )
+            )
             return out, None
         # Class ids of the file -> ours, by name.
         to_ours = {k: layout.CLASS_NAMES.index(n) for k, n in enumerate(names) if n in layout.CLASS_NAMES}
@@ -123,8 +134,9 @@ def parse_zip(path: Path | str) -> tuple[Answers, str | None]:
                     k = -1
                 if k not in to_ours:
                     label = names[k] if 0 <= k < len(names) else fields[0]
-                    out.problems.append((item, f"{name}:{n}: unknown label '{label}' "
-                                               f"(known: {', '.join(layout.CLASS_NAMES)})"))
+                    out.problems.append(
+                        (item, f"{name}:{n}: unknown label '{label}' (known: {', '.join(layout.CLASS_NAMES)})")
+                    )
                     bad = True
                     continue
                 parsed = parse_box([str(to_ours[k]), *fields[1:]])

@@ -19,6 +19,7 @@ The server's URL and API key come from the environment (`LABEL_STUDIO_URL`,
 `LABEL_STUDIO_API_KEY`: a personal access token or a legacy token); the key is never printed,
 logged or written: every message that leaves this module goes through `redact`.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,8 @@ import pandas as pd
 
 from visem_pl.tasks.dataset.reader import Clip
 from visem_pl.tasks.review.exchange import LABELSTUDIO, boxes_by_item, write_frames
-from visem_pl.tasks.workspace.io import write_json, write_text
 from visem_pl.tasks.review.store import QueueStore, utc_now
+from visem_pl.tasks.workspace.io import write_json, write_text
 
 ENV_URL = "LABEL_STUDIO_URL"
 ENV_KEY = "LABEL_STUDIO_API_KEY"
@@ -65,8 +66,10 @@ def server_from_env(env=None) -> Server:
     url, key = (env.get(ENV_URL) or "").strip(), (env.get(ENV_KEY) or "").strip()
     missing = [name for name, v in ((ENV_URL, url), (ENV_KEY, key)) if not v]
     if missing:
-        raise LiveError(f"set {' and '.join(missing)} in the environment (the Label Studio server, e.g. "
-                        f"http://127.0.0.1:8080, and an access token from its Account & Settings page)")
+        raise LiveError(
+            f"set {' and '.join(missing)} in the environment (the Label Studio server, e.g. "
+            f"http://127.0.0.1:8080, and an access token from its Account & Settings page)"
+        )
     if not url.startswith(("http://", "https://")):
         raise LiveError(f"{ENV_URL} must start with http:// or https://, got {url!r}")
     return Server(url.rstrip("/"), key)
@@ -80,8 +83,9 @@ def connect(server: Server, timeout: float = TIMEOUT_S):
         client = LabelStudio(base_url=server.url, api_key=server.api_key, timeout=timeout)
         client.users.whoami()
     except Exception as exc:  # noqa: BLE001 - the SDK raises ApiError, httpx errors, jwt errors
-        raise LiveError(f"{server.url}: cannot use Label Studio with the key in {ENV_KEY}: "
-                        f"{describe(exc, server)}") from None
+        raise LiveError(
+            f"{server.url}: cannot use Label Studio with the key in {ENV_KEY}: {describe(exc, server)}"
+        ) from None
     return client
 
 
@@ -99,9 +103,17 @@ def image_url(rel_dir: str, item: str) -> str:
     return "/data/local-files/?d=" + quote(f"{rel_dir}/{item}.jpg", safe="/")
 
 
-def push(store: QueueStore, round_n: int, boxes: pd.DataFrame, clips: list[Clip], server: Server,
-         document_root: Path | str | None = None, title: str | None = None, when: str | None = None,
-         client=None) -> dict:
+def push(
+    store: QueueStore,
+    round_n: int,
+    boxes: pd.DataFrame,
+    clips: list[Clip],
+    server: Server,
+    document_root: Path | str | None = None,
+    title: str | None = None,
+    when: str | None = None,
+    client=None,
+) -> dict:
     """Export every item not reviewed yet as one batch and hand it to Label Studio as a new project.
 
     Returns {batch, dir, items, project, storage, url}; batch None when every item is reviewed."""
@@ -118,26 +130,34 @@ def push(store: QueueStore, round_n: int, boxes: pd.DataFrame, clips: list[Clip]
     try:
         rel = images.relative_to(root).as_posix()
     except ValueError:
-        raise LiveError(f"{images}: not under the local-files document root {root} (start Label Studio with "
-                        f"{ENV_DOCUMENT_ROOT} set to a folder above the queue folder and pass the same "
-                        f"folder to --document-root)") from None
+        raise LiveError(
+            f"{images}: not under the local-files document root {root} (start Label Studio with "
+            f"{ENV_DOCUMENT_ROOT} set to a folder above the queue folder and pass the same "
+            f"folder to --document-root)"
+        ) from None
     client = client if client is not None else connect(server)
     queue = store.queue().set_index("item").loc[todo].reset_index()
     project_id = None
     try:
         write_frames(clips, queue, images)
-        tasks = labelstudio.build_tasks(queue.to_dict("records"), boxes_by_item(boxes, todo),
-                                        lambda item: f"/data/local-files/?d=images/{item}.jpg",
-                                        model_version=f"round-{round_n}", batch=batch)
-        write_json(folder / "tasks.json", tasks)   # the same files as a file export of the batch
+        tasks = labelstudio.build_tasks(
+            queue.to_dict("records"),
+            boxes_by_item(boxes, todo),
+            lambda item: f"/data/local-files/?d=images/{item}.jpg",
+            model_version=f"round-{round_n}",
+            batch=batch,
+        )
+        write_json(folder / "tasks.json", tasks)  # the same files as a file export of the batch
         write_text(folder / "labelling_config.xml", labelstudio.labelling_config())
         project = client.projects.create(
             title=(title or f"visem-pl round {round_n} {batch}")[:50],
             description=f"visem-pl review queue, round {round_n}, batch {batch} ({len(todo)} frames)",
-            label_config=labelstudio.labelling_config())
+            label_config=labelstudio.labelling_config(),
+        )
         project_id = project.id
-        storage = client.import_storage.local.create(project=project_id, path=str(images), use_blob_urls=False,
-                                                     title=f"visem-pl {batch} images"[:50])
+        storage = client.import_storage.local.create(
+            project=project_id, path=str(images), use_blob_urls=False, title=f"visem-pl {batch} images"[:50]
+        )
         live = []
         for task in tasks:
             t = json.loads(json.dumps(task))
@@ -147,9 +167,17 @@ def push(store: QueueStore, round_n: int, boxes: pd.DataFrame, clips: list[Clip]
         took = getattr(done, "task_count", None)
         if took != len(live):
             raise LiveError(f"Label Studio took {took} of {len(live)} tasks")
-        info = {"url": server.url, "project": project_id, "storage": storage.id, "batch": batch,
-                "round": int(round_n), "pushed_at": when, "items": list(todo), "images": rel,
-                "document_root": str(root)}
+        info = {
+            "url": server.url,
+            "project": project_id,
+            "storage": storage.id,
+            "batch": batch,
+            "round": int(round_n),
+            "pushed_at": when,
+            "items": list(todo),
+            "images": rel,
+            "document_root": str(root),
+        }
         write_json(folder / PROJECT_FILE, info)
         store.record_export(batch, LABELSTUDIO, todo, when, folder)
     except BaseException as exc:
@@ -164,8 +192,14 @@ def push(store: QueueStore, round_n: int, boxes: pd.DataFrame, clips: list[Clip]
         if isinstance(exc, ValueError) and getattr(exc, "status_code", None) is None:
             raise
         raise LiveError(f"{server.url}: push failed, nothing recorded: {describe(exc, server)}") from None
-    return {"batch": batch, "dir": str(folder), "items": len(todo), "project": project_id,
-            "storage": info["storage"], "url": server.url}
+    return {
+        "batch": batch,
+        "dir": str(folder),
+        "items": len(todo),
+        "project": project_id,
+        "storage": info["storage"],
+        "url": server.url,
+    }
 
 
 def pushed_batch(store: QueueStore, batch: str | None = None) -> dict:
@@ -179,22 +213,29 @@ def pushed_batch(store: QueueStore, batch: str | None = None) -> dict:
         path = store.exports / e["batch"] / PROJECT_FILE
         if path.exists():
             return json.loads(path.read_text(encoding="utf-8"))
-    raise LiveError(f"{store.root}: no batch of this queue was pushed to Label Studio; "
-                    f"run `visem-pl review push` first")
+    raise LiveError(
+        f"{store.root}: no batch of this queue was pushed to Label Studio; run `visem-pl review push` first"
+    )
 
 
 def download(server: Server, project_id: int, client=None) -> bytes:
     """The project's full JSON export (every task, annotated or not), as Label Studio sends it."""
     client = client if client is not None else connect(server)
     try:
-        return b"".join(client.projects.exports.download_sync(project_id, export_type="JSON",
-                                                              download_all_tasks=True))
+        return b"".join(client.projects.exports.download_sync(project_id, export_type="JSON", download_all_tasks=True))
     except Exception as exc:  # noqa: BLE001
         raise LiveError(f"{server.url}: cannot export project {project_id}: {describe(exc, server)}") from None
 
 
-def pull(store: QueueStore, server: Server, reviewer: str, batch: str | None = None, replace: bool = False,
-         when: str | None = None, client=None) -> dict:
+def pull(
+    store: QueueStore,
+    server: Server,
+    reviewer: str,
+    batch: str | None = None,
+    replace: bool = False,
+    when: str | None = None,
+    client=None,
+) -> dict:
     """Fetch the project's annotations and import them all or nothing (ImportRefused lists every
     problem with its item id, and nothing is changed)."""
     from visem_pl.tasks.review.exchange import labelstudio
