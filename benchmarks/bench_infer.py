@@ -4,7 +4,7 @@ On the same synthetic clips and the same weights, in one process, interleaved (r
 best of `--repeat`), it measures:
 
 1. naive: ``YOLO(weights).predict(source=clip.mp4, stream=True, imgsz=640)`` (PyTorch, as shipped);
-2. ours: ``tasks.infer.infer_clips`` end to end (decode thread, OpenVINO, NMS, Parquet), the
+2. ours: ``visem_pl.tasks.inference.clips.infer_clips`` end to end (decode thread, OpenVINO, NMS, Parquet), the
    export already cached (its one-off cost is reported separately);
 3. limit: the forward pass alone on pre-decoded, pre-letterboxed batches through the same
    backend (same compiled model, same batch size, same number of requests in flight); also the
@@ -12,7 +12,7 @@ best of `--repeat`), it measures:
 
 Also: box agreement naive vs ours (IoU >= 0.9 matching; the OpenVINO f32 variant too), the
 frame stride's effect on recall against the synthetic truth, validation-time throughput
-(`tasks.evaluate` vs the same frames through the backend), and peak RSS (VmHWM, one
+(`tasks/training/evaluate.py` vs the same frames through the backend), and peak RSS (VmHWM, one
 subprocess per measurement) for a clip and a 3x longer one.
 
 Writes JSON to `metrics/bench_infer.json` and prints a Markdown table.

@@ -20,24 +20,23 @@ import pandas as pd
 from visem_pl.tasks.training.evaluate import EvalConfig, evaluate
 from visem_pl.tasks.training.train import TrainConfig, train
 from visem_pl.tasks.workspace.io import write_json
-from visem_pl.tasks.workspace.params import build, load_params
-from visem_pl.tasks.workspace.paths import PREPARED, RoundPaths
+from visem_pl.tasks.workspace.paths import Workspace
 
 OUT = Path("metrics/control_round.json")
 
 
 def main() -> None:
-    params = load_params("params.yaml")
-    cfg = build(TrainConfig, {k: v for k, v in params["train"].items() if k != "restart_each_round"}, "train")
-    eval_cfg = build(EvalConfig, params["evaluate"], "evaluate")
-    frames = pd.read_csv(PREPARED / "frames.csv")
+    ws = Workspace()
+    cfg = ws.section("train", TrainConfig, drop=("restart_each_round",))
+    eval_cfg = ws.section("evaluate", EvalConfig)
+    frames = pd.read_csv(ws.prepared / "frames.csv")
     control_dir = Path(".cache/control-round-1")
-    info = train(frames[frames["split"] == "train"], control_dir, cfg, init=str(RoundPaths(0).weights))
+    info = train(frames[frames["split"] == "train"], control_dir, cfg, init=str(ws.round(0).weights))
     control = evaluate(control_dir / "weights.pt", frames[frames["split"] == "val"], eval_cfg)
     rows = {}
     for name, path in (
-        ("round 0", RoundPaths(0).metrics / "eval.json"),
-        ("round 1", RoundPaths(1).metrics / "eval.json"),
+        ("round 0", ws.round(0).metrics / "eval.json"),
+        ("round 1", ws.round(1).metrics / "eval.json"),
     ):
         rows[name] = json.loads(path.read_text())["overall"]
     rows["control: round 0 + same iterations, labelled only"] = control["overall"]

@@ -44,7 +44,7 @@ def round_markdown(n: int, data: dict) -> str:
 def publish_round(workspace: Path, n: int) -> dict:
     """The round's markdown report and the per-round metrics table (keys round-N-report,
     pseudo-label-rounds: each new version shows up under the same key in the UI)."""
-    data = collect(Workspace(Path(workspace)).metrics)
+    data = collect(Workspace(Path(workspace)))
     create_table_artifact(
         key="pseudo-label-rounds",
         table=[{k: r.get(k) for k, _ in COLUMNS} for r in data["rounds"].values()],

@@ -44,7 +44,7 @@ def pseudo_label_campaign(
     done = []
     with _Held(opts.workspace, n, "pseudo-label-campaign"):
         while True:
-            rows = list(collect(ws.metrics)["rounds"].values())
+            rows = list(collect(ws)["rounds"].values())
             reason = stop_reason([r for r in rows if r["round"] < n], cfg) if n > 0 else None
             if reason:
                 break
@@ -52,7 +52,7 @@ def pseudo_label_campaign(
             if result.get("stopped"):
                 return result["state"]
             done.append(n)
-            rows = list(collect(ws.metrics)["rounds"].values())
+            rows = list(collect(ws)["rounds"].values())
             reason = stop_reason([r for r in rows if r["round"] <= n], cfg)
             if reason:
                 break

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from visem_pl.tasks.workspace.offline import OFFLINE_ENV
+from visem_pl.tasks.workspace.paths import Workspace
 
 
 class StepFailed(RuntimeError):
@@ -75,7 +76,9 @@ def version_round(
         result["pushed"] = remote.stdout.strip()
     if not commit or not is_git_repo(root):
         return result
-    paths = [p for p in ("dvc.lock", "params.yaml", "metrics", "review") if (root / p).exists()]
+    ws = Workspace(root)
+    tracked = (ws.root / "dvc.lock", ws.params_path, ws.metrics, ws.review)
+    paths = [str(p.relative_to(ws.root)) for p in tracked if p.exists()]
     ignores = run(
         ["git", "ls-files", "-m", "-o", "--exclude-standard", "--", "*.gitignore", ".gitignore"], root
     ).split()

@@ -35,19 +35,20 @@ def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def collect(metrics_dir: Path) -> dict:
+def collect(ws: Workspace) -> dict:
     """{"rounds": {"N": {round, mAP50, mAP50-95, fitness, precision, recall, accepted_boxes, review_items,
     accepted_precision, accepted_recall}}, "latest": the last round's entry}.
 
     Rounds are keyed by number (not listed) so `dvc metrics diff` can compare them by name.
     """
-    base = Path(metrics_dir) / "rounds"
-    numbers = sorted(int(m.group(1)) for p in base.glob("round-*") if (m := re.fullmatch(r"round-(\d+)", p.name)))
+    found = (ws.metrics / "rounds").glob("round-*")
+    numbers = sorted(int(m.group(1)) for p in found if (m := re.fullmatch(r"round-(\d+)", p.name)))
     rounds = []
     for n in numbers:
-        ev = _read(base / f"round-{n}" / "eval.json") or {}
-        q = _read(base / f"round-{n}" / "quality.json") or {}
-        st = _read(base / f"round-{n}" / "pseudo.json") or {}
+        metrics = ws.round(n).metrics
+        ev = _read(metrics / "eval.json") or {}
+        q = _read(metrics / "quality.json") or {}
+        st = _read(metrics / "pseudo.json") or {}
         overall = ev.get("overall", {})
         accepted = q.get("accept", {}).get("all", {}) if q.get("truth") else {}
         rounds.append(
@@ -69,7 +70,7 @@ def collect(metrics_dir: Path) -> dict:
 
 def report_stage(ws: Workspace, out: Path | None = None) -> dict:
     """The table of every round in the workspace; also written to `out` (a DVC metric) when given."""
-    data = collect(ws.metrics)
+    data = collect(ws)
     if out is not None:
         write_json(out, data)
     return data

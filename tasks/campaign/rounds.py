@@ -9,12 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from visem_pl.tasks.workspace.io import atomic_path
+from visem_pl.tasks.workspace.paths import Workspace
 
 
 def round_entry(n: int) -> dict:
-    if n == 0:
-        return {"round": 0, "data": "data/prepared", "init": None}
-    return {"round": n, "data": f"data/rounds/round-{n - 1}/merged", "init": f"models/round-{n - 1}"}
+    """params.yaml's entry of round n: what it trains on and from (paths relative to the project)."""
+    prev = Workspace().round(n - 1) if n > 0 else None
+    if prev is None:
+        return {"round": 0, "data": Workspace().prepared.as_posix(), "init": None}
+    return {"round": n, "data": prev.merged.as_posix(), "init": prev.model_dir.as_posix()}
 
 
 def declared_rounds(params: dict) -> tuple[list[int], list[int]]:

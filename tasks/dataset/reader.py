@@ -1,7 +1,7 @@
 """Find and describe a VISEM-Tracking tree on disk: annotated videos, unlabelled clips, CSVs.
 
 The same reader serves the real 33 GB unzip and the synthetic twin. It only lists and
-locates; checking what the files contain is `tasks.validate`'s job.
+locates; checking what the files contain is `tasks/dataset/validate.py`'s job.
 """
 
 from __future__ import annotations

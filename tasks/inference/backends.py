@@ -1,26 +1,6 @@
-"""Detection backends and the streaming prediction pipeline behind `infer`.
+"""Detection backends (OpenVINO on CPU, PyTorch) and the streaming prediction pipeline behind `infer`.
 
-Backends:
-
-- ``openvino``: the weights exported once to an OpenVINO IR with dynamic shapes (fp32) and cached
-  under ``.cache/exports/<weights sha256>-<versions>/``; BGR->RGB, uint8->float and /255 run
-  inside the compiled graph (OpenVINO pre-processing), so the decoding thread only letterboxes.
-  Compiled with the THROUGHPUT hint; one batch in flight per inference request it suggests.
-  Precision is the CPU plugin's default, made explicit: bf16 on CPUs with native bf16
-  (AVX512_BF16/AMX, e.g. this AMD EPYC), f32 elsewhere; it is part of the backend's label.
-- ``torch``: Ultralytics' AutoBackend on the chosen device (fp16 on CUDA), the same module and
-  the same pre-processing arithmetic as ``YOLO.predict``; on CPU it uses every core.
-- ``auto``: OpenVINO on CPU when it is installed, PyTorch (fp16) on a CUDA device. A TensorRT
-  engine would be the next step on a GPU; it is not wired in (unmeasured here).
-
-When the OpenVINO export is impossible, `load_backend` logs why and falls back to PyTorch;
-the backend's label goes into each clip's fingerprint, so the files say which one made them.
-
-Pipeline (`predict_sources`): a decoding thread reads frames (OpenCV, stride applied there),
-letterboxes each one once with Ultralytics' own LetterBox (what `predict` would feed the model)
-and puts uint8 batches on a bounded queue; the main thread keeps one batch per inference slot in
-flight and runs Ultralytics' NMS + scale_boxes on a finished batch while the next one computes.
-Memory is bounded by the queue depth, never by a clip's length.
+Design and choices: docs/INFERENCE.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A clip whose file exists for the same model, backend and parameters is skipped, 
 is written atomically, so a run killed at any point finishes on rerun without redoing the
 clips it had finished, and gives the same outputs.
 
-The pipeline (`tasks.backends`): a decoding thread reads every `stride`-th frame, letterboxes it
+The pipeline (`tasks/inference/backends.py`): a decoding thread reads every `stride`-th frame, letterboxes it
 once (Ultralytics' own LetterBox, so the model sees what `predict` would feed it) and hands
 uint8 batches to a bounded queue; the main thread keeps up to one batch per inference slot in
 flight on the backend (OpenVINO on CPU, PyTorch elsewhere) and runs NMS on the finished batch

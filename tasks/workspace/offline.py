@@ -56,12 +56,14 @@ def configure() -> None:
 def quiet_ultralytics(dvc_callback: bool = False, project_dir: Path | None = None) -> None:
     """Switch off Ultralytics' network-facing settings (imports Ultralytics: call it only where it is used).
 
-    Its settings file is kept in the project's `.cache/ultralytics/`, not in the user's
+    Its settings file is kept in the project's `.cache/ultralytics/` (`Workspace.ultralytics_config`), not in the user's
     ~/.config, so the project's choices never leak into (or from) other projects.
     """
     configure()
     if "YOLO_CONFIG_DIR" not in os.environ:
-        cfg = (project_dir or Path.cwd()) / ".cache" / "ultralytics"
+        from visem_pl.tasks.workspace.paths import Workspace
+
+        cfg = Workspace(project_dir or Path.cwd()).ultralytics_config
         cfg.mkdir(parents=True, exist_ok=True)
         os.environ["YOLO_CONFIG_DIR"] = str(cfg)
     from ultralytics import settings

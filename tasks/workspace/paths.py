@@ -42,6 +42,7 @@ class Workspace:
     # Experts' review folders (git-tracked queue stores), one per round.
     review = property(lambda self: self.root / "review")
     exports_cache = property(lambda self: self.root / ".cache" / "exports")
+    ultralytics_config = property(lambda self: self.root / ".cache" / "ultralytics")
     lock_file = property(lambda self: self.root / ".visem-pl" / "round.lock")
 
     def round(self, n: int) -> RoundPaths:

@@ -123,7 +123,9 @@ def replica(
 
 
 @app.command()
-def prepare(params: Path = PARAMS_OPT, out: Path = typer.Option(Path("data/prepared"))) -> None:
+def prepare(
+    params: Path = PARAMS_OPT, out: Optional[Path] = typer.Option(None, help="Default: data/prepared.")
+) -> None:
     """Choose the labelled training and validation frames (split and frame stride from params.yaml)."""
     from visem_pl.tasks.training.stages import prepare_stage
 

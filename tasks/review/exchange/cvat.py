@@ -1,18 +1,4 @@
-"""CVAT: YOLO zips out (pre-annotations) and back (the experts' answers).
-
-Two layouts, as CVAT documents them (docs.cvat.ai, "YOLO" and "Ultralytics YOLO" formats):
-
-YOLO 1.1                              Ultralytics YOLO Detection 1.0
-  obj.names    one class per line       data.yaml   path: ./, train: train.txt, names: {0: sperm, ...}
-  obj.data     classes/names/train      train.txt   images/train/<item>.jpg per line
-  train.txt    obj_train_data/<item>.jpg  labels/train/<item>.txt
-  obj_train_data/<item>.txt
-
-Label lines are `class cx cy w h` (normalised), class ids index the names. Images are not in the
-zips: the CVAT task is created from the exported `images/<item>.jpg` (same names), then the zip is
-uploaded as annotations. Reading back accepts either layout at the zip's root, any subset
-(`obj_<subset>_data/`, `labels/<subset>/`), and maps classes by name.
-"""
+"""CVAT: YOLO zips out (pre-annotations) and back (the experts' answers); layouts in docs/EXCHANGE.md."""
 
 from __future__ import annotations
 

@@ -1,23 +1,6 @@
 """Live Label Studio: push a round's queue into a new project, pull the finished annotations back.
 
-`push` writes one export batch exactly like `review export --format labelstudio` (frame images,
-`tasks.json`, `labelling_config.xml` under the store's `exports/<batch>/`), then, through
-`label-studio-sdk`, creates a project with the labelling config, connects a *local files* source
-storage to the batch's `images/` folder (not synced: the tasks come from the JSON) and imports the
-tasks with the model's boxes as predictions, their `data.image` pointing at
-`/data/local-files/?d=<images folder relative to the document root>/<item>.jpg`. The project's id
-is kept in `exports/<batch>/labelstudio_project.json`. The batch is recorded in `state.json` only
-once Label Studio has taken every task; if anything fails, the project is deleted again and the
-batch folder removed, so the store is unchanged.
-
-`pull` downloads the project's full JSON export (`/api/projects/<id>/export?exportType=JSON`, every
-task) and imports it through the same checked, all-or-nothing path as a file export
-(`QueueStore.apply`: the downloaded file archived under `imports/`, the items' states updated,
-another answer for a reviewed item refused unless `replace`).
-
-The server's URL and API key come from the environment (`LABEL_STUDIO_URL`,
-`LABEL_STUDIO_API_KEY`: a personal access token or a legacy token); the key is never printed,
-logged or written: every message that leaves this module goes through `redact`.
+How push and pull work, and how the API key is kept out of every message: docs/EXCHANGE.md.
 """
 
 from __future__ import annotations
