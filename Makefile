@@ -37,9 +37,9 @@ demo: install
 	$(BIN)/dvc repro
 	$(BIN)/visem-pl report
 
-## test: the whole suite (CI runs this through .ci/run)
+## test: the whole suite (CI runs this through .ci/run), in a network namespace with only loopback
 test: install-test ls-venv
-	$(BIN)/pytest
+	tests/netguard/run-offline $(BIN)/pytest
 
 ## lint: ruff's linter and formatter check over the whole tree (CI runs it before the tests)
 lint: install-test

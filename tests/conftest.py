@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from helpers.label_studio import START_TIMEOUT_S, LabelStudioServer, label_studio_bin, server_env
 from helpers.prefect import PrefectServer
-from helpers.project import free_port, stop_group, wait_healthy
+from helpers.project import start_clock, start_server, stop_group
 from helpers.review import make_queue_round, make_queue_synth
 from helpers.trees import SMALL_CLIPS, SMALL_FRAMES, SMALL_VIDEOS, Tree
 
 from visem_pl.tasks.dataset.replica import build_replica
+from visem_pl.tasks.workspace.offline import OFFLINE_ENV
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Start the test's clock before its fixtures: every wait in helpers ends before pytest-timeout fires."""
+    marker = item.get_closest_marker("timeout")
+    timeout = marker.args[0] if marker and marker.args else item.config.getini("timeout")
+    start_clock(float(timeout) if timeout else None)
 
 
 @pytest.fixture(scope="session")
@@ -75,39 +87,58 @@ def run_cli(tmp_path_factory):
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory):
     """`prefect server start` on loopback (SQLite, no UI), started once and shared by every test."""
-    from visem_pl.tasks.workspace.offline import OFFLINE_ENV
-
     home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    log = open(home / "server.log", "w")
+    log_path = home / "server.log"
     env = {**os.environ, **OFFLINE_ENV, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "prefect"),
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-ui",
-            "--analytics-off",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+
+    def start(port: int) -> subprocess.Popen:
+        with open(log_path, "w") as log:
+            return subprocess.Popen(
+                [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+                 "--port", str(port), "--no-ui", "--analytics-off"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    proc, port = start_server(start, "/api/health", log_path, 180, "prefect server")
     try:
-        wait_healthy(f"{url}/health", proc, home / "server.log", 180, "prefect server")
-    except AssertionError:
-        log.close()
-        raise
-    yield PrefectServer(url, home)
-    stop_group(proc)
-    log.close()
+        yield PrefectServer(f"http://127.0.0.1:{port}/api", home)
+    finally:
+        stop_group(proc)
+
+
+# --- one Label Studio server for the whole session ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ls_server(tmp_path_factory):
+    exe = label_studio_bin()
+    guard = str(REPO / "tests" / "netguard")
+    assert guard in os.environ.get("PYTHONPATH", "").split(os.pathsep), "netguard must be on the server's PYTHONPATH"
+    base = tmp_path_factory.mktemp("label-studio")
+    root = base / "files"
+    root.mkdir()
+    (base / "home").mkdir()
+    token = secrets.token_hex(20)
+    log = base / "server.log"
+    t0 = time.monotonic()
+
+    def start(port: int) -> subprocess.Popen:
+        with open(log, "wb") as out:
+            return subprocess.Popen(
+                [str(exe), "start", "--internal-host", "127.0.0.1", "--port", str(port), "--no-browser"],
+                cwd=base, env=server_env(base, root, token), stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    try:
+        proc, port = start_server(start, "/health", log, START_TIMEOUT_S, "label-studio")
+    except AssertionError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield LabelStudioServer(f"http://127.0.0.1:{port}", token, root, log, time.monotonic() - t0)
+    finally:
+        stop_group(proc)
 
 
 # --- one round's predictions, queue and twin for the review-queue tests ----------------------------

@@ -1,18 +1,16 @@
 """The OpenVINO backend agrees with PyTorch, its export is cached, and the threaded pipeline
 gives what a sequential loop gives.
 
-The model is an untrained YOLOv8n (models/yolov8n.yaml, fixed torch seed; nothing is downloaded)
-whose raw outputs are perturbed a little so that NMS keeps a realistic spread of scores.
+The model is an untrained YOLOv8n (models/yolov8n.yaml, fixed torch seed; nothing is downloaded,
+no trained weights in a fresh checkout); with conf 0.0 it still returns max_det boxes per frame, as
+in test_infer_resume.py. Its confidences are tiny (about 0.001 to 0.004), so every tolerance on
+them is a share of their spread, never an absolute number larger than the whole range.
 Everything runs behind the network guard: the export must not fetch anything and OpenVINO's
 telemetry must stay silent.
 
-The model is untrained (nothing to download, no trained weights in a fresh checkout); with
-conf 0.0 it still returns max_det boxes per frame, as in test_infer_resume.py.
-
-Tolerance, documented: in f32 the OpenVINO model must match PyTorch box for box (>= 99 % of
-PyTorch's boxes have an OpenVINO box at IoU >= 0.9, confidences within 1e-3). In the default
-precision (bf16 on CPUs with native bf16, such as this AMD EPYC) the same >= 99 % is asked,
-with confidences within 0.03. On the trained demo model bf16 moves scores by up to ~0.012, so
+Tolerance, documented: every PyTorch box has an OpenVINO box at IoU >= 0.9 (>= 99 % of them), with
+confidences within 1 % of PyTorch's confidence spread in f32 and within 10 % in bf16 (measured on
+an AMX CPU: f32 0, bf16 1.6 %). On the trained demo model bf16 moves scores by up to ~0.012, so
 boxes near the conf threshold can cross it: there 98.3 % of all boxes at conf >= 0.05 and
 99.8 % of those >= 0.1 (the lowest review band) matched; docs/BENCHMARKS.md has the figures.
 """
@@ -113,17 +111,40 @@ def test_export_is_cached_and_openvino_agrees_with_torch(setup, monkeypatch):
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
     ref = run(TorchBackend(weights, "cpu"), clips)
-    n_ref = sum(len(f[1]) for _, frames in ref for f in frames)
-    assert n_ref > 20, "the model must produce boxes for the comparison to mean anything"
+    n_ref, spread = reference_boxes(ref)
+    assert n_ref == 2 * 9 * CFG.max_det, "conf 0.0: max_det boxes in every frame of both clips"
 
     f32 = run(OpenVINOBackend(xml, precision="f32"), clips)
     total, share, gap = compare(ref, f32, floor=0.0)
-    assert total == n_ref and share >= 0.99 and gap <= 1e-3, (total, share, gap)
+    assert total == n_ref and share >= 0.99 and gap <= 0.01 * spread, (total, share, gap, spread)
 
-    default = OpenVINOBackend(xml)  # bf16 where the CPU has it, else f32
+    default = OpenVINOBackend(xml)  # the CPU plugin's default: bf16 where the CPU has it, else f32
+    assert default.precision == backends.openvino_precision()
     got = run(default, clips)
     total, share, gap = compare(ref, got, floor=0.0)
-    assert total > 0 and share >= 0.99 and gap <= 0.03, (default.precision, total, share, gap)
+    limit = (0.1 if default.precision == "bf16" else 0.01) * spread
+    assert total == n_ref and share >= 0.99 and gap <= limit, (default.precision, total, share, gap, spread)
+
+
+def reference_boxes(ref) -> tuple[int, float]:
+    """(boxes PyTorch found, the spread of their confidences)."""
+    confs = np.concatenate([f[3] for _, frames in ref for f in frames])
+    return len(confs), float(confs.max() - confs.min())
+
+
+def test_bf16_path_agrees_with_torch(setup):
+    """OpenVINO in bf16, asked for explicitly; it runs only where the CPU computes bf16 natively."""
+    if backends.openvino_precision() != "bf16":
+        pytest.skip("this CPU has no native bf16 (AVX512_BF16 or AMX): OpenVINO's bf16 path cannot run here")
+    clips, weights, cache = setup
+    xml, _ = export_openvino(weights, cache_dir=cache)
+    bf16 = OpenVINOBackend(xml, precision="bf16")
+    assert bf16.precision == "bf16" and bf16.label.endswith("/bf16")
+    assert "bfloat16" in str(bf16.compiled.get_property("INFERENCE_PRECISION_HINT"))
+    ref = run(TorchBackend(weights, "cpu"), clips)
+    n_ref, spread = reference_boxes(ref)
+    total, share, gap = compare(ref, run(bf16, clips), floor=0.0)
+    assert total == n_ref and share >= 0.99 and gap <= 0.1 * spread, (total, share, gap, spread)
 
 
 def test_threaded_pipeline_equals_a_sequential_loop(setup):

@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from helpers.project import left
 
 from visem_pl.tasks.workspace import offline
 
@@ -31,11 +32,37 @@ from ultralytics import YOLO  # noqa: E402
 from visem_pl.tasks.dataset.reader import locate  # noqa: E402
 from visem_pl.tasks.inference.clips import META_KEY, InferConfig, file_sha256, fingerprint, infer_clips, is_done  # noqa: E402
 from visem_pl.tasks.synth import SynthConfig, synthesize  # noqa: E402
+from visem_pl.tasks.workspace.paths import Workspace  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FRAMES = 10
 INFER = {"stride": 1, "imgsz": 320, "conf": 0.0, "iou": 0.7, "batch": 2, "max_det": 30, "device": "cpu"}
-PRED = Path("data/rounds/round-0/predictions")  # tasks.rounds.RoundPaths(0).predictions
+PRED = Workspace().round(0).predictions
+
+# The killed child: `visem-pl infer --round 0` whose second clip stops between writing its hidden
+# temporary file and renaming it into place, and waits there for the kill (fault injection in the
+# child only: the product code runs unchanged). The test kills it once the marker file says so.
+HELD_CHILD = r"""
+import contextlib, os, sys, time
+from pathlib import Path
+import visem_pl.tasks.inference.clips as clips
+
+real, calls = clips.atomic_path, []
+
+@contextlib.contextmanager
+def held(path):
+    calls.append(path)
+    with real(path) as tmp:
+        yield tmp
+        if len(calls) == 2:
+            Path(os.environ["HELD_MARKER"]).write_text(str(tmp))
+            time.sleep(600)
+
+clips.atomic_path = held
+from visem_pl.cli.main import app
+sys.argv = ["visem-pl", "infer", "--round", "0"]
+app()
+"""
 
 
 def untrained_weights(path: Path, seed: int) -> Path:
@@ -75,11 +102,11 @@ def project_dir(base: Path, name: str, root: Path, weights: Path) -> Path:
     return cwd
 
 
-def cli(cwd: Path, *args: str) -> subprocess.Popen:
+def cli(cwd: Path, *args: str, code: str | None = None, **extra_env: str) -> subprocess.Popen:
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env = dict(os.environ, PYTHONPATH=path, PYTHONIOENCODING="utf-8")
+    env = dict(os.environ, PYTHONPATH=path, PYTHONIOENCODING="utf-8", **extra_env)
     return subprocess.Popen(
-        [sys.executable, "-m", "visem_pl.cli.main", *args],
+        [sys.executable, "-c", code] if code else [sys.executable, "-m", "visem_pl.cli.main", *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -90,7 +117,12 @@ def cli(cwd: Path, *args: str) -> subprocess.Popen:
 
 def run_to_end(cwd: Path) -> dict:
     proc = cli(cwd, "infer", "--round", "0")
-    out, err = proc.communicate(timeout=180)
+    try:
+        out, err = proc.communicate(timeout=left(180))
+    finally:
+        if proc.poll() is None:  # timed out or interrupted: no child outlives the test
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, err
     return json.loads(out.strip().splitlines()[-1])
 
@@ -112,21 +144,26 @@ def test_killed_run_resumes_to_the_same_outputs(setup):
     assert sorted(ref) == names
     assert ref_stats["boxes"] == sum(pq.read_metadata(p).num_rows for p in ref.values()) > 0
 
-    # Kill -9 as soon as the first clip's file appears.
+    # Kill -9 while the second clip's file is written but not yet in place (the child waits there).
     work = project_dir(base, "killed", root, weights)
     pred = work / PRED
-    proc = cli(work, "infer", "--round", "0")
-    deadline = time.monotonic() + 120
-    while not (pred.is_dir() and any(pred.glob("*.parquet"))):
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
+    marker = base / "held.marker"
+    proc = cli(work, code=HELD_CHILD, HELD_MARKER=str(marker))
+    try:
+        deadline = time.monotonic() + left(180)
+        while not marker.exists():
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "the child never reached its second clip"
+            time.sleep(0.05)
+        held_tmp = work / marker.read_text()  # relative to the child's working directory
+        assert held_tmp.exists() and held_tmp.parent.resolve() == pred.resolve()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
     assert proc.returncode == -signal.SIGKILL
 
     finished = results(pred)
-    assert 1 <= len(finished) < 4, "the kill came too late to interrupt the run"
+    assert len(finished) == 1 and 1 <= len(finished) < 4, "exactly the first clip is finished"
     # Every visible result file is complete; anything else is a hidden temporary file.
     sha = file_sha256(work / "models" / "round-0" / "weights.pt")
     cfg = InferConfig(**INFER)
@@ -136,6 +173,7 @@ def test_killed_run_resumes_to_the_same_outputs(setup):
         assert pq.read_table(path).equals(pq.read_table(ref[name]))
     others = [p.name for p in pred.iterdir() if p.name not in finished]
     assert all(n.startswith(".") and n.endswith(".tmp") for n in others), others
+    assert others == [held_tmp.name]  # the second clip's half-done file, hidden
     before = {name: (p.stat().st_ino, p.stat().st_mtime_ns) for name, p in finished.items()}
 
     stats = run_to_end(work)
@@ -208,3 +246,28 @@ def test_changed_parameters_or_weights_redo_finished_clips(setup, tmp_path):
     fixed = infer_clips(other, clips, out, cfg, progress=False)
     assert (fixed["skipped"], fixed["predicted"]) == (1, 1)
     assert pq.read_table(victim).num_rows == fixed["boxes"] > 0
+
+
+def test_another_backend_or_precision_redoes_finished_clips(setup, tmp_path):
+    """The resolved backend is part of each clip's fingerprint: switching it redoes the clip."""
+    from visem_pl.tasks.inference.backends import openvino_precision
+
+    root, weights, _ = setup
+    clips = locate(root).clips()[:1]
+    out, cache = tmp_path / "pred", tmp_path / "exports"
+
+    def infer(**change) -> tuple[dict, str]:
+        stats = infer_clips(weights, clips, out, InferConfig(**{**INFER, **change}), progress=False, cache_dir=cache)
+        meta = json.loads(pq.read_schema(next(out.glob("*.parquet"))).metadata[META_KEY])
+        return {k: stats[k] for k in ("skipped", "predicted")}, meta["backend"]
+
+    assert infer(backend="torch") == ({"skipped": 0, "predicted": 1}, "torch/cpu/fp32")
+    assert infer(backend="torch") == ({"skipped": 1, "predicted": 0}, "torch/cpu/fp32")
+    stats, label = infer(backend="openvino", precision="f32")
+    assert stats == {"skipped": 0, "predicted": 1} and label.startswith("openvino/") and label.endswith("/f32")
+    assert infer(backend="openvino", precision="f32") == ({"skipped": 1, "predicted": 0}, label)
+    # auto = the CPU's own precision: another label (redo) where that is bf16, the same one (skip) where f32.
+    native = openvino_precision()
+    stats, auto_label = infer(backend="openvino", precision="auto")
+    assert auto_label.endswith(f"/{native}")
+    assert stats == ({"skipped": 0, "predicted": 1} if native == "bf16" else {"skipped": 1, "predicted": 0})

@@ -18,14 +18,13 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.project import free_port, wait_healthy
+from helpers.label_studio import REPO, label_studio_bin
+from helpers.project import free_port
 from helpers.review import ITEMS, A, B, check_merged, edit, expected_answers, region
 from helpers.trees import tree_digest
 
@@ -36,100 +35,10 @@ from visem_pl.tasks.review.store import QueueStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:label_studio_sdk")  # its pydantic-v1 style
 
-REPO = Path(__file__).resolve().parent.parent
-LS_VENV = REPO / ".ls-venv"
-MAKE_TARGET = "make ls-venv"
-START_TIMEOUT_S = 300
-
-
-def label_studio_bin(venv: Path = LS_VENV) -> Path:
-    """The server's entry point; fails (never skips) when its virtual environment is missing."""
-    exe = venv / "bin" / "label-studio"
-    if not exe.exists():
-        pytest.fail(
-            f"{exe} is missing: Label Studio lives in its own virtual environment; build it with "
-            f"`{MAKE_TARGET}` (CI: .ci/run runs `make ls-venv test`)",
-            pytrace=False,
-        )
-    return exe
-
 
 def test_missing_ls_venv_fails_naming_the_make_target(tmp_path):
     with pytest.raises(pytest.fail.Exception, match="make ls-venv"):
         label_studio_bin(tmp_path / "no-venv")
-
-
-@dataclass
-class LabelStudioServer:
-    url: str
-    token: str
-    root: Path  # LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT
-    log: Path
-    started_in_s: float
-
-
-def server_env(base: Path, root: Path, token: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "HEARTEX_"))}
-    for k in ("HOST", "PORT", "DEBUG", "DJANGO_DB", "DATABASE_NAME"):
-        env.pop(k, None)
-    env.update(
-        {
-            "HOME": str(base / "home"),
-            "LABEL_STUDIO_BASE_DATA_DIR": str(base / "data"),
-            "LABEL_STUDIO_USERNAME": "expert@visem-pl.test",
-            "LABEL_STUDIO_PASSWORD": secrets.token_hex(12),
-            "LABEL_STUDIO_USER_TOKEN": token,  # set for the initial user...
-            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",  # ...and legacy tokens on for its organisation
-            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(root),
-            # No outbound traffic: no Sentry (the default DSN is Heartex's), no usage analytics, no PyPI
-            # version check, no converter resource downloads, feature flags from the bundled file.
-            "SENTRY_DSN": "",
-            "FRONTEND_SENTRY_DSN": "",
-            "COLLECT_ANALYTICS": "false",
-            "LATEST_VERSION_CHECK": "false",
-            "CONVERTER_DOWNLOAD_RESOURCES": "false",
-            "FEATURE_FLAGS_OFFLINE": "true",
-        }
-    )
-    return env
-
-
-@pytest.fixture(scope="session")
-def ls_server(tmp_path_factory):
-    exe = label_studio_bin()
-    guard = str(REPO / "tests" / "netguard")
-    assert guard in os.environ.get("PYTHONPATH", "").split(os.pathsep), "netguard must be on the server's PYTHONPATH"
-    base = tmp_path_factory.mktemp("label-studio")
-    root = base / "files"
-    root.mkdir()
-    (base / "home").mkdir()
-    token, port = secrets.token_hex(20), free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = base / "server.log"
-    t0 = time.monotonic()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(exe), "start", "--internal-host", "127.0.0.1", "--port", str(port), "--no-browser"],
-            cwd=base,
-            env=server_env(base, root, token),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        try:
-            wait_healthy(f"{url}/health", proc, log, START_TIMEOUT_S, "label-studio")
-        except AssertionError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        yield LabelStudioServer(url, token, root, log, time.monotonic() - t0)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
 
 
 # --- helpers ----------------------------------------------------------------------------------------
@@ -214,9 +123,10 @@ def test_push_edit_pull_merge(ls_server, queue_synth, queue_round, tmp_path, mon
     # A queue folder the server cannot see (outside its document root): Label Studio refuses the
     # storage, the half-made project is deleted and nothing is recorded.
     outside = tmp_path / "elsewhere"
+    projects = [p.id for p in expert.projects.list()]  # the server is shared by the session's tests
     rc, out, err = cli("review", "push", "--round", "0", "--store", outside / "q", "--document-root", outside)
     assert rc == 2 and "push failed, nothing recorded" in err and "must be a subdirectory of" in err, err
-    assert list(expert.projects.list()) == []
+    assert [p.id for p in expert.projects.list()] == projects
     assert QueueStore(outside / "q").state()["exports"] == [] and list((outside / "q" / "exports").iterdir()) == []
 
     # Push: one project holding the three frames with the model's boxes as predictions.

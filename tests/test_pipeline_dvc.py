@@ -19,6 +19,7 @@ import pytest
 import yaml
 from helpers.imports import covered, stage_code
 from helpers.project import TINY, make_workspace, run, write_params
+from helpers.trees import tree_digest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -26,6 +27,17 @@ BIN = Path(sys.executable).parent
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def lock_outs(ws: Path) -> list[str]:
+    """Every output dvc.lock records in the DVC cache (data, models; metrics/ are small files git keeps)."""
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
+    outs = {o["path"] for stage in lock.values() for o in stage.get("outs", [])}
+    return sorted(p for p in outs if not p.startswith("metrics/"))
+
+
+def digest(path: Path) -> dict[str, str]:
+    return tree_digest(path) if path.is_dir() else {"": sha256(path)}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +52,7 @@ def rounds(workspace) -> dict:
     ws = workspace
     out = {"repro0": run(["dvc", "repro"], ws).stdout}
     out["weights0"] = sha256(ws / "models/round-0/weights.pt")
+    out["outs0"] = {path: digest(ws / path) for path in lock_outs(ws)}
     run(["git", "add", "-A"], ws)
     run(["git", "commit", "-qm", "round 0"], ws)
     run(["git", "tag", "round-0"], ws)
@@ -126,12 +139,18 @@ def test_metrics_diff_compares_rounds(rounds, workspace):
     assert report["latest.round"] == {"old": 0, "new": 1, "diff": 1}
 
 
-def test_round0_model_restored_bit_for_bit(rounds, workspace):
+def test_round0_restored_bit_for_bit(rounds, workspace):
+    """Every output of round 0 (twin, prepared frames, model, predictions, pseudo-labels, review, merged
+    set) deleted and restored from the tag: byte for byte what round 0 wrote."""
     ws = workspace
     try:
         run(["git", "checkout", "-q", "round-0"], ws)
-        (ws / "models/round-0/weights.pt").unlink()
+        assert lock_outs(ws) == sorted(rounds["outs0"])
+        for path in rounds["outs0"]:
+            shutil.rmtree(ws / path) if (ws / path).is_dir() else (ws / path).unlink()
         run(["dvc", "checkout"], ws)
+        for path, want in rounds["outs0"].items():
+            assert digest(ws / path) == want, path
         assert sha256(ws / "models/round-0/weights.pt") == rounds["weights0"]
         report = json.loads((ws / "metrics/report.json").read_text())
         assert list(report["rounds"]) == ["0"] and report["latest"]["round"] == 0
@@ -174,3 +193,21 @@ def test_editing_any_module_a_stage_runs_makes_it_stale(rounds, workspace):
         missing = sorted(f for f in needed[stage] if not covered(f, changed))
         assert not missing, f"{name}: editing {missing} does not make it stale (changed deps: {changed})"
     assert "up to date" in run(["dvc", "status"], ws).stdout
+
+
+def test_real_data_stops_at_the_review_and_has_no_truth(tmp_path):
+    """A dataset without the twin's _truth/ (a lab's real unzip): `dvc repro` stops at review@0 saying
+    what is left and how, and quality@0 says there is no truth instead of guessing."""
+    ws = make_workspace(tmp_path / "project", {**TINY, "data": {"root": "data/real"}})
+    run(["visem-pl", "synth", "data/real", "--params", "params.yaml"], ws)
+    shutil.rmtree(ws / "data/real/_truth")
+    proc = run(["dvc", "repro"], ws, check=False)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    queued = len((ws / "data/rounds/round-0/pseudo/queue.csv").read_text().splitlines()) - 1
+    assert queued > 0
+    assert f"round 0 is waiting for {queued} reviewed items in review/round-0/" in log, log[-3000:]
+    assert "visem-pl review export --round 0" in log and "visem-pl review import --round 0" in log
+    assert not (ws / "data/rounds/round-0/reviewed").exists() and not (ws / "data/rounds/round-0/merged").exists()
+    run(["dvc", "repro", "quality@0"], ws)
+    assert json.loads((ws / "metrics/rounds/round-0/quality.json").read_text()) == {"truth": False}

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers.project import BIN, env, make_workspace, run, stop_group
+from helpers.project import BIN, env, left, make_workspace, run, stop_group
 from helpers.project import TINY as BASE
 
 TINY = {
@@ -33,7 +33,7 @@ DEPLOYMENT = "pseudo-label-round/visem-pl"
 
 
 def wait_for(server, run_id: str, done, what: str, timeout: float = 600) -> dict:
-    deadline = time.time() + timeout
+    deadline = time.time() + left(timeout)
     while True:
         fr = server.get(f"/flow_runs/{run_id}")
         if done(fr):
@@ -82,29 +82,30 @@ def project(tmp_path_factory, prefect_server):
     run(["git", "add", "-A"], ws)
     run(["git", "commit", "-qm", "round 0"], ws)
     run(["git", "tag", "round-0"], ws)
-    log = open(ws.parent / "serve.log", "w")
-    proc = subprocess.Popen(
-        [str(BIN / "visem-pl"), "serve"],
-        cwd=ws,
-        env=env(**prefect_server.env),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.time() + 120
-    while True:
-        try:
-            prefect_server.get(f"/deployments/name/{DEPLOYMENT}")
-            break
-        except Exception:  # noqa: BLE001 - not registered yet
-            if proc.poll() is not None or time.time() > deadline:
-                raise AssertionError(
-                    f"visem-pl serve did not start:\n{(ws.parent / 'serve.log').read_text()[-4000:]}"
-                ) from None
-            time.sleep(1)
-    yield ws
-    stop_group(proc)
-    log.close()
+    with open(ws.parent / "serve.log", "w") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "visem-pl"), "serve"],
+            cwd=ws,
+            env=env(**prefect_server.env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.time() + left(120)
+        while True:
+            try:
+                prefect_server.get(f"/deployments/name/{DEPLOYMENT}")
+                break
+            except Exception:  # noqa: BLE001 - not registered yet
+                if proc.poll() is not None or time.time() > deadline:
+                    raise AssertionError(
+                        f"visem-pl serve did not start:\n{(ws.parent / 'serve.log').read_text()[-4000:]}"
+                    ) from None
+                time.sleep(1)
+        yield ws
+    finally:
+        stop_group(proc)
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +247,7 @@ def test_nothing_finished_before_the_wait_ran_again(finished, waiting, project):
     assert now == waiting["stamps"]
 
 
-def test_round_artifacts(finished, prefect_server, waiting):
+def test_round_artifacts(finished, prefect_server, waiting, project):
     arts = prefect_server.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [waiting["id"]]}}}).json()
     by_type = {}
     for a in arts:
@@ -255,9 +256,19 @@ def test_round_artifacts(finished, prefect_server, waiting):
     table = next(a for a in by_type["table"] if a["key"] == "pseudo-label-rounds")
     rows = json.loads(table["data"]) if isinstance(table["data"], str) else table["data"]
     assert [r["round"] for r in rows] == [0, 1]
-    assert all(isinstance(r["fitness"], float) for r in rows)
-    progress = prefect_server.post("/artifacts/filter", {"artifacts": {"type": {"any_": ["progress"]}}}).json()
-    assert any(a["data"] == 100.0 for a in progress)
+    for r in rows:  # the table shows what evaluate wrote for each round
+        overall = json.loads((project / f"metrics/rounds/round-{r['round']}/eval.json").read_text())["overall"]
+        assert r["fitness"] == overall["fitness"] and r["mAP50"] == overall["mAP50"]
+    # The clips' progress bar of this round: the pseudo-label-clips subflow of this flow run, at 100 %.
+    subflows = prefect_server.post(
+        "/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [waiting["id"]]}}}
+    ).json()
+    ids = [f["id"] for f in subflows]
+    progress = prefect_server.post(
+        "/artifacts/filter", {"artifacts": {"type": {"any_": ["progress"]}, "flow_run_id": {"any_": ids}}}
+    ).json()
+    assert ids and progress and all(a["data"] == 100.0 for a in progress), (ids, progress)
+    assert all(a["description"] == "Round 1: clips pseudo-labelled" for a in progress)
 
 
 def test_dask_local_cluster_gives_the_single_process_outputs(finished, project, prefect_server, tmp_path):
@@ -280,23 +291,30 @@ def test_dask_local_cluster_gives_the_single_process_outputs(finished, project, 
         assert a.schema.metadata == b.schema.metadata
 
 
-def test_campaign_in_a_python_process_pauses_and_stops_by_its_rule(finished, project, prefect_server, tmp_path):
-    """Not a deployment run: the review wait pauses in the process (pause_flow_run) instead of suspending."""
+@pytest.fixture(scope="module")
+def campaign(finished, project, prefect_server, tmp_path_factory):
+    """A campaign (max_rounds 3) started in a Python process after round 1: it runs round 2, whose review
+    wait pauses in the process; the simulated expert's answer resumes it. What it returned and logged."""
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["campaign"] = {"max_rounds": 3, "min_fitness_gain": -1.0, "min_new_accepted": 0}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "commit", "-qam", "campaign: up to 3 rounds"], project)
-    log = open(tmp_path / "campaign.log", "w")
+    tmp = tmp_path_factory.mktemp("campaign")
     code = (
         "import json; from visem_pl.flows.campaign import pseudo_label_campaign; "
         "print(json.dumps(pseudo_label_campaign()))"
     )
-    out = tmp_path / "campaign.out"
-    with open(out, "w") as fh:
+    with open(tmp / "campaign.out", "w") as fh, open(tmp / "campaign.log", "w") as log:
         proc = subprocess.Popen(
-            [str(BIN / "python"), "-c", code], cwd=project, env=env(**prefect_server.env), stdout=fh, stderr=log
+            [str(BIN / "python"), "-c", code],
+            cwd=project,
+            env=env(**prefect_server.env),
+            stdout=fh,
+            stderr=log,
+            start_new_session=True,
         )
-        deadline = time.time() + 600
+    try:
+        deadline = time.time() + left(600)
         while True:
             runs = prefect_server.post(
                 "/flow_runs/filter",
@@ -307,18 +325,26 @@ def test_campaign_in_a_python_process_pauses_and_stops_by_its_rule(finished, pro
             ).json()
             if runs:
                 break
-            assert proc.poll() is None, (tmp_path / "campaign.log").read_text()[-4000:]
+            assert proc.poll() is None, (tmp / "campaign.log").read_text()[-4000:]
             assert time.time() < deadline, "the campaign never reached its review wait"
             time.sleep(1)
-        fr = runs[0]
-        assert fr["state"]["name"] == "Paused" and waiting_key(fr) == "review-round-2-1"
-        answer = tmp_path / "round2.json"
+        paused = runs[0]
+        answer = tmp / "round2.json"
         run([str(BIN / "visem-pl"), "review", "simulate", "--round", "2", "--out", str(answer)], project)
-        proc_submit = submit(project, prefect_server, fr["id"], "--export", str(answer), "--reviewer", "dr-expert")
-        assert proc_submit.returncode == 0, proc_submit.stderr
-        assert proc.wait(600) == 0, (tmp_path / "campaign.log").read_text()[-4000:]
-    log.close()
-    result = json.loads(out.read_text().strip().splitlines()[-1])
+        submitted = submit(project, prefect_server, paused["id"], "--export", str(answer), "--reviewer", "dr-expert")
+        assert submitted.returncode == 0, submitted.stderr
+        assert proc.wait(left(600)) == 0, (tmp / "campaign.log").read_text()[-4000:]
+    finally:
+        stop_group(proc)  # a failed test leaves no campaign waiting for an hour
+    result = json.loads((tmp / "campaign.out").read_text().strip().splitlines()[-1])
+    return {"paused": paused, "result": result}
+
+
+def test_campaign_in_a_python_process_pauses_and_stops_by_its_rule(campaign, project):
+    """Not a deployment run: the review wait pauses in the process (pause_flow_run) instead of suspending."""
+    fr = campaign["paused"]
+    assert fr["state"]["name"] == "Paused" and waiting_key(fr) == "review-round-2-1"
+    result = campaign["result"]
     assert result["rounds"] == [2]
     assert "max_rounds = 3" in result["stopped_because"]
     assert "up to date" in run(["dvc", "status"], project).stdout
@@ -353,8 +379,8 @@ def test_prefect_yaml_deploys_to_a_process_pool(project, prefect_server):
     assert "round" in schema["required"] and schema["properties"]["round"]["minimum"] == 0
 
 
-def test_stop_decision_ends_the_round_with_nothing_merged(project, prefect_server):
-    """Runs after the campaign (round 2 done): round 3 waits, the coordinator stops it."""
+def test_stop_decision_ends_the_round_with_nothing_merged(campaign, project, prefect_server):
+    """Round 3 (after the campaign's round 2) waits; the coordinator stops it."""
     rid = start_run(project, prefect_server, "round=3")
     wait_for(prefect_server, rid, lambda f: waiting_key(f) == "review-round-3-1", "round 3's review wait")
     proc = submit(
@@ -375,3 +401,142 @@ def test_stop_decision_ends_the_round_with_nothing_merged(project, prefect_serve
     assert "filter@3" in lock and "review@3" not in lock and "merge@3" not in lock
     assert not (project / "data/rounds/round-3/merged").exists()
     assert not (project / ".visem-pl/round.lock").exists()
+
+
+# A real flow run that takes the workspace lock and ends without releasing it (as when its process is
+# killed after the run ended), then the same check a round makes when it finds a lock (_holder_stale).
+LEFT_LOCK = r"""
+import json, sys
+from pathlib import Path
+from prefect import flow, get_client
+from prefect.runtime import flow_run
+from prefect.states import Running
+from visem_pl.flows.round import _holder_stale
+from visem_pl.tasks.campaign import lock
+
+ws = Path(sys.argv[1])
+
+@flow(name="round-that-left-its-lock")
+def leaves_lock():
+    lock.acquire_lock(ws, {"holder": f"flow run {flow_run.id}", "flow_run": str(flow_run.id), "round": 1})
+    return str(flow_run.id)
+
+ended = leaves_lock()
+left = lock.read_lock(ws)
+out = {"ended": ended, "left_by": left["flow_run"]}
+with get_client(sync_client=True) as client:
+    out["state"] = client.read_flow_run(left["flow_run"]).state.type.value
+    new = {"holder": "flow run B", "flow_run": "00000000-0000-0000-0000-00000000000b", "round": 2}
+    lock.acquire_lock(ws, new, is_stale=_holder_stale)
+    out["taken_over_by"] = lock.read_lock(ws)["holder"]
+    lock.release_lock(ws, "flow run B")
+    running = client.create_flow_run(leaves_lock, state=Running())
+    lock.acquire_lock(ws, {"holder": f"flow run {running.id}", "flow_run": str(running.id), "round": 3})
+    try:
+        lock.acquire_lock(ws, {"holder": "flow run C", "round": 4}, is_stale=_holder_stale)
+        out["busy"] = None
+    except lock.WorkspaceBusy as exc:
+        out["busy"] = str(exc)
+    out["running"] = str(running.id)
+print(json.dumps(out))
+"""
+
+
+def test_a_lock_left_by_an_ended_flow_run_is_taken_over(prefect_server, tmp_path):
+    proc = run([str(BIN / "python"), "-c", LEFT_LOCK, str(tmp_path)], tmp_path, extra_env=prefect_server.env)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["left_by"] == out["ended"] and out["state"] == "COMPLETED"
+    assert out["taken_over_by"] == "flow run B"
+    # A lock whose flow run is still running is not stale: the workspace stays taken.
+    assert out["busy"] and "round 3 is already running in this workspace" in out["busy"]
+    assert out["running"] in out["busy"]
+
+
+def round_in_process(ws: Path, server, name: str, extra_env: dict | None = None, **params) -> subprocess.Popen:
+    """`pseudo_label_round(**params)` in a Python process (its review wait pauses there), flow run `name`;
+    prints the flow run's final state as JSON."""
+    code = (
+        "import json; from visem_pl.flows.round import pseudo_label_round; "
+        f"s = pseudo_label_round.with_options(flow_run_name={name!r})(**{params!r}, return_state=True); "
+        "print(json.dumps({'type': s.type.value, 'message': s.message}))"
+    )
+    return subprocess.Popen(
+        [str(BIN / "python"), "-c", code],
+        cwd=ws,
+        env=env(**server.env, **(extra_env or {})),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def paused_run(server, name: str, proc: subprocess.Popen, key: str) -> dict:
+    deadline = time.time() + left(600)
+    while True:
+        runs = server.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": [name]}}}).json()
+        if runs and waiting_key(runs[0]) == key:
+            return runs[0]
+        assert proc.poll() is None, proc.communicate()[1][-4000:]
+        assert time.time() < deadline, f"flow run {name} never reached {key}"
+        time.sleep(1)
+
+
+def test_review_wait_times_out(campaign, project, prefect_server):
+    """orchestrate.review_timeout_hours: nobody answers, the round fails, frees the workspace, merges nothing."""
+    proc = round_in_process(project, prefect_server, "times-out", round=3, review_timeout_hours=0.003, commit=False,
+                            push=False)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=left(600))
+    finally:
+        stop_group(proc)
+    final = json.loads(out.strip().splitlines()[-1])
+    assert final["type"] == "FAILED" and "never resumed" in final["message"], (final, err[-2000:])
+    fr = prefect_server.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": ["times-out"]}}}).json()[0]
+    assert fr["state"]["type"] == "FAILED"
+    assert "review@3" not in yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    assert not (project / "data/rounds/round-3/merged").exists()
+    assert not (project / ".visem-pl/round.lock").exists()
+
+
+def test_round_resumed_from_a_label_studio_project(prefect_server, ls_server):
+    """The experts work in Label Studio: the waiting round's queue is pushed to a project (`visem-pl review
+    push`), annotated there, and `review submit --label-studio-project` resumes the round, which pulls the
+    annotations itself and finishes."""
+    from label_studio_sdk import LabelStudio
+
+    ls = ls_server
+    ws = make_workspace(ls.root / "prefect-ls-project", TINY)  # under the server's local-files document root
+    run(["dvc", "repro"], ws)
+    run(["git", "add", "-A"], ws)
+    run(["git", "commit", "-qm", "round 0"], ws)
+    ls_env = {"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token,
+              "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(ls.root)}  # fmt: skip
+    proc = round_in_process(ws, prefect_server, "from-label-studio", extra_env=ls_env, round=1, push=False)
+    try:
+        fr = paused_run(prefect_server, "from-label-studio", proc, "review-round-1-1")
+        pushed = json.loads(run([str(BIN / "visem-pl"), "review", "push", "--round", "1"], ws, extra_env=ls_env)
+                            .stdout.strip().splitlines()[-1])  # fmt: skip
+        expert = LabelStudio(base_url=ls.url, api_key=ls.token)
+        tasks = list(expert.tasks.list(project=pushed["project"], fields="all"))
+        assert len(tasks) == pushed["items"] > 0
+        for task in tasks:  # the expert accepts the model's boxes as they are
+            (pred,) = expert.predictions.list(task=task.id)
+            expert.annotations.create(id=task.id, result=pred.result, was_cancelled=False, ground_truth=False)
+        proc_submit = submit(ws, prefect_server, fr["id"], "--label-studio-project", str(pushed["project"]),
+                             "--reviewer", "dr-ls")  # fmt: skip
+        assert proc_submit.returncode == 0, proc_submit.stderr
+        out, err = proc.communicate(timeout=left(600))
+    finally:
+        stop_group(proc)
+    assert json.loads(out.strip().splitlines()[-1])["type"] == "COMPLETED", err[-3000:]
+    state = json.loads((ws / "review/round-1/state.json").read_text())
+    items = state["items"]
+    assert items and all(v["state"] == "reviewed" and v["reviewer"] == "dr-ls" for v in items.values())
+    (imported,) = state["imports"]
+    assert imported["batch"] == pushed["batch"] and imported["source"].startswith(
+        f"labelstudio-project-{pushed['project']}-"
+    )
+    merged = (ws / "data/rounds/round-1/merged/frames.csv").read_text()
+    assert all(item in merged for item in state["items"])
+    assert "up to date" in run(["dvc", "status"], ws).stdout

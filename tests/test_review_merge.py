@@ -17,7 +17,7 @@ from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.reader import locate
 from visem_pl.tasks.dataset.truth import truth_for
 from visem_pl.tasks.pseudo.bands import filter_round, parse_bands
-from visem_pl.tasks.pseudo.merge import merge_round
+from visem_pl.tasks.pseudo.merge import mask_boxes, merge_round
 from visem_pl.tasks.review.expert import SIMULATED_EXPERT, SIMULATED_TIME, ReviewConfig, expert_answer, simulate_review
 from visem_pl.tasks.review.priority import QueueConfig, build_queue
 from visem_pl.tasks.review.queue import read_queue, write_queue
@@ -159,7 +159,7 @@ def read_label_file(path: Path) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def queue_round(synth_root, tmp_path_factory):
+def sim_round(synth_root, tmp_path_factory):
     """Predictions built from the truth with known mistakes, filtered into a review queue."""
     truth = truth_for(synth_root)
     assert truth is not None
@@ -178,7 +178,7 @@ def queue_round(synth_root, tmp_path_factory):
         + boxes_of(a4, 0.5)
     )
     rows_b = [(1, 2, *fp1, 0.03, 0.03, 0.45)]  # frame 1: only a box on nothing
-    tmp = tmp_path_factory.mktemp("queue_round")
+    tmp = tmp_path_factory.mktemp("sim_round")
     write_predictions(tmp / "predictions", a, rows_a, frames_scored=6, stride=2)
     write_predictions(tmp / "predictions", b, rows_b, frames_scored=FRAMES_PER_CLIP)
     filter_round(tmp / "predictions", tmp / "pseudo", parse_bands(BANDS))
@@ -188,8 +188,8 @@ def queue_round(synth_root, tmp_path_factory):
     return tmp, truth, {"a0": a0, "a4": a4, "b1": b1}
 
 
-def test_simulate_review_answers_the_whole_queue(queue_round, synth_root, tmp_path):
-    src, truth, frames = queue_round
+def test_simulate_review_answers_the_whole_queue(sim_round, synth_root, tmp_path):
+    src, truth, frames = sim_round
     q = pd.read_csv(src / "pseudo" / "review_queue.csv")
     assert list(dict.fromkeys(q["item"])) == ["11_30_60_frame_0", "11_30_60_frame_4", "84_0_30_frame_1"]
     queue = read_queue(src / "pseudo" / "queue.csv")
@@ -254,8 +254,8 @@ def test_simulate_review_answers_the_whole_queue(queue_round, synth_root, tmp_pa
     assert tree_digest(out) == before
 
 
-def test_simulate_review_answers_only_the_budgeted_queue(queue_round, synth_root, tmp_path):
-    src, truth, frames = queue_round
+def test_simulate_review_answers_only_the_budgeted_queue(sim_round, synth_root, tmp_path):
+    src, truth, frames = sim_round
     pseudo = tmp_path / "pseudo"
     shutil.copytree(src / "pseudo", pseudo)
     queue = build_queue(src / "predictions", parse_bands(BANDS), QueueConfig(max_items=2))
@@ -395,6 +395,37 @@ def test_merge_round_images_are_the_right_clip_frames(merge_inputs, tmp_path):
             assert int(np.argmin(diff)) == index
             assert diff[index] < 1.5
             assert min(d for k, d in enumerate(diff) if k != index) > 2 * diff[index]
+
+
+def test_doubtful_boxes_are_painted_out_of_pseudo_labelled_frames_only(merge_inputs, synth_root, tmp_path):
+    """README: in pseudo-labelled frames the doubtful boxes are inpainted (not taught as background);
+    a reviewed frame is the expert's whole answer and keeps every pixel."""
+    ds, labelled, pseudo, reviewed, _ = merge_inputs
+    clip = "11_30_60"
+    cell = truth_for(synth_root).frame(clip, 0).iloc[0]  # a real cell under a doubtful box
+    doubtful = pd.DataFrame(
+        [(clip, 0, cell.cx, cell.cy, cell.w, cell.h), (clip, 4, cell.cx, cell.cy, cell.w, cell.h)],
+        columns=["clip", "frame", "cx", "cy", "w", "h"],
+    )
+    merge_round(1, labelled, pseudo, reviewed, ds.clips(), "merged", doubtful=doubtful)
+    decoded = decode_all({c.name: c for c in ds.clips()}[clip].path)
+    x0, x1 = int((cell.cx - cell.w / 2) * W), int((cell.cx + cell.w / 2) * W)
+    y0, y1 = int((cell.cy - cell.h / 2) * H), int((cell.cy + cell.h / 2) * H)
+    outside = np.ones((H, W), bool)
+    outside[max(0, y0 - 24) : y1 + 24, max(0, x0 - 24) : x1 + 24] = False
+
+    def diff(index: int, reference: np.ndarray) -> tuple[float, float]:
+        img = cv2.imread(str(tmp_path / "merged" / "images" / f"{clip}_frame_{index}.jpg")).astype(np.int16)
+        d = np.abs(img - reference.astype(np.int16)).mean(axis=2)
+        return float(d[y0:y1, x0:x1].mean()), float(d[outside].mean())
+
+    inpainted = mask_boxes(decoded[0], doubtful.iloc[:1])
+    changed_in, changed_out = diff(0, decoded[0])  # frame 0: pseudo-labels, its doubtful box painted out
+    as_painted_in, _ = diff(0, inpainted)
+    kept_in, kept_out = diff(4, decoded[4])  # frame 4: reviewed, untouched
+    assert changed_out < 1.5 and kept_out < 1.5  # elsewhere only JPEG noise
+    assert kept_in < 1.5 and changed_in > max(3 * kept_in, 2.0), (kept_in, changed_in)  # frame 0's cell is gone
+    assert as_painted_in < changed_in / 3, (as_painted_in, changed_in)  # ... replaced by its surroundings
 
 
 def test_merge_round_rejects_unknown_clips_and_frames_past_the_end(synth_root, tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -67,15 +68,69 @@ def env(**extra: str) -> dict:
     return {**os.environ, **OFFLINE_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **GIT_ID, **extra}
 
 
+# --- time: no wait outlives the test that waits ---------------------------------------------------
+
+_deadline: list[float | None] = [None]
+TEARDOWN_S = 60.0  # kept back from each test's timeout for its finalizers
+
+
+def start_clock(timeout_s: float | None) -> None:
+    """Called as each test starts (conftest): its waits end `TEARDOWN_S` before pytest-timeout's limit."""
+    _deadline[0] = None if not timeout_s else time.monotonic() + float(timeout_s) - TEARDOWN_S
+
+
+def left(limit: float) -> float:
+    """`limit` seconds, cut to what is left of the running test's own time; AssertionError when none is."""
+    if _deadline[0] is None:
+        return limit
+    rest = _deadline[0] - time.monotonic()
+    if rest <= 0:
+        raise AssertionError("the test's own time is up (pytest timeout less the teardown margin)")
+    return min(limit, rest)
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float = 30) -> None:
+    """End a process started with start_new_session=True and everything it started (TERM, then KILL)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(grace_s)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever of its group is left (children outlive a TERM'd parent)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
 def run(
     cmd: list[str], cwd: Path, check: bool = True, extra_env: dict | None = None, timeout: float = 900
 ) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env(**(extra_env or {})), capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
-    return proc
+    """Run a command as a user would; its whole process group ends with it, whatever happens to the test."""
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env(**(extra_env or {})),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=left(timeout))
+    except subprocess.TimeoutExpired:
+        stop_group(proc, grace_s=5)
+        raise AssertionError(f"{' '.join(cmd)} did not finish within its time") from None
+    finally:
+        if proc.poll() is None:  # the test was interrupted (its timeout, Ctrl-C)
+            stop_group(proc, grace_s=5)
+    result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{out[-4000:]}\n{err[-4000:]}")
+    return result
 
 
 def write_params(ws: Path, params: dict) -> None:
@@ -105,24 +160,39 @@ def make_workspace(ws: Path, params: dict) -> Path:
     return ws
 
 
-def stop_group(proc: subprocess.Popen) -> None:
-    """Stop a server started with start_new_session=True, and everything it started."""
-    os.killpg(proc.pid, 15)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-
-
 def free_port() -> int:
+    """A port free right now; another process may take it before our server binds (see start_server)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+def start_server(start, health_path: str, log: Path, timeout_s: float, what: str, tries: int = 3):
+    """(process, port) of a server `start(port)` launched (in its own session) and answering on `health_path`.
+
+    A server that exits before answering (its port taken between `free_port` and its bind) is retried on
+    another port; one that does not answer in time is stopped. Nothing is left running on failure."""
+    for attempt in range(1, tries + 1):
+        port = free_port()
+        proc = start(port)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}{health_path}", proc, log, timeout_s, what)
+            return proc, port
+        except AssertionError:
+            exited_early = proc.poll() is not None
+            stop_group(proc, grace_s=10)
+            if not exited_early or attempt == tries or "in use" not in log.read_text(errors="replace"):
+                raise
+        except BaseException:
+            stop_group(proc, grace_s=10)
+            raise
+    raise AssertionError(f"{what}: no free port after {tries} tries")
+
+
 def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float, what: str) -> float:
     """Seconds until `url` answers 200; AssertionError with the log's tail if `proc` exits or time runs out."""
     t0 = time.monotonic()
+    timeout_s = left(timeout_s)
     while True:
         if proc.poll() is not None:
             raise AssertionError(

@@ -1,7 +1,11 @@
 """Refuse every network connection that leaves this machine, and record the attempt.
 
-Installed in the test process by conftest.py and in every subprocess the tests start
-(through sitecustomize.py on PYTHONPATH), so the whole suite proves the product works offline.
+Installed in the test process by the pytest plugin and in every Python subprocess the tests start
+(through sitecustomize.py on PYTHONPATH). What it sees: Python's TCP/UDP `connect`/`connect_ex`,
+UDP `sendto`/`sendmsg` to an address, and name lookups (`getaddrinfo`, `gethostbyname`,
+`gethostbyname_ex`, `gethostbyaddr`). What it cannot see (a C library's own sockets, programs that
+are not Python) is cut off by the network namespace `run-offline` puts the suite in, where only
+loopback exists.
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ def install() -> None:
         return
     _installed = True
     real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_sendto, real_sendmsg = socket.socket.sendto, socket.socket.sendmsg
     real_getaddrinfo = socket.getaddrinfo
+    real_lookups = {n: getattr(socket, n) for n in ("gethostbyname", "gethostbyname_ex", "gethostbyaddr")}
 
     def _check(sock, address):
         if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address[0]):
@@ -68,6 +74,32 @@ def install() -> None:
             raise socket.gaierror(socket.EAI_NONAME, f"netguard: lookup of {host!r} refused (tests run offline)")
         return real_getaddrinfo(host, *args, **kwargs)
 
+    def sendto(self, data, *args):
+        address = args[-1]  # sendto(data, address) or sendto(data, flags, address)
+        _check(self, address)
+        return real_sendto(self, data, *args)
+
+    def sendmsg(self, buffers, ancdata=(), flags=0, address=None):
+        if address is not None:
+            _check(self, address)
+            return real_sendmsg(self, buffers, ancdata, flags, address)
+        return real_sendmsg(self, buffers, ancdata, flags)
+
+    def lookup(name):
+        real = real_lookups[name]
+
+        def guarded(host, *args, **kwargs):
+            if not _is_local(host):
+                _record(f"resolve {host!r}")
+                raise socket.gaierror(socket.EAI_NONAME, f"netguard: lookup of {host!r} refused (tests run offline)")
+            return real(host, *args, **kwargs)
+
+        return guarded
+
     socket.socket.connect = connect
     socket.socket.connect_ex = connect_ex
+    socket.socket.sendto = sendto
+    socket.socket.sendmsg = sendmsg
     socket.getaddrinfo = getaddrinfo
+    for name in real_lookups:
+        setattr(socket, name, lookup(name))
