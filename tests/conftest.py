@@ -27,7 +27,11 @@ REPO = Path(__file__).resolve().parent.parent
 def pytest_runtest_setup(item):
     """Start the test's clock before its fixtures: every wait in helpers ends before pytest-timeout fires."""
     marker = item.get_closest_marker("timeout")
-    timeout = marker.args[0] if marker and marker.args else item.config.getini("timeout")
+    timeout = item.config.getoption("timeout", None)  # pytest-timeout's --timeout, else its ini value
+    if timeout is None:
+        timeout = item.config.getini("timeout")
+    if marker and marker.args:
+        timeout = marker.args[0]
     start_clock(float(timeout) if timeout else None)
 
 
