@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.trees import tiny_twin
 
 from visem_pl.tasks.workspace import offline
 
@@ -42,7 +43,6 @@ from visem_pl.tasks.inference.backends import (  # noqa: E402
     predict_sources,
 )
 from visem_pl.tasks.inference.clips import InferConfig, file_sha256, iter_frames  # noqa: E402
-from visem_pl.tasks.synth import SynthConfig, synthesize  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CFG = InferConfig(stride=1, imgsz=320, conf=0.0, iou=0.7, batch=4, max_det=30, device="cpu")
@@ -52,19 +52,7 @@ CFG = InferConfig(stride=1, imgsz=320, conf=0.0, iou=0.7, batch=4, max_det=30, d
 def setup(tmp_path_factory):
     base = tmp_path_factory.mktemp("infer_backend")
     root = base / "twin"
-    synthesize(
-        root,
-        SynthConfig(
-            seed=5,
-            videos=(11,),
-            frames_per_video=1,
-            rest_clips_per_video=2,
-            other_videos=0,
-            frames_per_clip=9,
-            workers=1,
-        ),
-        progress=False,
-    )
+    tiny_twin(root, seed=5, videos=(11,), frames_per_video=1, rest_clips_per_video=2, other_videos=0, frames_per_clip=9)
     torch.manual_seed(0)
     weights = base / "w.pt"
     YOLO(str(REPO / "models" / "yolov8n.yaml")).save(str(weights))

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from helpers.project import left
+from helpers.trees import tiny_twin
 
 from visem_pl.tasks.workspace import offline
 
@@ -31,7 +32,6 @@ from ultralytics import YOLO  # noqa: E402
 
 from visem_pl.tasks.dataset.reader import locate  # noqa: E402
 from visem_pl.tasks.inference.clips import META_KEY, InferConfig, file_sha256, fingerprint, infer_clips, is_done  # noqa: E402
-from visem_pl.tasks.synth import SynthConfig, synthesize  # noqa: E402
 from visem_pl.tasks.workspace.paths import Workspace  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,18 +75,14 @@ def untrained_weights(path: Path, seed: int) -> Path:
 def setup(tmp_path_factory):
     base = tmp_path_factory.mktemp("infer_resume")
     root = base / "twin"
-    synthesize(
+    tiny_twin(
         root,
-        SynthConfig(
-            seed=3,
-            videos=(11, 52),
-            frames_per_video=2,
-            rest_clips_per_video=1,
-            other_videos=2,
-            frames_per_clip=FRAMES,
-            workers=1,
-        ),
-        progress=False,
+        seed=3,
+        videos=(11, 52),
+        frames_per_video=2,
+        rest_clips_per_video=1,
+        other_videos=2,
+        frames_per_clip=FRAMES,
     )
     weights = untrained_weights(base / "w.pt", seed=0)
     assert YOLO(str(weights)).model is not None  # loads back as weights

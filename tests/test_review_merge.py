@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers.predfiles import write_predictions
-from helpers.trees import tree_digest
+from helpers.trees import tiny_twin, tree_digest
 
 from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.reader import locate
@@ -22,7 +22,6 @@ from visem_pl.tasks.review.expert import SIMULATED_EXPERT, SIMULATED_TIME, Revie
 from visem_pl.tasks.review.priority import QueueConfig, build_queue
 from visem_pl.tasks.review.queue import read_queue, write_queue
 from visem_pl.tasks.review.store import QueueStore
-from visem_pl.tasks.synth import SynthConfig, synthesize
 from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
 
 W, H = layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT
@@ -33,18 +32,14 @@ FRAMES_PER_CLIP = 12
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("review_synth") / "twin"
-    synthesize(
+    tiny_twin(
         root,
-        SynthConfig(
-            seed=1,
-            videos=(11, 52),
-            frames_per_video=12,
-            rest_clips_per_video=1,
-            other_videos=1,
-            frames_per_clip=FRAMES_PER_CLIP,
-            workers=1,
-        ),
-        progress=False,
+        seed=1,
+        videos=(11, 52),
+        frames_per_video=12,
+        rest_clips_per_video=1,
+        other_videos=1,
+        frames_per_clip=FRAMES_PER_CLIP,
     )
     return root
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from helpers.predfiles import write_predictions
+from helpers.trees import tiny_twin
 from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.reader import locate
 from visem_pl.tasks.dataset.truth import truth_for
@@ -17,7 +18,6 @@ from visem_pl.tasks.pseudo.merge import merge_round
 from visem_pl.tasks.review.priority import QueueConfig, build_queue
 from visem_pl.tasks.review.queue import read_queue, write_queue
 from visem_pl.tasks.review.store import QueueStore, merged_items
-from visem_pl.tasks.synth import SynthConfig, synthesize
 
 BANDS = parse_bands({n: {"low": 0.2, "high": 0.6} for n in layout.CLASS_NAMES})
 A, B = "11_30_60", "84_0_30"
@@ -25,18 +25,14 @@ FRAMES_PER_CLIP = 10
 
 
 def make_queue_synth(root: Path) -> Path:
-    synthesize(
+    tiny_twin(
         root,
-        SynthConfig(
-            seed=1,
-            videos=(11, 52),
-            frames_per_video=FRAMES_PER_CLIP,
-            rest_clips_per_video=1,
-            other_videos=1,
-            frames_per_clip=FRAMES_PER_CLIP,
-            workers=1,
-        ),
-        progress=False,
+        seed=1,
+        videos=(11, 52),
+        frames_per_video=FRAMES_PER_CLIP,
+        rest_clips_per_video=1,
+        other_videos=1,
+        frames_per_clip=FRAMES_PER_CLIP,
     )
     return root
 

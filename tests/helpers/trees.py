@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from visem_pl.tasks.dataset import layout
+from visem_pl.tasks.synth import SynthConfig, synthesize
 
 SMALL_VIDEOS = (11, 23)
 SMALL_FRAMES = 20
@@ -59,3 +60,12 @@ def tree_digest(root: Path) -> dict[str, str]:
             with open(p, "rb") as fh:
                 out[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
     return out
+
+
+def tiny_twin(root: Path, *, seed: int, videos: tuple[int, ...], frames_per_video: int, frames_per_clip: int,
+              rest_clips_per_video: int = 1, other_videos: int = 0) -> Path:  # fmt: skip
+    """A small synthetic twin for a test module (one worker, no progress bar); returns `root`."""
+    cfg = SynthConfig(seed=seed, videos=videos, frames_per_video=frames_per_video, frames_per_clip=frames_per_clip,
+                      rest_clips_per_video=rest_clips_per_video, other_videos=other_videos, workers=1)  # fmt: skip
+    synthesize(root, cfg, progress=False)
+    return root

@@ -61,6 +61,35 @@ def boxes_by_item(boxes: pd.DataFrame, items: list[str]) -> dict[str, pd.DataFra
     return out
 
 
+def write_labelstudio_batch(
+    folder: Path,
+    store: QueueStore,
+    todo: list[str],
+    boxes: pd.DataFrame,
+    clips: list[Clip],
+    round_n: int,
+    batch: str,
+    images: bool = True,
+) -> list[dict]:
+    """One Label Studio batch in `folder`: frame images, tasks.json (the model's boxes as predictions)
+    and labelling_config.xml; returns the tasks. File exports and live pushes write the same files."""
+    from visem_pl.tasks.review.exchange import labelstudio
+
+    queue = store.queue().set_index("item").loc[todo].reset_index()
+    if images:
+        write_frames(clips, queue, folder / "images")
+    tasks = labelstudio.build_tasks(
+        queue.to_dict("records"),
+        boxes_by_item(boxes, todo),
+        lambda item: f"/data/local-files/?d=images/{item}.jpg",
+        model_version=f"round-{round_n}",
+        batch=batch,
+    )
+    write_json(folder / "tasks.json", tasks)
+    write_text(folder / "labelling_config.xml", labelstudio.labelling_config())
+    return tasks
+
+
 def export_queue(
     store: QueueStore,
     fmt: str,
@@ -78,28 +107,17 @@ def export_queue(
     todo = store.to_export()
     if not todo:
         return {"batch": None, "dir": None, "items": 0, "files": []}
-    queue = store.queue().set_index("item").loc[todo].reset_index()
     batch = store.new_batch(fmt, when)
     folder = Path(out) / batch if out is not None else store.exports / batch
     folder.mkdir(parents=True, exist_ok=True)
-    if images:
-        write_frames(clips, queue, folder / "images")
-    preds = boxes_by_item(boxes, todo)
     files = []
     if fmt == LABELSTUDIO:
-        from visem_pl.tasks.review.exchange import labelstudio
-
-        tasks = labelstudio.build_tasks(
-            queue.to_dict("records"),
-            preds,
-            lambda item: f"/data/local-files/?d=images/{item}.jpg",
-            model_version=f"round-{round_n}",
-            batch=batch,
-        )
-        write_json(folder / "tasks.json", tasks)
-        write_text(folder / "labelling_config.xml", labelstudio.labelling_config())
+        write_labelstudio_batch(folder, store, todo, boxes, clips, round_n, batch, images=images)
         files = ["tasks.json", "labelling_config.xml"]
     else:
+        if images:
+            write_frames(clips, store.queue().set_index("item").loc[todo].reset_index(), folder / "images")
+        preds = boxes_by_item(boxes, todo)
         from visem_pl.tasks.review.exchange import cvat
 
         labels = {}

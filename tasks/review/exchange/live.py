@@ -16,9 +16,9 @@ from urllib.parse import quote
 import pandas as pd
 
 from visem_pl.tasks.dataset.reader import Clip
-from visem_pl.tasks.review.exchange import LABELSTUDIO, boxes_by_item, write_frames
+from visem_pl.tasks.review.exchange import LABELSTUDIO, write_labelstudio_batch
 from visem_pl.tasks.review.store import QueueStore, utc_now
-from visem_pl.tasks.workspace.io import write_json, write_text
+from visem_pl.tasks.workspace.io import write_json
 
 ENV_URL = "LABEL_STUDIO_URL"
 ENV_KEY = "LABEL_STUDIO_API_KEY"
@@ -119,19 +119,9 @@ def push(
             f"folder to --document-root)"
         ) from None
     client = client if client is not None else connect(server)
-    queue = store.queue().set_index("item").loc[todo].reset_index()
     project_id = None
     try:
-        write_frames(clips, queue, images)
-        tasks = labelstudio.build_tasks(
-            queue.to_dict("records"),
-            boxes_by_item(boxes, todo),
-            lambda item: f"/data/local-files/?d=images/{item}.jpg",
-            model_version=f"round-{round_n}",
-            batch=batch,
-        )
-        write_json(folder / "tasks.json", tasks)  # the same files as a file export of the batch
-        write_text(folder / "labelling_config.xml", labelstudio.labelling_config())
+        tasks = write_labelstudio_batch(folder, store, todo, boxes, clips, round_n, batch)
         project = client.projects.create(
             title=(title or f"visem-pl round {round_n} {batch}")[:50],
             description=f"visem-pl review queue, round {round_n}, batch {batch} ({len(todo)} frames)",
