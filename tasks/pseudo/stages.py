@@ -13,15 +13,14 @@ def filter_stage(ws: Workspace, n: int) -> dict:
     """Split round n's boxes into accept / review / reject bands per class (pseudo-labels, boxes.parquet),
     build the prioritised review queue and create the experts' review folder; writes pseudo.json."""
     from visem_pl.tasks.pseudo.bands import filter_round, parse_bands
-    from visem_pl.tasks.review.expert import REVIEW_KEYS
-    from visem_pl.tasks.review.priority import QueueConfig, build_queue
+    from visem_pl.tasks.review.priority import build_queue, queue_config
     from visem_pl.tasks.review.queue import init_review_folder, write_queue
 
     try:
         bands = parse_bands((ws.params().get("filter") or {}).get("bands") or {})
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError([f"{ws.params_path}: {exc}"]) from None
-    qcfg = ws.section("review", QueueConfig, drop=REVIEW_KEYS)
+    qcfg = queue_config(ws)
     paths = ws.round(n)
     stats = filter_round(paths.predictions, paths.pseudo, bands)
     # Disagreement with the previous round's model: its predictions, when that round was pseudo-labelled.

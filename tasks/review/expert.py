@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from visem_pl.tasks.review.queue import read_queue
 from visem_pl.tasks.review.store import QueueStore
 from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
 from visem_pl.tasks.workspace.io import atomic_path, write_json
+from visem_pl.tasks.workspace.paths import Workspace
 
 SIMULATED_EXPERT = "simulated-expert"
 # The simulated expert's clock: a fixed time, so the stage's outputs are the same on every run
@@ -40,7 +41,15 @@ class ReviewConfig:
     seed: int = 0
 
 
-REVIEW_KEYS = ("add_missed", "fix_iou", "seed")  # the rest of params.yaml `review:` is the queue's
+# params.yaml `review:` holds the queue's keys (`priority.QueueConfig`) and these.
+REVIEW_KEYS = tuple(f.name for f in fields(ReviewConfig))
+
+
+def expert_config(ws: Workspace) -> ReviewConfig:
+    """The simulated expert's part of params.yaml `review:`."""
+    from visem_pl.tasks.review.priority import QueueConfig
+
+    return ws.section("review", ReviewConfig, drop=tuple(f.name for f in fields(QueueConfig)))
 
 
 def expert_answer(pred: pd.DataFrame, truth: pd.DataFrame, cfg: ReviewConfig, rng) -> tuple[pd.DataFrame, dict]:

@@ -159,14 +159,13 @@ def pull(
 def simulate(ws: Workspace, n: int, out: Path, batch: str | None = None, store: Path | None = None) -> dict:
     """Synthetic data: the simulated expert's Label Studio export of an exported batch (default: the latest)."""
     from visem_pl.tasks.dataset.truth import truth_for
-    from visem_pl.tasks.review.expert import ReviewConfig, simulated_export
-    from visem_pl.tasks.review.priority import QueueConfig
+    from visem_pl.tasks.review.expert import expert_config, simulated_export
     from visem_pl.tasks.workspace.io import write_json
 
     truth = truth_for(ws.data_root())
     if truth is None:
         raise Refused([f"{ws.data_root()}: no synthetic truth here; the simulated expert answers synthetic data only"])
-    cfg = ws.section("review", ReviewConfig, drop=tuple(QueueConfig.__dataclass_fields__))
+    cfg = expert_config(ws)
     st = store_of(ws, n, store)
     exports = [e for e in st.state()["exports"] if e["format"] == "labelstudio"] if st.exists() else []
     if batch is not None:

@@ -15,6 +15,7 @@ from visem_pl.tasks.inference.clips import scored_frames
 from visem_pl.tasks.pseudo.bands import REJECT, REVIEW, Band, assign_bands
 from visem_pl.tasks.review.queue import COMPONENTS, QUEUE_COLUMNS
 from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
+from visem_pl.tasks.workspace.paths import Workspace
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,13 @@ class QueueConfig:
         for k, v in self.weights.items():
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"review.weights.{k} must be a number >= 0, got {v!r}")
+
+
+def queue_config(ws: Workspace) -> QueueConfig:
+    """The queue's part of params.yaml `review:` (the rest is the simulated expert's)."""
+    from visem_pl.tasks.review.expert import REVIEW_KEYS
+
+    return ws.section("review", QueueConfig, drop=REVIEW_KEYS)
 
 
 # --- priority ---

@@ -22,10 +22,9 @@ class ReviewPending(RuntimeError):
 
 def review_stage(ws: Workspace, n: int) -> dict:
     from visem_pl.tasks.dataset.truth import truth_for
-    from visem_pl.tasks.review.expert import ReviewConfig, simulate_review
-    from visem_pl.tasks.review.priority import QueueConfig
+    from visem_pl.tasks.review.expert import expert_config, simulate_review
 
-    cfg = ws.section("review", ReviewConfig, drop=tuple(QueueConfig.__dataclass_fields__))
+    cfg = expert_config(ws)
     paths = ws.round(n)
     truth = truth_for(ws.data_root())
     experts = QueueStore(paths.review_folder)
