@@ -291,6 +291,37 @@ def test_dask_local_cluster_gives_the_single_process_outputs(finished, project, 
         assert a.schema.metadata == b.schema.metadata
 
 
+class FlowProcess:
+    """Python code running flows in a process of its own (a review wait there pauses in the process).
+    Its output goes to files, never to a pipe nobody reads while waiting (a chatty flow would block)."""
+
+    def __init__(self, ws: Path, server, code: str, folder: Path, extra_env: dict | None = None):
+        self.out, self.log = folder / "out.txt", folder / "log.txt"
+        with open(self.out, "w") as out, open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [str(BIN / "python"), "-c", code],
+                cwd=ws,
+                env=env(**server.env, **(extra_env or {})),
+                stdout=out,
+                stderr=log,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def result(self, timeout: float = 600) -> dict:
+        """The JSON the code printed last, once the process has ended by itself (exit 0)."""
+        assert self.proc.wait(left(timeout)) == 0, self.log_tail()
+        return json.loads(self.out.read_text().strip().splitlines()[-1])
+
+    def stop(self) -> None:
+        stop_group(self.proc)
+
+
 @pytest.fixture(scope="module")
 def campaign(finished, project, prefect_server, tmp_path_factory):
     """A campaign (max_rounds 3) started in a Python process after round 1: it runs round 2, whose review
@@ -304,15 +335,7 @@ def campaign(finished, project, prefect_server, tmp_path_factory):
         "import json; from visem_pl.flows.campaign import pseudo_label_campaign; "
         "print(json.dumps(pseudo_label_campaign()))"
     )
-    with open(tmp / "campaign.out", "w") as fh, open(tmp / "campaign.log", "w") as log:
-        proc = subprocess.Popen(
-            [str(BIN / "python"), "-c", code],
-            cwd=project,
-            env=env(**prefect_server.env),
-            stdout=fh,
-            stderr=log,
-            start_new_session=True,
-        )
+    flows = FlowProcess(project, prefect_server, code, tmp)
     try:
         deadline = time.time() + left(600)
         while True:
@@ -325,7 +348,7 @@ def campaign(finished, project, prefect_server, tmp_path_factory):
             ).json()
             if runs:
                 break
-            assert proc.poll() is None, (tmp / "campaign.log").read_text()[-4000:]
+            assert flows.alive(), flows.log_tail()
             assert time.time() < deadline, "the campaign never reached its review wait"
             time.sleep(1)
         paused = runs[0]
@@ -333,10 +356,9 @@ def campaign(finished, project, prefect_server, tmp_path_factory):
         run([str(BIN / "visem-pl"), "review", "simulate", "--round", "2", "--out", str(answer)], project)
         submitted = submit(project, prefect_server, paused["id"], "--export", str(answer), "--reviewer", "dr-expert")
         assert submitted.returncode == 0, submitted.stderr
-        assert proc.wait(left(600)) == 0, (tmp / "campaign.log").read_text()[-4000:]
+        result = flows.result()
     finally:
-        stop_group(proc)  # a failed test leaves no campaign waiting for an hour
-    result = json.loads((tmp / "campaign.out").read_text().strip().splitlines()[-1])
+        flows.stop()  # a failed test leaves no campaign waiting for an hour
     return {"paused": paused, "result": result}
 
 
@@ -452,46 +474,36 @@ def test_a_lock_left_by_an_ended_flow_run_is_taken_over(prefect_server, tmp_path
     assert out["running"] in out["busy"]
 
 
-def round_in_process(ws: Path, server, name: str, extra_env: dict | None = None, **params) -> subprocess.Popen:
-    """`pseudo_label_round(**params)` in a Python process (its review wait pauses there), flow run `name`;
-    prints the flow run's final state as JSON."""
+def round_in_process(ws: Path, server, name: str, folder: Path, extra_env: dict | None = None, **params):
+    """`pseudo_label_round(**params)` as flow run `name` in a process of its own; it prints the final state."""
     code = (
         "import json; from visem_pl.flows.round import pseudo_label_round; "
         f"s = pseudo_label_round.with_options(flow_run_name={name!r})(**{params!r}, return_state=True); "
         "print(json.dumps({'type': s.type.value, 'message': s.message}))"
     )
-    return subprocess.Popen(
-        [str(BIN / "python"), "-c", code],
-        cwd=ws,
-        env=env(**server.env, **(extra_env or {})),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    return FlowProcess(ws, server, code, folder, extra_env)
 
 
-def paused_run(server, name: str, proc: subprocess.Popen, key: str) -> dict:
+def paused_run(server, name: str, flows: FlowProcess, key: str) -> dict:
     deadline = time.time() + left(600)
     while True:
         runs = server.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": [name]}}}).json()
         if runs and waiting_key(runs[0]) == key:
             return runs[0]
-        assert proc.poll() is None, proc.communicate()[1][-4000:]
+        assert flows.alive(), flows.log_tail()
         assert time.time() < deadline, f"flow run {name} never reached {key}"
         time.sleep(1)
 
 
-def test_review_wait_times_out(campaign, project, prefect_server):
+def test_review_wait_times_out(campaign, project, prefect_server, tmp_path):
     """orchestrate.review_timeout_hours: nobody answers, the round fails, frees the workspace, merges nothing."""
-    proc = round_in_process(project, prefect_server, "times-out", round=3, review_timeout_hours=0.003, commit=False,
-                            push=False)  # fmt: skip
+    flows = round_in_process(project, prefect_server, "times-out", tmp_path, round=3, review_timeout_hours=0.003,
+                             commit=False, push=False)  # fmt: skip
     try:
-        out, err = proc.communicate(timeout=left(600))
+        final = flows.result()
     finally:
-        stop_group(proc)
-    final = json.loads(out.strip().splitlines()[-1])
-    assert final["type"] == "FAILED" and "never resumed" in final["message"], (final, err[-2000:])
+        flows.stop()
+    assert final["type"] == "FAILED" and "never resumed" in final["message"], (final, flows.log_tail())
     fr = prefect_server.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": ["times-out"]}}}).json()[0]
     assert fr["state"]["type"] == "FAILED"
     assert "review@3" not in yaml.safe_load((project / "dvc.lock").read_text())["stages"]
@@ -499,7 +511,7 @@ def test_review_wait_times_out(campaign, project, prefect_server):
     assert not (project / ".visem-pl/round.lock").exists()
 
 
-def test_round_resumed_from_a_label_studio_project(prefect_server, ls_server):
+def test_round_resumed_from_a_label_studio_project(prefect_server, ls_server, tmp_path):
     """The experts work in Label Studio: the waiting round's queue is pushed to a project (`visem-pl review
     push`), annotated there, and `review submit --label-studio-project` resumes the round, which pulls the
     annotations itself and finishes."""
@@ -512,9 +524,9 @@ def test_round_resumed_from_a_label_studio_project(prefect_server, ls_server):
     run(["git", "commit", "-qm", "round 0"], ws)
     ls_env = {"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token,
               "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(ls.root)}  # fmt: skip
-    proc = round_in_process(ws, prefect_server, "from-label-studio", extra_env=ls_env, round=1, push=False)
+    flows = round_in_process(ws, prefect_server, "from-label-studio", tmp_path, extra_env=ls_env, round=1, push=False)
     try:
-        fr = paused_run(prefect_server, "from-label-studio", proc, "review-round-1-1")
+        fr = paused_run(prefect_server, "from-label-studio", flows, "review-round-1-1")
         pushed = json.loads(run([str(BIN / "visem-pl"), "review", "push", "--round", "1"], ws, extra_env=ls_env)
                             .stdout.strip().splitlines()[-1])  # fmt: skip
         expert = LabelStudio(base_url=ls.url, api_key=ls.token)
@@ -526,10 +538,10 @@ def test_round_resumed_from_a_label_studio_project(prefect_server, ls_server):
         proc_submit = submit(ws, prefect_server, fr["id"], "--label-studio-project", str(pushed["project"]),
                              "--reviewer", "dr-ls")  # fmt: skip
         assert proc_submit.returncode == 0, proc_submit.stderr
-        out, err = proc.communicate(timeout=left(600))
+        final = flows.result()
     finally:
-        stop_group(proc)
-    assert json.loads(out.strip().splitlines()[-1])["type"] == "COMPLETED", err[-3000:]
+        flows.stop()
+    assert final["type"] == "COMPLETED", flows.log_tail()
     state = json.loads((ws / "review/round-1/state.json").read_text())
     items = state["items"]
     assert items and all(v["state"] == "reviewed" and v["reviewer"] == "dr-ls" for v in items.values())
