@@ -28,8 +28,8 @@ def pseudo_label_clips(workspace: str, n: int, params_file: str = "params.yaml",
     # Small dicts with absolute paths: what crosses to the workers (never frames or models).
     clips = [{**asdict(c), "path": str(c.path.resolve())} for c in ws.clips()]
     logger = get_run_logger()
-    backend = prepare_backend(weights, cfg, cache_dir, n)
-    logger.info("round %d: %d clips on %s", n, len(clips), backend)
+    choice = prepare_backend(workspace, params_file, n) if clips else None
+    logger.info("round %d: %d clips on %s", n, len(clips), choice and choice["label"])
     progress = create_progress_artifact(progress=0.0, description=f"Round {n}: clips pseudo-labelled")
     futures = infer_clip.map(
         unmapped(weights),
@@ -38,6 +38,7 @@ def pseudo_label_clips(workspace: str, n: int, params_file: str = "params.yaml",
         unmapped(out),
         unmapped(cfg),
         unmapped(cache_dir),
+        unmapped(choice),
     )
     totals = {"clips": len(clips), "predicted": 0, "skipped": 0, "boxes": 0, "workers": []}
     for done, future in enumerate(as_completed(futures), start=1):

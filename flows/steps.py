@@ -37,16 +37,15 @@ def dvc_stage(workspace: str, stage: str, n: int) -> str:
     return "\n".join(out.strip().splitlines()[-5:])
 
 
-@task(name="prepare-inference-backend", task_run_name="export round {n}'s model", **RECORDED)
-def prepare_backend(weights: str, cfg: dict, cache_dir: str, n: int) -> str:
-    """Export the round's model once (cached by its sha256) before clips are mapped over workers."""
-    from visem_pl.tasks.inference.backends import load_backend
-    from visem_pl.tasks.inference.clips import InferConfig
+@task(name="prepare-inference-backend", task_run_name="choose round {n}'s inference backend", **RECORDED)
+def prepare_backend(workspace: str, params_file: str, n: int) -> dict:
+    """Export the round's model and settle how it runs on this machine (a short timed trial of the
+    candidates where params say auto, cached), once, before clips are mapped over workers."""
+    from visem_pl.tasks.inference.stages import choose_round_backend
     from visem_pl.tasks.workspace import offline
 
     offline.quiet_ultralytics()
-    c = InferConfig(**cfg)
-    return load_backend(weights, c.backend, c.device, precision=c.precision, cache_dir=cache_dir).label
+    return choose_round_backend(Workspace(Path(workspace), params_file), n).record()
 
 
 @task(
@@ -57,11 +56,13 @@ def prepare_backend(weights: str, cfg: dict, cache_dir: str, n: int) -> str:
     tags=["visem-infer"],
     **RECORDED,
 )
-def infer_clip(weights: str, clip: dict, clip_name: str, out_dir: str, cfg: dict, cache_dir: str) -> dict:
-    """Pseudo-label one clip into `<out_dir>/<clip>.parquet` (skipped when already done for this
-    model and these parameters); retried on failure, e.g. a worker lost mid-clip."""
+def infer_clip(weights: str, clip: dict, clip_name: str, out_dir: str, cfg: dict, cache_dir: str, choice: dict) -> dict:
+    """Pseudo-label one clip into `<out_dir>/<clip>.parquet` with the round's chosen backend (skipped
+    when already done for this model, backend and parameters); retried on failure, e.g. a worker
+    lost mid-clip."""
     from visem_pl.tasks.dataset.reader import Clip
     from visem_pl.tasks.inference.clips import InferConfig, infer_clips
+    from visem_pl.tasks.inference.tuning import Choice
     from visem_pl.tasks.workspace import offline
 
     offline.configure()
@@ -72,6 +73,7 @@ def infer_clip(weights: str, clip: dict, clip_name: str, out_dir: str, cfg: dict
         InferConfig(**cfg),
         progress=False,
         cache_dir=cache_dir,
+        choice=Choice.from_record(choice),
     )
     return {"clip": clip_name, "pid": os.getpid(), **stats}
 

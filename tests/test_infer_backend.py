@@ -37,12 +37,13 @@ from visem_pl.tasks.inference import backends  # noqa: E402
 from visem_pl.tasks.inference.backends import (  # noqa: E402
     OpenVINOBackend,
     TorchBackend,
+    build_backend,
     export_openvino,
-    load_backend,
     postprocess,
     predict_sources,
 )
 from visem_pl.tasks.inference.clips import InferConfig, file_sha256, iter_frames  # noqa: E402
+from visem_pl.tasks.inference.tuning import Config  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CFG = InferConfig(stride=1, imgsz=320, conf=0.0, iou=0.7, batch=4, max_det=30, device="cpu")
@@ -137,7 +138,7 @@ def test_bf16_path_agrees_with_torch(setup):
 
 def test_threaded_pipeline_equals_a_sequential_loop(setup):
     clips, weights, cache = setup
-    backend = load_backend(weights, "auto", "cpu", cache_dir=cache)
+    backend = build_backend(Config("openvino", "f32", CFG.batch), weights, cache_dir=cache)
     piped = run(backend, clips)
 
     from ultralytics.data.augment import LetterBox
@@ -176,14 +177,20 @@ def test_backend_choice_and_fallback(setup, monkeypatch, caplog):
     assert backends.resolve("torch", "cpu") == ("torch", "cpu")
     with pytest.raises(ValueError, match="backend"):
         backends.resolve("tensorrt", "cpu")
-    assert backends.backend_label("openvino", "cpu", "f32").endswith("/f32")
-    assert backends.backend_label("torch", "cpu") == "torch/cpu/fp32"
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        backends.resolve("openvino", "0")
+    ov = build_backend(Config("openvino", "f32", 4, streams="latency"), weights, cache_dir=cache)
+    assert ov.label == f"openvino/{backends.openvino_version()}/f32/b4/latency"
+    assert str(ov.compiled.get_property("PERFORMANCE_HINT")) == "LATENCY"
+    assert build_backend(Config("torch", "fp32", 2), weights).label == "torch/cpu/fp32/b2"
 
-    # An impossible export is logged and PyTorch takes over.
+    # An impossible export is logged and PyTorch takes over; its label says so.
     def broken(*a, **k):
         raise RuntimeError("no exporter here")
 
     monkeypatch.setattr(backends, "export_openvino", broken)
     with caplog.at_level("WARNING"):
-        b = load_backend(weights, "auto", "cpu", cache_dir=cache)
-    assert isinstance(b, TorchBackend) and "no exporter here" in caplog.text
+        b = build_backend(Config("openvino", "bf16", 4), weights, cache_dir=cache)
+    assert isinstance(b, TorchBackend) and "no exporter here" in caplog.text and b.label == "torch/cpu/fp32/b4"
+    with pytest.raises(RuntimeError, match="no exporter here"):
+        build_backend(Config("openvino", "f32", 4), weights, cache_dir=cache, fallback=False)

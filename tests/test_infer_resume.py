@@ -31,12 +31,24 @@ import torch  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 
 from visem_pl.tasks.dataset.reader import locate  # noqa: E402
-from visem_pl.tasks.inference.clips import META_KEY, InferConfig, file_sha256, fingerprint, infer_clips, is_done  # noqa: E402
+from visem_pl.tasks.inference.backends import openvino_version  # noqa: E402
+from visem_pl.tasks.inference.clips import (  # noqa: E402
+    BACKEND_KEYS,
+    META_KEY,
+    InferConfig,
+    file_sha256,
+    fingerprint,
+    infer_clips,
+    is_done,
+)
 from visem_pl.tasks.workspace.paths import Workspace  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FRAMES = 10
 INFER = {"stride": 1, "imgsz": 320, "conf": 0.0, "iou": 0.7, "batch": 2, "max_det": 30, "device": "cpu"}
+# The killed-run test compares two working directories box for box: each would time its own trial,
+# and two trials may pick different precisions, so that test names its configuration outright.
+PINNED = {**INFER, "backend": "openvino", "precision": "f32"}
 PRED = Workspace().round(0).predictions
 
 # The killed child: `visem-pl infer --round 0` whose second clip stops between writing its hidden
@@ -94,7 +106,7 @@ def project_dir(base: Path, name: str, root: Path, weights: Path) -> Path:
     cwd = base / name
     (cwd / "models" / "round-0").mkdir(parents=True)
     shutil.copyfile(weights, cwd / "models" / "round-0" / "weights.pt")
-    (cwd / "params.yaml").write_text(yaml.safe_dump({"data": {"root": str(root)}, "infer": INFER}))
+    (cwd / "params.yaml").write_text(yaml.safe_dump({"data": {"root": str(root)}, "infer": PINNED}))
     return cwd
 
 
@@ -162,10 +174,11 @@ def test_killed_run_resumes_to_the_same_outputs(setup):
     assert len(finished) == 1 and 1 <= len(finished) < 4, "exactly the first clip is finished"
     # Every visible result file is complete; anything else is a hidden temporary file.
     sha = file_sha256(work / "models" / "round-0" / "weights.pt")
-    cfg = InferConfig(**INFER)
+    cfg = InferConfig(**PINNED)
     by_name = {c.name: c for c in clips}
+    label = f"openvino/{openvino_version()}/f32/b2/throughput"
     for name, path in finished.items():
-        assert is_done(path, fingerprint(sha, cfg, by_name[path.stem]))
+        assert is_done(path, fingerprint(sha, cfg, by_name[path.stem], label))
         assert pq.read_table(path).equals(pq.read_table(ref[name]))
     others = [p.name for p in pred.iterdir() if p.name not in finished]
     assert all(n.startswith(".") and n.endswith(".tmp") for n in others), others
@@ -187,11 +200,12 @@ def test_killed_run_resumes_to_the_same_outputs(setup):
         assert got.equals(want)
         assert got.schema.metadata == want.schema.metadata
         meta = json.loads(got.schema.metadata[META_KEY])
-        assert meta["frames_scored"] == FRAMES and meta["params"] == INFER
+        assert meta["frames_scored"] == FRAMES and meta["backend"] == label
+        assert meta["params"] == {k: v for k, v in INFER.items() if k not in BACKEND_KEYS}
         assert sorted(set(got.column("frame").to_pylist())) == list(range(FRAMES))
 
     # A third run has nothing left to do.
-    assert run_to_end(work) == {"clips": 4, "skipped": 4, "predicted": 0, "boxes": 0}
+    assert run_to_end(work) == {"clips": 4, "skipped": 4, "predicted": 0, "boxes": 0, "backend": label}
 
 
 def test_changed_parameters_or_weights_redo_finished_clips(setup, tmp_path):
@@ -245,8 +259,8 @@ def test_changed_parameters_or_weights_redo_finished_clips(setup, tmp_path):
 
 
 def test_another_backend_or_precision_redoes_finished_clips(setup, tmp_path):
-    """The resolved backend is part of each clip's fingerprint: switching it redoes the clip."""
-    from visem_pl.tasks.inference.backends import openvino_precision
+    """The chosen configuration's label is part of each clip's fingerprint: switching it redoes the clip."""
+    from visem_pl.tasks.inference.backends import openvino_version
 
     root, weights, _ = setup
     clips = locate(root).clips()[:1]
@@ -257,13 +271,19 @@ def test_another_backend_or_precision_redoes_finished_clips(setup, tmp_path):
         meta = json.loads(pq.read_schema(next(out.glob("*.parquet"))).metadata[META_KEY])
         return {k: stats[k] for k in ("skipped", "predicted")}, meta["backend"]
 
-    assert infer(backend="torch") == ({"skipped": 0, "predicted": 1}, "torch/cpu/fp32")
-    assert infer(backend="torch") == ({"skipped": 1, "predicted": 0}, "torch/cpu/fp32")
-    stats, label = infer(backend="openvino", precision="f32")
-    assert stats == {"skipped": 0, "predicted": 1} and label.startswith("openvino/") and label.endswith("/f32")
-    assert infer(backend="openvino", precision="f32") == ({"skipped": 1, "predicted": 0}, label)
-    # auto = the CPU's own precision: another label (redo) where that is bf16, the same one (skip) where f32.
-    native = openvino_precision()
-    stats, auto_label = infer(backend="openvino", precision="auto")
-    assert auto_label.endswith(f"/{native}")
-    assert stats == ({"skipped": 0, "predicted": 1} if native == "bf16" else {"skipped": 1, "predicted": 0})
+    assert infer(backend="torch") == ({"skipped": 0, "predicted": 1}, "torch/cpu/fp32/b2")
+    assert infer(backend="torch") == ({"skipped": 1, "predicted": 0}, "torch/cpu/fp32/b2")
+    f32 = f"openvino/{openvino_version()}/f32/b2/throughput"
+    assert infer(backend="openvino", precision="f32") == ({"skipped": 0, "predicted": 1}, f32)
+    assert infer(backend="openvino", precision="f32") == ({"skipped": 1, "predicted": 0}, f32)
+    assert infer(backend="openvino", precision="f32", batch=4) == (
+        {"skipped": 0, "predicted": 1},
+        f32.replace("b2", "b4"),
+    )
+    # auto: the trial's winner, recorded with the numbers it saw; a redo unless it is the last label.
+    stats, auto_label = infer(backend="auto", precision="auto")
+    (trial,) = (cache / "trials").glob("*.json")
+    record = json.loads(trial.read_text())
+    assert auto_label == record["label"] == record["trials"][0]["label"]
+    assert stats == {"skipped": 0, "predicted": 1}  # the last label had batch 4; params ask for 2
+    assert infer(backend="auto", precision="auto") == ({"skipped": 1, "predicted": 0}, auto_label)

@@ -22,7 +22,7 @@ from visem_pl.tasks.workspace.paths import Workspace
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "openvino", "torch")
+BACKENDS = ("auto", "openvino", "torch", "onnxruntime")
 EXPORT_FORMAT = 1  # bump when the export arguments below change: old cache entries are then ignored
 
 
@@ -58,38 +58,23 @@ def resolve(backend: str, device: str) -> tuple[str, str]:
     return kind, dev
 
 
-def _half(dev: str) -> bool:
-    return dev not in ("cpu", "mps")
+def openvino_caps() -> list[str]:
+    """The CPU plugin's OPTIMIZATION_CAPABILITIES (e.g. BF16, INT8); [] without OpenVINO."""
+    if openvino_version() is None:
+        return []
+    import openvino as ov
 
-
-def torch_label(dev: str) -> str:
-    return f"torch/{'cpu' if dev == 'cpu' else 'mps' if dev == 'mps' else 'cuda'}/{'fp16' if _half(dev) else 'fp32'}"
+    return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
 def openvino_precision() -> str:
-    """The CPU plugin's own default: bf16 where the CPU computes it natively (AVX512_BF16, AMX), else f32."""
-    offline.configure()
-    import openvino as ov
-
-    return "bf16" if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "f32"
+    """The CPU plugin's own default: bf16 where the CPU computes it natively (AVX512_BF16, AMX), else f32.
+    Only a default for a backend built by hand: `infer: precision: auto` measures instead (tuning.py)."""
+    return "bf16" if "BF16" in openvino_caps() else "f32"
 
 
-def _precision(precision: str | None) -> str:
-    if precision in (None, "auto"):
-        return openvino_precision()
-    if precision not in ("f32", "bf16"):
-        raise ValueError(f"params.yaml infer: precision {precision!r} is not one of ['auto', 'f32', 'bf16']")
-    return precision
-
-
-def openvino_label(precision: str | None = None) -> str:
-    return f"openvino/{openvino_version()}/{_precision(precision)}"
-
-
-def backend_label(backend: str, device: str, precision: str | None = "auto") -> str:
-    """The label a run with these settings is expected to record, e.g. "openvino/2026.4.1/bf16"."""
-    kind, dev = resolve(backend, device)
-    return openvino_label(precision) if kind == "openvino" else torch_label(dev)
+def openvino_label(precision: str) -> str:
+    return f"openvino/{openvino_version()}/{precision}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,6 +153,8 @@ class OpenVINOBackend:
         preprocess_in_graph: bool = True,
         precision: str | None = None,
     ):
+        """`precision`: f32 | bf16 | int8 | int8-bf16 (an INT8 `xml`, its float layers in f32 or bf16);
+        None: the CPU plugin's default. `hint`: THROUGHPUT (the plugin's streams) or LATENCY (one stream)."""
         offline.configure()
         import openvino as ov
         import yaml
@@ -177,7 +164,9 @@ class OpenVINOBackend:
         stride = meta.get("stride", 32)
         self.stride = int(max(stride) if isinstance(stride, (list, tuple)) else stride)
         self.end2end = bool(meta.get("end2end", False))
-        self.precision = _precision(precision)
+        self.precision = precision or openvino_precision()
+        if self.precision not in ("f32", "bf16", "int8", "int8-bf16"):
+            raise ValueError(f"OpenVINO precision {self.precision!r} is not one of f32, bf16, int8, int8-bf16")
         self.label = openvino_label(self.precision)
         self.uint8_input = preprocess_in_graph
         core = ov.Core()
@@ -193,7 +182,9 @@ class OpenVINOBackend:
             ppp.input().model().set_layout(ov.Layout("NCHW"))
             model = ppp.build()
         self.compiled = core.compile_model(
-            model, "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": self.precision}
+            model,
+            "CPU",
+            {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "bf16" if "bf16" in self.precision else "f32"},
         )
         n = requests or int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.requests = [self.compiled.create_infer_request() for _ in range(max(1, n))]
@@ -218,7 +209,8 @@ class OpenVINOBackend:
 class TorchBackend:
     kind = "torch"
 
-    def __init__(self, weights: Path | str, device: str = "cpu"):
+    def __init__(self, weights: Path | str, device: str = "cpu", half: bool | None = None):
+        """`half`: fp16 (None: on CUDA only, as Ultralytics' predict does)."""
         offline.quiet_ultralytics()
         import torch
         from ultralytics.nn.autobackend import AutoBackend
@@ -235,15 +227,14 @@ class TorchBackend:
         # Ultralytics sets OMP_NUM_THREADS=1 on import; the forward pass wants every core (set
         # around each forward only, so the rest of the process keeps its setting).
         self.threads = (os.cpu_count() or 1) if self.device.type == "cpu" else None
-        half = self.device.type == "cuda"
+        half = self.device.type == "cuda" if half is None else half
         self.model = AutoBackend(model=str(weights), device=self.device, fp16=half, fuse=True, verbose=False)
         self.model.eval()
         self.names = dict(self.model.names)
         self.stride = int(max(self.model.stride) if hasattr(self.model.stride, "__len__") else self.model.stride)
         self.end2end = bool(getattr(self.model, "end2end", False))
-        self.label = torch_label(
-            "cpu" if self.device.type == "cpu" else self.device.type if self.device.type == "mps" else "0"
-        )
+        where = "cpu" if self.device.type == "cpu" else self.device.type if self.device.type == "mps" else "cuda"
+        self.label = f"torch/{where}/{'fp16' if half else 'fp32'}"
         self.uint8_input = True
         self.slots = 1
         self._out = {}
@@ -269,25 +260,119 @@ class TorchBackend:
         return self._out.pop(slot)
 
 
-def load_backend(
+class OnnxRuntimeBackend:
+    """An ONNX export run by ONNX Runtime with one provider (TensorRT or CUDA on a GPU; CPU in tests)."""
+
+    kind = "onnxruntime"
+
+    def __init__(self, onnx: Path | str, provider: str = "CPUExecutionProvider", half: bool = False):
+        import onnxruntime as ort
+        import yaml
+
+        meta = yaml.safe_load((Path(onnx).parent / "metadata.yaml").read_text(encoding="utf-8")) or {}
+        self.names = {int(k): v for k, v in (meta.get("names") or {}).items()}
+        stride = meta.get("stride", 32)
+        self.stride = int(max(stride) if isinstance(stride, (list, tuple)) else stride)
+        self.end2end = bool(meta.get("end2end", False))
+        providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(onnx), providers=providers)
+        self.input = self.session.get_inputs()[0].name
+        self.half = half
+        self.label = f"onnxruntime/{provider}/{'fp16' if half else 'fp32'}"
+        self.uint8_input = True
+        self.slots = 1
+        self._out = {}
+
+    def submit(self, slot: int, batch: np.ndarray) -> None:
+        import torch
+
+        x = to_float_nchw(batch)
+        out = self.session.run(None, {self.input: x.astype(np.float16) if self.half else x})[0]
+        self._out[slot] = torch.from_numpy(np.asarray(out, np.float32))
+
+    def wait(self, slot: int):
+        return self._out.pop(slot)
+
+
+def export_onnx(weights: Path | str, model_sha: str, cache_dir: Path | str, half: bool, device: str) -> Path:
+    """The cached ONNX export of `weights` (dynamic shapes), exported first when absent."""
+    import ultralytics
+
+    offline.quiet_ultralytics()
+    cache_dir = Path(cache_dir)
+    target = (
+        cache_dir / f"{model_sha}-onnx-ul{ultralytics.__version__}-dyn-{'fp16' if half else 'fp32'}-v{EXPORT_FORMAT}"
+    )
+    onnx = target / "model.onnx"
+    if onnx.exists():
+        return onnx
+    from ultralytics import YOLO
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{model_sha[:12]}-", suffix=".tmp", dir=cache_dir))
+    try:
+        shutil.copyfile(weights, tmp / "model.pt")
+        YOLO(str(tmp / "model.pt")).export(
+            format="onnx", dynamic=True, half=half, imgsz=640, batch=1, device=device, simplify=False, verbose=False
+        )
+        (tmp / "model.pt").unlink()
+        meta = {"names": YOLO(str(weights)).names, "stride": 32}
+        import yaml
+
+        (tmp / "metadata.yaml").write_text(yaml.safe_dump(meta), encoding="utf-8")
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not onnx.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return onnx
+
+
+def build_backend(
+    config,
     weights: Path | str,
-    backend: str = "auto",
-    device: str = "auto",
-    precision: str = "auto",
     model_sha: str | None = None,
     cache_dir: Path | str | None = None,
+    int8_xml: Path | None = None,
+    fallback: bool = True,
 ):
-    """The backend `backend`/`device` ask for; PyTorch (logged) when the OpenVINO export fails."""
-    kind, dev = resolve(backend, device)
-    if kind == "openvino":
-        try:
-            xml, _ = export_openvino(weights, model_sha, cache_dir)
-            return OpenVINOBackend(xml, precision=precision)
-        except Exception as exc:  # noqa: BLE001 - any failure means: use PyTorch instead
-            log.warning(
-                "OpenVINO export or load failed (%s: %s); falling back to PyTorch on the CPU", type(exc).__name__, exc
+    """The backend one `tuning.Config` describes, its label that config's label.
+
+    With `fallback`, an OpenVINO or ONNX Runtime model that cannot be exported or loaded is logged
+    and replaced by PyTorch on the same device (whose label then says so).
+    """
+    from dataclasses import replace
+
+    try:
+        if config.kind == "openvino":
+            if "int8" in config.precision:
+                if int8_xml is None:
+                    raise ValueError("an INT8 configuration needs its quantized model")
+                xml = int8_xml
+            else:
+                xml, _ = export_openvino(weights, model_sha, cache_dir)
+            hint = "LATENCY" if config.streams == "latency" else "THROUGHPUT"
+            backend = OpenVINOBackend(xml, hint=hint, precision=config.precision)
+        elif config.kind == "onnxruntime":
+            from visem_pl.tasks.workspace.io import file_sha256
+
+            half = config.precision == "fp16"
+            onnx = export_onnx(
+                weights, model_sha or file_sha256(weights), cache_dir or ".cache/exports", half, config.device
             )
-    return TorchBackend(weights, dev)
+            backend = OnnxRuntimeBackend(onnx, config.provider, half)
+        else:
+            backend = TorchBackend(weights, config.device, half=config.precision == "fp16")
+    except Exception as exc:  # noqa: BLE001 - any failure means: use PyTorch instead
+        if not fallback or config.kind == "torch":
+            raise
+        log.warning("%s export or load failed (%s: %s); falling back to PyTorch", config.kind, type(exc).__name__, exc)
+        config = replace(config, kind="torch", precision="fp32" if config.device == "cpu" else "fp16", streams="")
+        backend = TorchBackend(weights, config.device, half=config.precision == "fp16")
+    backend.label = config.label()
+    return backend
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ while the next computes. Memory is bounded by the queue, not by the clip's lengt
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -47,30 +47,26 @@ class InferConfig:
     imgsz: int = 640
     conf: float = 0.05  # below the lowest review band: nothing useful is dropped
     iou: float = 0.7
-    batch: int = 8
+    batch: int | str = "auto"  # frames per forward pass; auto = measured (tuning.py)
     max_det: int = 300
     device: str = "auto"
-    backend: str = "auto"  # auto (OpenVINO on CPU, PyTorch+fp16 on CUDA) | openvino | torch
-    precision: str = "auto"  # OpenVINO only: auto (bf16 where the CPU has it natively, else f32) | f32 | bf16
+    backend: str = "auto"  # auto = measured | openvino | torch | onnxruntime
+    precision: str = "auto"  # auto = measured | f32 | bf16 | int8 | int8-bf16 (OpenVINO) | fp32 | fp16
 
 
-# Recorded through the resolved backend label rather than among "params".
-BACKEND_KEYS = ("backend", "precision")
+# Recorded through the chosen configuration's label rather than among "params".
+BACKEND_KEYS = ("backend", "precision", "batch")
 
 
 def clip_output(out_dir: Path, clip: Clip) -> Path:
     return out_dir / f"{clip.name}.parquet"
 
 
-def fingerprint(model_sha: str, cfg: InferConfig, clip: Clip, backend: str | None = None) -> dict:
-    """What a finished clip's file records; `backend` is the resolved backend's label
-    (e.g. "openvino/2026.4.1", "torch/cpu/fp32"), worked out from `cfg` when not given, so that
-    switching backends (or upgrading OpenVINO) redoes the clips."""
-    from visem_pl.tasks.inference.backends import backend_label
-
+def fingerprint(model_sha: str, cfg: InferConfig, clip: Clip, backend: str) -> dict:
+    """What a finished clip's file records; `backend` is the chosen configuration's label (e.g.
+    "openvino/2026.4.1/bf16/b8/throughput"), so that another backend, precision or batch size, or
+    another OpenVINO release, redoes the clips."""
     params = {k: v for k, v in asdict(cfg).items() if k not in BACKEND_KEYS}
-    if backend is None:
-        backend = backend_label(cfg.backend, cfg.device, cfg.precision)
     return {"model_sha256": model_sha, "params": params, "backend": backend, "clip": clip.name}
 
 
@@ -123,15 +119,73 @@ def _table(clip: Clip, boxes: list[tuple[int, np.ndarray, np.ndarray, np.ndarray
     return pa.table(cols, schema=SCHEMA)
 
 
-def pending(
-    weights: Path | str, clips: list[Clip], out_dir: Path | str, cfg: InferConfig, model_sha: str | None = None
-) -> list[Clip]:
-    """The clips whose output is missing or was made by another model, backend or parameters."""
-    from visem_pl.tasks.inference.backends import backend_label
+def trial_frames(clips: list[Clip], cfg: InferConfig, stride: int = 32) -> list[np.ndarray]:
+    """The first frames of the first clip, letterboxed as inference sees them: what a trial times."""
+    from ultralytics.data.augment import LetterBox
+    from ultralytics.utils.checks import check_imgsz
 
+    from visem_pl.tasks.inference.tuning import TRIAL_FRAMES
+
+    lb = LetterBox(check_imgsz(cfg.imgsz, stride=stride, min_dim=2), auto=True, stride=stride)
+    frames = []
+    for clip in clips:
+        for _, frame in iter_frames(clip.path, cfg.stride):
+            frames.append(lb(image=frame))
+            if len(frames) == TRIAL_FRAMES:
+                return frames
+    if not frames:
+        raise ValueError("no frames to time inference on: every clip is empty")
+    return frames
+
+
+def choose_backend(
+    weights: Path | str,
+    clips: list[Clip],
+    cfg: InferConfig,
+    cache_dir: Path | str | None = None,
+    model_sha: str | None = None,
+    int8_frames=None,
+):
+    """The configuration these clips are run with (a `tuning.Choice`): measured where `cfg` says auto.
+
+    `int8_frames` (an `int8.Frames`): the round's calibration and validation frames; without them
+    INT8 is not a candidate.
+    """
+    from visem_pl.tasks.inference import int8, tuning
+    from visem_pl.tasks.workspace.paths import Workspace
+
+    offline.quiet_ultralytics()
+    cache_dir = Path(cache_dir) if cache_dir is not None else Workspace(Path.cwd()).exports_cache
     model_sha = model_sha or file_sha256(weights)
-    wanted = backend_label(cfg.backend, cfg.device, cfg.precision)
-    return [c for c in clips if not is_done(clip_output(Path(out_dir), c), fingerprint(model_sha, cfg, c, wanted))]
+    check = None
+    if int8_frames is not None:
+
+        def check():
+            return int8.check(weights, model_sha, cache_dir, int8_frames, cfg.imgsz)
+
+    return tuning.choose(
+        weights, cfg, lambda: trial_frames(clips, cfg), cache_dir, model_sha=model_sha, int8_check=check
+    )
+
+
+def pending(
+    weights: Path | str,
+    clips: list[Clip],
+    out_dir: Path | str,
+    cfg: InferConfig,
+    model_sha: str | None = None,
+    choice=None,
+    cache_dir: Path | str | None = None,
+) -> list[Clip]:
+    """The clips whose output is missing or was made by another model, configuration or parameters."""
+    if not clips:
+        return []
+    model_sha = model_sha or file_sha256(weights)
+    if choice is None:
+        choice = choose_backend(weights, clips, cfg, cache_dir, model_sha)
+    return [
+        c for c in clips if not is_done(clip_output(Path(out_dir), c), fingerprint(model_sha, cfg, c, choice.label))
+    ]
 
 
 def infer_clips(
@@ -141,15 +195,18 @@ def infer_clips(
     cfg: InferConfig,
     progress: bool = True,
     cache_dir: Path | str | None = None,
+    choice=None,
 ) -> dict:
     """Predictions for every clip into `out_dir/<clip>.parquet`; returns counts of done/skipped.
 
-    `cache_dir` holds exported models (default `.cache/exports` under the working directory).
+    `cache_dir` holds exported models and trial results (default `.cache/exports` under the
+    working directory); `choice` (a `tuning.Choice`) is the configuration to run, measured here
+    when not given.
     """
     offline.quiet_ultralytics()
     from rich.progress import Progress
 
-    from visem_pl.tasks.inference.backends import load_backend, predict_sources
+    from visem_pl.tasks.inference.backends import build_backend, predict_sources
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -159,13 +216,15 @@ def infer_clips(
         for stale in out_dir.glob(f".{clip_output(out_dir, clip).name}.*.tmp"):
             stale.unlink(missing_ok=True)
     model_sha = file_sha256(weights)
-    todo = pending(weights, clips, out_dir, cfg, model_sha)
+    if choice is None and clips:
+        choice = choose_backend(weights, clips, cfg, cache_dir, model_sha)
+    todo = pending(weights, clips, out_dir, cfg, model_sha, choice)
     stats = {"clips": len(clips), "skipped": len(clips) - len(todo), "predicted": 0, "boxes": 0}
     if not todo:
         return stats
-    backend = load_backend(
-        weights, cfg.backend, cfg.device, precision=cfg.precision, model_sha=model_sha, cache_dir=cache_dir
-    )
+    int8_xml = (choice.int8 or {}).get("xml") if "int8" in choice.config.precision else None
+    backend = build_backend(choice.config, weights, model_sha, cache_dir, int8_xml=Path(int8_xml) if int8_xml else None)
+    cfg = replace(cfg, batch=choice.config.batch)  # the measured batch size, where it was auto
     sources = [(clip, (lambda c=clip: iter_frames(c.path, cfg.stride))) for clip in todo]
     with Progress(disable=not progress, transient=False) as bar:
         task = bar.add_task("pseudo-labelling clips", total=len(clips), completed=stats["skipped"])

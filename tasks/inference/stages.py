@@ -1,13 +1,17 @@
 """The DVC stage infer@N: pseudo-label every unlabelled clip with round N's model (resumable per clip).
 
-`visem-pl infer` calls `infer_stage`; the Prefect round maps `infer_clips` over the clips first
-(one task per clip) and then runs the stage, which finds every clip done and records them.
+`visem-pl infer` calls `infer_stage`; the Prefect round settles the backend with `choose_round_backend`,
+maps `infer_clips` over the clips (one task per clip) and then runs the stage, which finds every
+clip done and records them.
 """
 
 from __future__ import annotations
 
+import pandas as pd
+
 from visem_pl.tasks.dataset.reader import Clip
-from visem_pl.tasks.inference.clips import InferConfig, infer_clips, pending
+from visem_pl.tasks.inference.clips import InferConfig, choose_backend, infer_clips, pending
+from visem_pl.tasks.workspace.io import write_json
 from visem_pl.tasks.workspace.paths import Workspace
 
 
@@ -15,14 +19,45 @@ def infer_config(ws: Workspace) -> InferConfig:
     return ws.section("infer", InferConfig)
 
 
-def infer_stage(ws: Workspace, n: int, progress: bool = False) -> dict:
+def int8_frames(ws: Workspace, n: int):
+    """Round n's INT8 calibration frames (its labelled training frames) and validation frames."""
+    from visem_pl.tasks.inference.int8 import round_frames
+
+    listing = ws.prepared / "frames.csv"
+    if not listing.exists():
+        return None
+    frames = pd.read_csv(listing)
+    return round_frames(frames[frames["split"] == "train"], frames[frames["split"] == "val"])
+
+
+def choose_round_backend(ws: Workspace, n: int):
+    """How round n's clips are run (`tuning.Choice`): measured on this machine where params say auto."""
     paths = ws.round(n)
-    return infer_clips(
-        paths.weights, ws.clips(), paths.predictions, infer_config(ws), progress=progress, cache_dir=ws.exports_cache
+    return choose_backend(paths.weights, ws.clips(), infer_config(ws), ws.exports_cache, int8_frames=int8_frames(ws, n))
+
+
+def infer_stage(ws: Workspace, n: int, progress: bool = False) -> dict:
+    """Pseudo-label every clip; metrics/rounds/round-N/infer.json records the configuration and its trial."""
+    paths = ws.round(n)
+    clips = ws.clips()
+    choice = choose_round_backend(ws, n) if clips else None
+    stats = infer_clips(
+        paths.weights,
+        clips,
+        paths.predictions,
+        infer_config(ws),
+        progress=progress,
+        cache_dir=ws.exports_cache,
+        choice=choice,
     )
+    write_json(paths.metrics / "infer.json", {**stats, "backend": choice.record() if choice else None})
+    return {**stats, "backend": choice.label if choice else None}
 
 
 def pending_clips(ws: Workspace, n: int) -> list[Clip]:
-    """Clips of round n not yet pseudo-labelled with its model and the current parameters."""
+    """Clips of round n not yet pseudo-labelled with its model, configuration and parameters."""
     paths = ws.round(n)
-    return pending(paths.weights, ws.clips(), paths.predictions, infer_config(ws))
+    clips = ws.clips()
+    if not clips:
+        return []
+    return pending(paths.weights, clips, paths.predictions, infer_config(ws), choice=choose_round_backend(ws, n))
