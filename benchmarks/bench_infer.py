@@ -1,23 +1,31 @@
-"""Benchmark the pseudo-labelling inference stage against the naive Ultralytics loop.
+"""Benchmark the pseudo-labelling inference stage against the naive Ultralytics loop and the best
+forward pass this machine reaches.
 
-On the same synthetic clips and the same weights, in one process, interleaved (round-robin,
-best of `--repeat`), it measures:
+Protocol (fixed before tuning; every number from one process, interleaved round-robin, best of
+`--repeat` for each):
 
-1. naive: ``YOLO(weights).predict(source=clip.mp4, stream=True, imgsz=640)`` (PyTorch, as shipped);
-2. ours: ``visem_pl.tasks.inference.clips.infer_clips`` end to end (decode thread, OpenVINO, NMS, Parquet), the
-   export already cached (its one-off cost is reported separately);
-3. limit: the forward pass alone on pre-decoded, pre-letterboxed batches through the same
-   backend (same compiled model, same batch size, same number of requests in flight); also the
-   plain fp32-input model fed pre-normalised tensors; the faster of the two is the limit.
+1. naive: ``YOLO(weights).predict(source=clip.mp4, stream=True, imgsz=640)`` (PyTorch, as shipped,
+   on the same device);
+2. ours: ``infer_clips`` end to end (decode thread, the backend `infer: auto` chose by its trial,
+   NMS, Parquet) with the round's defaults (backend, precision and batch auto); the export and the
+   trial are done first and timed separately;
+3. limit: the forward pass alone, on frames already decoded and letterboxed, for EVERY supported
+   configuration of this machine (CPU: OpenVINO f32, bf16 where native, INT8 and INT8+bf16 where
+   the INT8 model passed its fitness check, each at batch 1/2/4/8/16 and both stream settings, and
+   PyTorch fp32; CUDA: PyTorch fp16/fp32 and ONNX Runtime where installed, at batch 8-64). The
+   limit is the fastest of them all, so ours/limit cannot look good by sharing a slow choice.
 
-Also: box agreement naive vs ours (IoU >= 0.9 matching; the OpenVINO f32 variant too), the
-frame stride's effect on recall against the synthetic truth, validation-time throughput
-(`tasks/training/evaluate.py` vs the same frames through the backend), and peak RSS (VmHWM, one
-subprocess per measurement) for a clip and a 3x longer one.
+Weights: `--weights`, else round 0's of the workspace it is run from (`models/round-0/weights.pt`
+under the current folder, e.g. after `make demo`). Without them an untrained YOLOv8n is timed
+and the output says, at its top and in the JSON (`"comparable": false`), that the numbers are
+not comparable (random boxes make NMS dominate). INT8 calibration and its fitness check use the
+workspace's labelled and validation frames (data/prepared/frames.csv) where they exist, else
+the benchmark's own synthetic frames.
 
-Writes JSON to `metrics/bench_infer.json` and prints a Markdown table.
+Extras (skipped with --no-extras): box agreement naive vs ours, stride vs recall against the
+synthetic truth, validation-time throughput, peak RSS for a clip and a 3x longer one.
 
-    .venv/bin/python benchmarks/bench_infer.py [--repeat 3] [--frames 150] [--out metrics/bench_infer.json]
+    visem-pl bench infer [--json] [--out FILE]      # or: .venv/bin/python benchmarks/bench_infer.py
 """
 
 from __future__ import annotations
@@ -25,12 +33,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,21 +54,19 @@ import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
 from visem_pl.tasks.dataset.reader import locate  # noqa: E402
-from visem_pl.tasks.inference.backends import (  # noqa: E402
-    OpenVINOBackend,
-    export_openvino,
-    load_backend,
-    predict_sources,
-    to_float_nchw,
-)
+from visem_pl.tasks.inference import int8, tuning  # noqa: E402
+from visem_pl.tasks.inference.backends import build_backend, export_openvino, predict_sources  # noqa: E402
 from visem_pl.tasks.inference.clips import (  # noqa: E402
     META_KEY,
     InferConfig,
+    choose_backend,
     file_sha256,
     infer_clips,
     iter_frames,
     read_predictions,
 )
+from visem_pl.tasks.workspace.device import pick_device  # noqa: E402
+from visem_pl.tasks.workspace.paths import Workspace  # noqa: E402
 
 CLIPS_PER_PASS = 502
 FRAMES_PER_PASS = 738_000
@@ -115,16 +121,35 @@ def make_data(base: Path, frames: int) -> dict:
     return {"root": root, "long": long_root}
 
 
-def get_weights(base: Path) -> tuple[Path, str]:
-    trained = REPO / "models" / "round-0" / "weights.pt"
+def get_weights(args, base: Path) -> tuple[Path, str, bool]:
+    """(weights, what they are, whether the numbers are comparable with trained weights)."""
+    if args.weights is not None:
+        return args.weights, f"{args.weights} (given)", True
+    trained = Workspace(Path.cwd()).round(0).weights
     if trained.exists():
-        return trained, "models/round-0/weights.pt (the demo's round-0 model, trained on the synthetic twin)"
+        return trained, f"{trained} (round 0 of the workspace {Path.cwd()})", True
     from ultralytics import YOLO
 
     torch.manual_seed(0)
     path = base / "untrained.pt"
     YOLO(str(REPO / "models" / "yolov8n.yaml")).save(str(path))
-    return path, "UNTRAINED yolov8n (models/round-0/weights.pt absent): boxes are not realistic"
+    return path, f"UNTRAINED yolov8n ({trained} absent: run `make demo` first, or pass --weights)", False
+
+
+def bench_int8_frames(data_root: Path) -> int8.Frames:
+    """INT8 calibration and check frames: the workspace's (as `infer` uses them), else the twin's own."""
+    from visem_pl.tasks.inference.stages import int8_frames
+
+    ws = Workspace(Path.cwd())
+    if (ws.prepared / "frames.csv").exists():
+        return int8_frames(ws, 0)
+    video = locate(data_root).videos[11]
+    frames = video.labelled_frames()
+    cut = (2 * len(frames)) // 3
+    return int8.Frames(
+        tuple(str(video.image_path(f)) for f in frames[:cut]),
+        tuple((str(video.image_path(f)), str(video.label_path(f))) for f in frames[cut:]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -147,20 +172,21 @@ def run_naive(weights, clips, cfg: InferConfig) -> tuple[float, dict]:
                 iou=cfg.iou,
                 max_det=cfg.max_det,
                 vid_stride=cfg.stride,
-                device="cpu",
+                device=pick_device(cfg.device),
                 verbose=False,
             )
         ):
-            boxes.append((index * cfg.stride, res.boxes.xywhn.numpy(), res.boxes.cls.numpy(), res.boxes.conf.numpy()))
+            b = res.boxes.cpu()
+            boxes.append((index * cfg.stride, b.xywhn.numpy(), b.cls.numpy(), b.conf.numpy()))
             frames += 1
         out[clip.name] = boxes
     return frames / (time.perf_counter() - t0), out
 
 
-def run_ours(weights, clips, cfg: InferConfig, cache: Path) -> tuple[float, int, Path]:
+def run_ours(weights, clips, cfg: InferConfig, cache: Path, choice) -> tuple[float, int, Path]:
     out = Path(tempfile.mkdtemp(prefix="ours-"))
     t0 = time.perf_counter()
-    infer_clips(weights, clips, out, cfg, progress=False, cache_dir=cache)
+    infer_clips(weights, clips, out, cfg, progress=False, cache_dir=cache, choice=choice)
     seconds = time.perf_counter() - t0
     frames = sum(json.loads(pq.read_schema(p).metadata[META_KEY])["frames_scored"] for p in out.glob("*.parquet"))
     return frames / seconds, frames, out
@@ -177,35 +203,40 @@ def ours_boxes(out: Path, cfg: InferConfig) -> dict:
     return res
 
 
-def predecode(clips, backend, cfg: InferConfig, limit_frames: int) -> list[np.ndarray]:
+def predecode(clips, cfg: InferConfig, limit_frames: int, stride: int = 32) -> list[np.ndarray]:
+    """Frames decoded and letterboxed once, as the pipeline hands them to a backend."""
     from ultralytics.data.augment import LetterBox
     from ultralytics.utils.checks import check_imgsz
 
-    lb = LetterBox(check_imgsz(cfg.imgsz, stride=backend.stride, min_dim=2), auto=True, stride=backend.stride)
+    lb = LetterBox(check_imgsz(cfg.imgsz, stride=stride, min_dim=2), auto=True, stride=stride)
     imgs = []
     for clip in clips:
         for _, frame in iter_frames(clip.path, 1):
             imgs.append(lb(image=frame))
             if len(imgs) >= limit_frames:
-                break
-        if len(imgs) >= limit_frames:
-            break
-    return [np.stack(imgs[i : i + cfg.batch]) for i in range(0, len(imgs) - cfg.batch + 1, cfg.batch)]
+                return imgs
+    return imgs
 
 
-def run_limit(backend, batches: list[np.ndarray]) -> float:
-    """Forward only: same submit/wait ping-pong over the backend's slots, no decode, no NMS."""
-    inflight, slot = [], 0
-    t0 = time.perf_counter()
-    for arr in batches:
-        if len(inflight) == backend.slots:
-            backend.wait(inflight.pop(0))
-        backend.submit(slot, arr)
-        inflight.append(slot)
-        slot = (slot + 1) % backend.slots
-    for s in inflight:
-        backend.wait(s)
-    return sum(len(b) for b in batches) / (time.perf_counter() - t0)
+def limit_grid(dev: str, choice) -> list[tuning.Config]:
+    """Every supported configuration of this machine (see the module's docstring)."""
+    qualified = bool(choice.int8 and choice.int8.get("qualified"))
+    from visem_pl.tasks.inference.backends import openvino_caps, openvino_version
+
+    if dev == "cpu":
+        stage = tuning.first_stage(
+            "auto", "auto", 8, dev, openvino=openvino_version() is not None, bf16="BF16" in openvino_caps(),
+            int8=qualified,
+        )  # fmt: skip
+        grid = []
+        for c in stage:
+            if c.kind == "openvino":
+                grid += [replace(c, batch=b, streams=s) for b in tuning.CPU_BATCHES for s in tuning.STREAMS]
+            else:
+                grid += [replace(c, batch=b) for b in (1, 8)]
+        return grid
+    stage = tuning.first_stage("auto", "auto", 32, dev, False, False, False, tuning.onnxruntime_providers())
+    return [replace(c, batch=b) for c in stage for b in tuning.CUDA_BATCHES]
 
 
 # ---------------------------------------------------------------------------------------------- agreement / recall
@@ -298,41 +329,30 @@ def rss_child(args) -> None:
     """Subprocess: one measurement, prints {"vmhwm_kb": ...}."""
     tempfile.tempdir = str(args.cache.parent)  # the parent's scratch folder, removed at its end
     clips = locate(args.root).clips()
-    cfg = InferConfig(stride=1, device="cpu")
+    cfg = InferConfig(stride=1, device=args.device)
     if args.mode == "ours":
-        infer_clips(
-            args.weights, clips, Path(tempfile.mkdtemp(prefix="rss-")), cfg, progress=False, cache_dir=args.cache
-        )
+        choice = tuning.Choice.from_record(json.loads(args.choice.read_text()))
+        out = Path(tempfile.mkdtemp(prefix="rss-"))
+        infer_clips(args.weights, clips, out, cfg, progress=False, cache_dir=args.cache, choice=choice)
     else:
         run_naive(args.weights, clips, cfg)
     print(json.dumps({"vmhwm_kb": vmhwm_kb(), "frames": sum(1 for c in clips for _ in iter_frames(c.path, 1))}))
 
 
-def peak_rss(mode: str, root: Path, weights: Path, cache: Path) -> dict:
-    out = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--rss-child",
-            mode,
-            "--root",
-            str(root),
-            "--weights",
-            str(weights),
-            "--cache",
-            str(cache),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def peak_rss(mode: str, root: Path, weights: Path, cache: Path, choice_file: Path, device: str) -> dict:
+    cmd = [sys.executable, __file__, "--rss-child", mode, "--root", str(root), "--weights", str(weights)]
+    cmd += ["--cache", str(cache), "--choice", str(choice_file), "--device", device]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------------------------------------- validation
 
 
-def validation(root: Path, weights: Path, cache: Path, repeat: int) -> dict:
+def validation(root: Path, weights: Path, cache: Path, repeat: int, choice, device: str) -> dict:
+    """`evaluate` (PyTorch, as shipped) vs the same frames through the chosen backend and our pipeline."""
+    import cv2
+
     from visem_pl.tasks.training.evaluate import EvalConfig, evaluate
 
     vdir = next(root.rglob("Train/11"))
@@ -341,10 +361,9 @@ def validation(root: Path, weights: Path, cache: Path, repeat: int) -> dict:
     frames = pd.DataFrame(
         {"image": [str(p) for p in images], "label": [str(p) if p.exists() else None for p in labels]}
     )
-    ecfg = EvalConfig(device="cpu")
-    backend = load_backend(weights, "auto", "cpu", cache_dir=cache)
-    import cv2
-
+    ecfg = EvalConfig(device=device, batch=choice.config.batch)
+    int8_xml = (choice.int8 or {}).get("xml") if "int8" in choice.config.precision else None
+    backend = build_backend(choice.config, weights, cache_dir=cache, int8_xml=Path(int8_xml) if int8_xml else None)
     source = [("val", lambda: ((i, cv2.imread(p)) for i, p in enumerate(frames["image"])))]
     best_eval = best_ours = 0.0
     res = None
@@ -367,16 +386,25 @@ def validation(root: Path, weights: Path, cache: Path, repeat: int) -> dict:
 # ---------------------------------------------------------------------------------------------- main
 
 
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--frames", type=int, default=150, help="frames per synthetic clip")
-    ap.add_argument("--timed-clips", type=int, default=2, help="clips in each timed throughput run")
-    ap.add_argument("--out", type=Path, default=REPO / "metrics" / "bench_infer.json")
+    ap.add_argument("--timed-clips", type=int, default=4, help="clips in each timed throughput run")
+    ap.add_argument("--weights", type=Path, help="default: models/round-0/weights.pt of the current folder")
+    ap.add_argument("--device", default="auto", help="auto (first GPU, else CPU) | cpu | 0")
+    ap.add_argument("--limit-seconds", type=float, default=1.0, help="timed seconds per limit configuration")
+    ap.add_argument("--no-extras", action="store_true", help="skip agreement, stride, validation and memory")
+    ap.add_argument("--json", action="store_true", help="print the JSON result (only) on stdout")
+    ap.add_argument("--out", type=Path, help="also write the JSON result to this file")
     ap.add_argument("--rss-child", choices=["ours", "naive"])
     ap.add_argument("--root", type=Path)
-    ap.add_argument("--weights", type=Path)
     ap.add_argument("--cache", type=Path)
+    ap.add_argument("--choice", type=Path)
     args = ap.parse_args()
     if args.rss_child:
         args.mode = args.rss_child
@@ -386,84 +414,123 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="bench-infer-"))
     tempfile.tempdir = str(base)  # every scratch output below lives here; removed at the end
     try:
-        run(args, base, load_start)
+        result = run(args, base, load_start)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    if args.json:
+        print(text)
+    else:
+        print(table(result))
 
 
-def run(args, base: Path, load_start: list[float]) -> None:
+def run(args, base: Path, load_start: list[float]) -> dict:
+    dev = pick_device(args.device)
     data = make_data(base, args.frames)
-    weights, weights_note = get_weights(base)
+    weights, weights_note, comparable = get_weights(args, base)
+    if not comparable:
+        log(f"NOT COMPARABLE: {weights_note}")
     cache = base / "exports"
     clips = locate(data["root"]).clips()
     timed = clips[: args.timed_clips]
-    cfg = InferConfig(stride=1, device="cpu")
+    cfg = InferConfig(stride=1, device=dev)  # backend, precision and batch: auto, as params.yaml ships them
+    sha = file_sha256(weights)
 
+    export = {}
+    if dev == "cpu":
+        t0 = time.perf_counter()
+        _, exported = export_openvino(weights, sha, cache)
+        export = {"seconds_first": round(time.perf_counter() - t0, 2), "exported": exported}
+        t0 = time.perf_counter()
+        export_openvino(weights, sha, cache)
+        export["seconds_cached"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
-    xml, exported = export_openvino(weights, file_sha256(weights), cache)
-    export_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    export_openvino(weights, file_sha256(weights), cache)
-    cached_s = time.perf_counter() - t0
+    choice = choose_backend(weights, timed, cfg, cache, sha, int8_frames=bench_int8_frames(data["root"]))
+    trial_s = time.perf_counter() - t0
+    log(f"auto chose {choice.label} in {trial_s:.1f} s (INT8 check: {choice.int8})")
+    choice_file = base / "choice.json"
+    choice_file.write_text(json.dumps(choice.record()))
 
-    backend = OpenVINOBackend(xml)
-    plain = OpenVINOBackend(xml, preprocess_in_graph=False)
-    batches = predecode(timed, backend, cfg, 96)
-    float_batches = [to_float_nchw(b) for b in batches]
-
-    class _Pre:  # the plain model fed tensors already normalised (pre-processing excluded entirely)
-        slots, stride = plain.slots, plain.stride
-
-        @staticmethod
-        def submit(slot, arr):
-            plain._keep[slot] = arr
-            plain.requests[slot].start_async({0: arr}, share_inputs=True)
-
-        wait = staticmethod(plain.wait)
-
-    run_limit(backend, batches[:2])
-    run_limit(_Pre, float_batches[:2])  # warm-up
-    naive_fps = ours_fps = limit_graph = limit_plain = ours3_fps = 0.0
+    frames = predecode(timed, cfg, 96)
+    grid = limit_grid(dev, choice)
+    int8_xml = Path(choice.int8["xml"]) if choice.int8 and choice.int8.get("qualified") else None
+    built = []
+    for c in grid:
+        try:
+            built.append((c, build_backend(c, weights, sha, cache, int8_xml=int8_xml, fallback=False)))
+        except Exception as exc:  # noqa: BLE001 - a configuration this machine cannot run is not a limit
+            log(f"limit: {c.label()} cannot run here ({type(exc).__name__}: {exc})")
+    limits: dict[str, float] = {}
+    naive_fps = ours_fps = ours3_fps = 0.0
     naive_out = ours_dir = None
     per_rep = []
-    for _rep in range(args.repeat):
+    for rep in range(args.repeat):
         nf, naive_out = run_naive(weights, timed, cfg)
-        of, _, ours_dir = run_ours(weights, timed, cfg, cache)
-        lg = run_limit(backend, batches)
-        lp = run_limit(_Pre, float_batches)
-        o3, _, _ = run_ours(weights, timed, InferConfig(stride=3, device="cpu"), cache)
+        of, _, ours_dir = run_ours(weights, timed, cfg, cache, choice)
+        rep_limits = {}
+        for c, backend in built:
+            fps = tuning.time_forward(backend, tuning.batches_of(frames, c.batch), args.limit_seconds)
+            rep_limits[c.label()] = fps
+            limits[c.label()] = max(limits.get(c.label(), 0.0), fps)
+        o3, _, _ = run_ours(weights, timed, replace(cfg, stride=3), cache, choice)
+        best = max(rep_limits, key=rep_limits.get)
         per_rep.append(
             {
                 "naive": round(nf, 2),
                 "ours": round(of, 2),
-                "limit_graph_pre": round(lg, 2),
-                "limit_plain_fp32_input": round(lp, 2),
+                "limit": round(rep_limits[best], 2),
+                "limit_config": best,
                 "ours_stride3_scored": round(o3, 2),
                 "load": loadavg(),
             }
         )
-        print(json.dumps(per_rep[-1]), file=sys.stderr, flush=True)
-        naive_fps, ours_fps = max(naive_fps, nf), max(ours_fps, of)
-        limit_graph, limit_plain, ours3_fps = max(limit_graph, lg), max(limit_plain, lp), max(ours3_fps, o3)
-    limit = max(limit_graph, limit_plain)
+        log(f"repeat {rep + 1}/{args.repeat}: {json.dumps(per_rep[-1])}")
+        naive_fps, ours_fps, ours3_fps = max(naive_fps, nf), max(ours_fps, of), max(ours3_fps, o3)
+    limit_label = max(limits, key=limits.get)
+    limit = limits[limit_label]
 
+    result = {
+        "comparable": comparable,
+        "machine": {**tuning.machine(), "load_at_start": load_start, "load_at_end": loadavg()},
+        "device": dev,
+        "weights": weights_note,
+        "clips": {"timed": [c.name for c in timed], "frames_per_clip": args.frames, "all": len(clips)},
+        "export": export,
+        "chosen": {"label": choice.label, "config": choice.record()["config"], "trial_seconds": round(trial_s, 1)},
+        "trial": [{"label": r["label"], "fps": r["fps"]} for r in choice.trials],
+        "int8": choice.int8,
+        "throughput_fps": {
+            "naive": round(naive_fps, 2),
+            "ours": round(ours_fps, 2),
+            "limit": round(limit, 2),
+            "limit_config": limit_label,
+            "ours_stride3_scored_frames": round(ours3_fps, 2),
+        },
+        "ratios": {"ours_over_naive": round(ours_fps / naive_fps, 2), "ours_over_limit": round(ours_fps / limit, 3)},
+        "limits": dict(sorted(((k, round(v, 2)) for k, v in limits.items()), key=lambda kv: -kv[1])),
+        "repeats": per_rep,
+        "projection_502_clips": {
+            "frames_per_pass": FRAMES_PER_PASS,
+            "default_stride": 3,
+            "hours_ours_stride3": round(FRAMES_PER_PASS / 3 / ours3_fps / 3600, 2),
+            "hours_naive_stride1": round(FRAMES_PER_PASS / naive_fps / 3600, 2),
+        },
+    }
+    if not args.no_extras:
+        result.update(extras(args, data, weights, cache, choice, choice_file, naive_out, ours_dir, cfg, dev))
+    return result
+
+
+def extras(args, data, weights, cache, choice, choice_file, naive_out, ours_dir, cfg, dev) -> dict:
     ours_b = ours_boxes(ours_dir, cfg)
     agree = {"all_boxes": agreement(naive_out, ours_b), f"conf_ge_{BAND_LOW}": agreement(naive_out, ours_b, BAND_LOW)}
-    # The same comparison with OpenVINO forced to f32 (what bf16 costs in agreement).
-    f32_dir = Path(tempfile.mkdtemp(prefix="ours-f32-"))
-    t0 = time.perf_counter()
-    infer_clips(
-        weights, timed, f32_dir, InferConfig(stride=1, device="cpu", precision="f32"), progress=False, cache_dir=cache
-    )
-    f32_fps = sum(len(v) for v in naive_out.values()) / (time.perf_counter() - t0)
-    f32_b = ours_boxes(f32_dir, cfg)
-    agree["f32_all_boxes"] = agreement(naive_out, f32_b)
-    agree["f32_fps_single_run"] = round(f32_fps, 2)
-
+    clips = locate(data["root"]).clips()
     strides = []
     for stride in (1, 2, 3, 5):
-        scfg = InferConfig(stride=stride, device="cpu")
-        fps, scored, out = run_ours(weights, clips, scfg, cache)
+        fps, scored, out = run_ours(weights, clips, replace(cfg, stride=stride), cache, choice)
         video_frames = sum(1 for c in clips for _ in iter_frames(c.path, 1)) if stride == 1 else strides[0]["scored"]
         strides.append(
             {
@@ -473,12 +540,10 @@ def run(args, base: Path, load_start: list[float]) -> None:
                 "video_frames_per_s": round(fps * video_frames / scored, 2),
             }
         )
-
-    val = validation(data["root"], weights, cache, max(1, args.repeat - 1))
-    # short = one clip of `frames` (first clip of the main twin); long = one clip 3x as long
-    short_root = base / "short"
+    val = validation(data["root"], weights, cache, max(1, args.repeat - 1), choice, dev)
     from visem_pl.tasks.synth import SynthConfig, synthesize
 
+    short_root = data["root"].parent / "short"
     synthesize(
         short_root,
         SynthConfig(
@@ -494,79 +559,45 @@ def run(args, base: Path, load_start: list[float]) -> None:
     )
     mem = {"short_frames": args.frames, "long_frames": 3 * args.frames}
     for mode in ("ours", "naive"):
-        s = peak_rss(mode, short_root, weights, cache)
-        lo = peak_rss(mode, data["long"], weights, cache)
+        s = peak_rss(mode, short_root, weights, cache, choice_file, dev)
+        lo = peak_rss(mode, data["long"], weights, cache, choice_file, dev)
         mem[mode] = {
             "short_vmhwm_mib": round(s["vmhwm_kb"] / 1024, 1),
             "long_vmhwm_mib": round(lo["vmhwm_kb"] / 1024, 1),
             "long_over_short": round(lo["vmhwm_kb"] / s["vmhwm_kb"], 3),
         }
-
-    stride3 = next(s for s in strides if s["stride"] == 3)
-    result = {
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "openvino": backend.label,
-            "load_at_start": load_start,
-            "load_at_end": loadavg(),
-        },
-        "weights": weights_note,
-        "clips": {"timed": [c.name for c in timed], "frames_per_clip": args.frames, "all": len(clips)},
-        "export": {"seconds_first": round(export_s, 2), "exported": exported, "seconds_cached": round(cached_s, 3)},
-        "throughput_fps": {
-            "naive": round(naive_fps, 2),
-            "ours": round(ours_fps, 2),
-            "limit": round(limit, 2),
-            "limit_graph_preprocessing": round(limit_graph, 2),
-            "limit_plain_fp32_input": round(limit_plain, 2),
-            "ours_stride3_scored_frames": round(ours3_fps, 2),
-        },
-        "ratios": {"ours_over_naive": round(ours_fps / naive_fps, 2), "ours_over_limit": round(ours_fps / limit, 3)},
-        "repeats": per_rep,
-        "agreement_naive_vs_ours": agree,
-        "stride_vs_recall": strides,
-        "validation": val,
-        "peak_memory": mem,
-        "projection_502_clips": {
-            "frames_per_pass": FRAMES_PER_PASS,
-            "default_stride": 3,
-            "scored_frames": FRAMES_PER_PASS // 3,
-            "hours_ours_stride3": round(FRAMES_PER_PASS / 3 / ours3_fps / 3600, 2),
-            "hours_ours_stride1": round(FRAMES_PER_PASS / ours_fps / 3600, 2),
-            "hours_naive_stride1": round(FRAMES_PER_PASS / naive_fps / 3600, 2),
-            "hours_naive_stride3_if_naive_fps_held": round(FRAMES_PER_PASS / 3 / naive_fps / 3600, 2),
-            "stride3_video_frames_per_s": stride3["video_frames_per_s"],
-        },
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    print(table(result))
+    return {"agreement_naive_vs_ours": agree, "stride_vs_recall": strides, "validation": val, "peak_memory": mem}
 
 
 def table(r: dict) -> str:
-    t, ra = r["throughput_fps"], r["ratios"]
-    lines = [
+    t, ra, m = r["throughput_fps"], r["ratios"], r["machine"]
+    lines = []
+    if not r["comparable"]:
+        lines += [f"**NOT COMPARABLE**: {r['weights']}", ""]
+    lines += [
+        f"Machine: {m['cpu']}, {m['cores']} cores, flags {' '.join(m['flags']) or '-'}"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else "")
+        + f"; device {r['device']}; weights: {r['weights']}",
+        "",
         "| measure | frames/s |",
         "|---|---|",
         f"| naive `YOLO.predict(source=mp4, stream=True)` (PyTorch) | {t['naive']} |",
-        f"| ours `infer_clips` ({r['machine']['openvino']}), stride 1 | {t['ours']} |",
-        f"| forward limit, same backend (uint8, pre-processing in graph) | {t['limit_graph_preprocessing']} |",
-        f"| forward limit, plain fp32-input model on pre-normalised tensors | {t['limit_plain_fp32_input']} |",
+        f"| ours `infer_clips`, auto chose `{r['chosen']['label']}`, stride 1 | {t['ours']} |",
+        f"| forward limit: fastest of {len(r['limits'])} configurations (`{t['limit_config']}`) | {t['limit']} |",
         f"| ours / naive | {ra['ours_over_naive']}x |",
         f"| ours / limit | {ra['ours_over_limit']} |",
-        "",
-        "| stride | track recall | box recall (scored frames) | scored frames/s | video frames/s |",
-        "|---|---|---|---|---|",
     ]
-    for s in r["stride_vs_recall"]:
-        lines.append(
-            f"| {s['stride']} | {s['track_recall']} | {s['box_recall_scored_frames']} | {s['scored_fps']} | "
-            f"{s['video_frames_per_s']} |"
-        )
+    if "stride_vs_recall" in r:
+        lines += [
+            "",
+            "| stride | track recall | box recall (scored frames) | scored frames/s | video frames/s |",
+            "|---|---|---|---|---|",
+        ]
+        for s in r["stride_vs_recall"]:
+            lines.append(
+                f"| {s['stride']} | {s['track_recall']} | {s['box_recall_scored_frames']} | {s['scored_fps']} | "
+                f"{s['video_frames_per_s']} |"
+            )
     return "\n".join(lines)
 
 

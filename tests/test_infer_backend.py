@@ -194,3 +194,15 @@ def test_backend_choice_and_fallback(setup, monkeypatch, caplog):
     assert isinstance(b, TorchBackend) and "no exporter here" in caplog.text and b.label == "torch/cpu/fp32/b4"
     with pytest.raises(RuntimeError, match="no exporter here"):
         build_backend(Config("openvino", "f32", 4), weights, cache_dir=cache, fallback=False)
+
+
+def test_onnxruntime_backend_agrees_with_torch(setup):
+    """The ONNX Runtime backend (a GPU candidate with the TensorRT or CUDA provider) checked here on
+    its CPU provider: same export, same pipeline, the same boxes as PyTorch."""
+    clips, weights, cache = setup
+    ort = build_backend(Config("onnxruntime", "fp32", 4, provider="CPUExecutionProvider"), weights, cache_dir=cache)
+    assert isinstance(ort, backends.OnnxRuntimeBackend) and ort.label == "onnxruntime/CPUExecutionProvider/fp32/b4"
+    ref = run(TorchBackend(weights, "cpu"), clips)
+    n_ref, spread = reference_boxes(ref)
+    total, share, gap = compare(ref, run(ort, clips), floor=0.0)
+    assert total == n_ref and share >= 0.99 and gap <= 0.01 * spread, (total, share, gap, spread)

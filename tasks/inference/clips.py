@@ -164,7 +164,13 @@ def choose_backend(
             return int8.check(weights, model_sha, cache_dir, int8_frames, cfg.imgsz)
 
     return tuning.choose(
-        weights, cfg, lambda: trial_frames(clips, cfg), cache_dir, model_sha=model_sha, int8_check=check
+        weights,
+        cfg,
+        lambda: trial_frames(clips, cfg),
+        cache_dir,
+        model_sha=model_sha,
+        int8_check=check,
+        int8_key=int8_frames.digest() if int8_frames is not None else "",
     )
 
 

@@ -82,6 +82,8 @@ def quantize(f32_xml: Path, frames: Frames, imgsz: int, target: Path) -> Path:
     """Write the INT8 IR of `f32_xml` to `target/model.xml` (atomically: a hidden folder renamed)."""
     offline.configure()
     import nncf
+
+    nncf.set_log_level(logging.WARNING)  # not one INFO line per layer in DVC's and Prefect's logs
     import openvino as ov
     import yaml
 

@@ -182,6 +182,8 @@ def first_stage(
         if backend in ("auto", "torch"):
             if precision in ("auto", "fp32") or backend == "torch":
                 out.append(Config("torch", "fp32", batch, device))
+        if backend == "onnxruntime":  # asked for by name only: OpenVINO is the faster CPU runtime
+            out.append(Config("onnxruntime", "fp32", batch, device, provider="CPUExecutionProvider"))
     else:  # CUDA (or MPS): half precision where the device has it
         half_ok = device != "mps"
         precisions = [p for p in ("fp16", "fp32") if half_ok or p == "fp32"]
@@ -286,6 +288,12 @@ def fixed_config(cfg, dev: str) -> Config | None:
                 f"params.yaml infer: precision {cfg.precision!r} is not one of {['auto', *TORCH_PRECISIONS]}"
             )
         return Config("torch", "fp32" if cfg.precision == "f32" else precision, batch, dev)
+    if kind == "onnxruntime" and cfg.precision != "auto":
+        providers = onnxruntime_providers() if dev != "cpu" else ["CPUExecutionProvider"]
+        if not providers:
+            raise ValueError("params.yaml infer: backend onnxruntime on a GPU needs onnxruntime-gpu (none installed)")
+        precision = "fp32" if cfg.precision == "f32" else cfg.precision
+        return Config("onnxruntime", precision, batch, dev, provider=providers[0])
     return None
 
 
@@ -296,13 +304,15 @@ def choose(
     cache_dir: Path | str,
     model_sha: str | None = None,
     int8_check: Callable[[], dict] | None = None,
+    int8_key: str = "",
     seconds: float = TRIAL_SECONDS,
     repeats: int = TRIAL_REPEATS,
 ) -> Choice:
     """The configuration to run `weights` with, given `cfg` (an InferConfig: backend, precision,
     batch, device, imgsz). Settings left at auto are measured once per machine, weights and
     settings and cached; `trial_frames()` gives letterboxed uint8 frames; `int8_check()`, where
-    given, quantizes the model and returns its fitness check ({"qualified": bool, ...})."""
+    given, quantizes the model and returns its fitness check ({"qualified": bool, ...}); `int8_key`
+    names the frames it uses (another calibration or validation set is measured again)."""
     from visem_pl.tasks.inference.backends import resolve
     from visem_pl.tasks.workspace.io import file_sha256
 
@@ -314,7 +324,10 @@ def choose(
         return Choice(fixed, measured=False, trials=[], machine=here, int8=record)
     model_sha = model_sha or file_sha256(weights)
     requested = {k: getattr(cfg, k) for k in ("backend", "precision", "batch", "device", "imgsz")}
-    key = _digest({"v": TRIAL_VERSION, "machine": here, "model": model_sha, "requested": requested, "dev": dev})
+    int8_key = int8_key if int8_check is not None else "none"
+    key = _digest(
+        {"v": TRIAL_VERSION, "machine": here, "model": model_sha, "requested": requested, "dev": dev, "int8": int8_key}
+    )
     trials_dir = Path(cache_dir) / "trials"
     trials_dir.mkdir(parents=True, exist_ok=True)
     path = trials_dir / f"{model_sha[:16]}-{key}.json"

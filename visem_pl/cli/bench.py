@@ -17,22 +17,21 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (scripts in bench
 def infer(
     repeat: int = typer.Option(3, help="interleaved repetitions; the best of each is kept"),
     frames: int = typer.Option(150, help="frames per synthetic clip"),
-    timed_clips: int = typer.Option(2, help="clips in each timed throughput run"),
-    out: Path = typer.Option(REPO / "metrics" / "bench_infer.json", help="JSON results"),
+    timed_clips: int = typer.Option(4, help="clips in each timed throughput run"),
+    weights: Path = typer.Option(None, help="default: models/round-0/weights.pt of the current folder"),
+    device: str = typer.Option("auto", help="auto (first GPU, else CPU) | cpu | 0"),
+    extras: bool = typer.Option(True, help="agreement, stride vs recall, validation speed, peak memory"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON result (only) on stdout"),
+    out: Path = typer.Option(None, help="also write the JSON result to this file"),
 ) -> None:
-    """Naive Ultralytics loop vs our inference stage vs the backend's forward limit (benchmarks/bench_infer.py)."""
+    """Naive Ultralytics loop vs our inference stage vs the fastest forward pass of any supported
+    configuration on this machine (benchmarks/bench_infer.py)."""
     script = REPO / "benchmarks" / "bench_infer.py"
     if not script.exists():
         raise typer.BadParameter(f"{script} is missing (benchmarks live in a source checkout)")
-    sys.argv = [
-        str(script),
-        "--repeat",
-        str(repeat),
-        "--frames",
-        str(frames),
-        "--timed-clips",
-        str(timed_clips),
-        "--out",
-        str(out),
-    ]
+    argv = [str(script), "--repeat", str(repeat), "--frames", str(frames), "--timed-clips", str(timed_clips)]
+    argv += ["--device", device] + (["--weights", str(weights)] if weights else [])
+    argv += [] if extras else ["--no-extras"]
+    argv += (["--json"] if json_out else []) + (["--out", str(out)] if out else [])
+    sys.argv = argv
     runpy.run_path(str(script), run_name="__main__")
