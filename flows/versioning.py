@@ -35,7 +35,10 @@ def dvc_bin() -> str:
 
 def run(cmd: list[str], root: Path | str, what: str | None = None) -> str:
     """Run a command in the workspace; StepFailed with the output's tail when it fails."""
-    proc = subprocess.run(cmd, cwd=root, env=tool_env(), capture_output=True, text=True)
+    # UTF-8 whatever the locale: stages print progress bars and names outside ASCII.
+    proc = subprocess.run(
+        cmd, cwd=root, env=tool_env(), capture_output=True, text=True, encoding="utf-8", errors="replace"
+    )
     if proc.returncode != 0:
         tail = (proc.stdout[-3000:] + "\n" + proc.stderr[-3000:]).strip()
         raise StepFailed(f"{what or ' '.join(cmd)} failed (exit {proc.returncode}) in {root}:\n{tail}")

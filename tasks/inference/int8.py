@@ -10,6 +10,8 @@ the quantization's alone. Model and check are cached by the weights' and the fra
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -102,13 +104,16 @@ def quantize(f32_xml: Path, frames: Frames, imgsz: int, target: Path) -> Path:
     data = [to_float_nchw(img[None]) for _, _, img in _letterboxed(images, imgsz, stride)]
     model = ov.Core().read_model(str(f32_xml))
     scope = _head_scope(model)
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset(data),
-        preset=nncf.QuantizationPreset.MIXED,
-        subset_size=len(data),
-        ignored_scope=nncf.IgnoredScope(names=scope, validate=False) if scope else None,
-    )
+    log.info("INT8: quantizing with NNCF on %d calibration frames", len(data))
+    # NNCF draws its own progress bars; a few seconds of work, kept out of DVC's and Prefect's logs.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(data),
+            preset=nncf.QuantizationPreset.MIXED,
+            subset_size=len(data),
+            ignored_scope=nncf.IgnoredScope(names=scope, validate=False) if scope else None,
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", suffix=".tmp", dir=target.parent))
     try:

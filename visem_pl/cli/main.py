@@ -28,6 +28,19 @@ app.add_typer(review_app, name="review")
 app.add_typer(bench_app, name="bench")
 
 
+@app.callback()
+def _logging() -> None:
+    """The project's own log lines (e.g. the inference trial's numbers) on stderr, one plain line each."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("visem_pl")
+    if not root.handlers:
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
 @app.command()
 def validate(
     root: Path = typer.Argument(..., help="Zip root, VISEM_Tracking_Train_v4/ or Train/."),
