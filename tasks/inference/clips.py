@@ -202,12 +202,13 @@ def infer_clips(
     progress: bool = True,
     cache_dir: Path | str | None = None,
     choice=None,
+    backend=None,
 ) -> dict:
     """Predictions for every clip into `out_dir/<clip>.parquet`; returns counts of done/skipped.
 
     `cache_dir` holds exported models and trial results (default `.cache/exports` under the
     working directory); `choice` (a `tuning.Choice`) is the configuration to run, measured here
-    when not given.
+    when not given; `backend`, that configuration already loaded (else it is loaded here).
     """
     offline.quiet_ultralytics()
     from rich.progress import Progress
@@ -228,8 +229,10 @@ def infer_clips(
     stats = {"clips": len(clips), "skipped": len(clips) - len(todo), "predicted": 0, "boxes": 0}
     if not todo:
         return stats
-    int8_xml = (choice.int8 or {}).get("xml") if "int8" in choice.config.precision else None
-    backend = build_backend(choice.config, weights, model_sha, cache_dir, int8_xml=Path(int8_xml) if int8_xml else None)
+    if backend is None:
+        int8_xml = (choice.int8 or {}).get("xml") if "int8" in choice.config.precision else None
+        int8_xml = Path(int8_xml) if int8_xml else None
+        backend = build_backend(choice.config, weights, model_sha, cache_dir, int8_xml=int8_xml)
     cfg = replace(cfg, batch=choice.config.batch)  # the measured batch size, where it was auto
     sources = [(clip, (lambda c=clip: iter_frames(c.path, cfg.stride))) for clip in todo]
     with Progress(disable=not progress, transient=False) as bar:
