@@ -506,6 +506,15 @@ def predict_sources(
         ):
             done.setdefault(si, []).append((index, xywhn, cls, conf))
 
+    # A source is handed back once all its frames were submitted and its last batch is finished; the
+    # next source's batches keep the backend busy meanwhile (no drain at every clip's end).
+    ended: deque = deque()
+
+    def ready():
+        while ended and not any(f[1] == ended[0] for f in inflight):
+            si = ended.popleft()
+            yield sources[si][0], done.pop(si, [])
+
     feeder.start()
     try:
         while True:
@@ -514,16 +523,20 @@ def predict_sources(
                 _, si, indices, arr, origs = item
                 if len(inflight) == backend.slots:
                     finish()
+                    yield from ready()
                 backend.submit(slot, arr)
                 inflight.append((slot, si, indices, arr.shape[1:3], origs, arr))  # arr: kept alive
                 slot = (slot + 1) % backend.slots
             elif item[0] == "end":
-                while inflight:
-                    finish()
-                yield sources[item[1]][0], done.pop(item[1], [])
+                ended.append(item[1])
+                yield from ready()
             elif item[0] == "error":
                 raise item[1]
             else:
+                while inflight:
+                    finish()
+                    yield from ready()
+                yield from ready()
                 break
     finally:
         feeder.halt.set()
