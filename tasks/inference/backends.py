@@ -9,7 +9,6 @@ import logging
 import os
 import queue
 import shutil
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from visem_pl.tasks.workspace import offline
+from visem_pl.tasks.workspace.io import atomic_dir
 from visem_pl.tasks.workspace.paths import Workspace
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,7 @@ def export_openvino(
         return xml, False
     from ultralytics import YOLO
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{model_sha[:12]}-", suffix=".tmp", dir=cache_dir))
-    try:
+    with atomic_dir(target) as tmp:
         shutil.copyfile(weights, tmp / "model.pt")
         # dynamic: any batch size and any letterboxed frame shape; imgsz only sizes the trace.
         YOLO(str(tmp / "model.pt")).export(
@@ -121,13 +119,6 @@ def export_openvino(
         if not (tmp / "model_openvino_model" / "model.xml").exists():
             raise RuntimeError("Ultralytics' export wrote no model.xml")
         (tmp / "model.pt").unlink()
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not xml.exists():  # not a concurrent run that finished first
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return xml, True
 
 
@@ -313,27 +304,17 @@ def export_onnx(weights: Path | str, model_sha: str, cache_dir: Path | str, half
     onnx = target / "model.onnx"
     if onnx.exists():
         return onnx
+    import yaml
     from ultralytics import YOLO
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{model_sha[:12]}-", suffix=".tmp", dir=cache_dir))
-    try:
+    with atomic_dir(target) as tmp:
         shutil.copyfile(weights, tmp / "model.pt")
         YOLO(str(tmp / "model.pt")).export(
             format="onnx", dynamic=True, half=half, imgsz=640, batch=1, device=device, simplify=False, verbose=False
         )
         (tmp / "model.pt").unlink()
         meta = {"names": YOLO(str(weights)).names, "stride": 32}
-        import yaml
-
         (tmp / "metadata.yaml").write_text(yaml.safe_dump(meta), encoding="utf-8")
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not onnx.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return onnx
 
 

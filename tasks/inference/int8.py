@@ -16,14 +16,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from visem_pl.tasks.workspace import offline
-from visem_pl.tasks.workspace.io import atomic_path
+from visem_pl.tasks.workspace.io import atomic_dir, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -114,18 +113,9 @@ def quantize(f32_xml: Path, frames: Frames, imgsz: int, target: Path) -> Path:
             subset_size=len(data),
             ignored_scope=nncf.IgnoredScope(names=scope, validate=False) if scope else None,
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", suffix=".tmp", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         ov.save_model(quantized, str(tmp / "model.xml"), compress_to_fp16=False)
         shutil.copyfile(f32_xml.parent / "metadata.yaml", tmp / "metadata.yaml")
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not xml.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return xml
 
 

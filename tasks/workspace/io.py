@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,27 @@ def atomic_path(path: Path | str):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(path: Path | str):
+    """Yield a hidden temporary folder beside `path`; rename it into place only if the block succeeds.
+
+    For caches several processes may fill at once: if another one put `path` in place first, its
+    folder is kept and this one dropped.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name[:40]}-", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not path.exists():  # not a concurrent run that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text(path: Path | str, text: str) -> None:
