@@ -20,6 +20,7 @@ def infer(
     timed_clips: int = typer.Option(4, help="clips in each timed throughput run"),
     weights: Path = typer.Option(None, help="default: models/round-0/weights.pt of the current folder"),
     device: str = typer.Option("auto", help="auto (first GPU, else CPU) | cpu | 0"),
+    limit_seconds: float = typer.Option(1.0, help="timed seconds per limit configuration"),
     extras: bool = typer.Option(True, help="agreement, stride vs recall, validation speed, peak memory"),
     json_out: bool = typer.Option(False, "--json", help="print the JSON result (only) on stdout"),
     out: Path = typer.Option(None, help="also write the JSON result to this file"),
@@ -30,7 +31,9 @@ def infer(
     if not script.exists():
         raise typer.BadParameter(f"{script} is missing (benchmarks live in a source checkout)")
     argv = [str(script), "--repeat", str(repeat), "--frames", str(frames), "--timed-clips", str(timed_clips)]
-    argv += ["--device", device] + (["--weights", str(weights)] if weights else [])
+    argv += ["--device", device, "--limit-seconds", str(limit_seconds)] + (
+        ["--weights", str(weights)] if weights else []
+    )
     argv += [] if extras else ["--no-extras"]
     argv += (["--json"] if json_out else []) + (["--out", str(out)] if out else [])
     sys.argv = argv
