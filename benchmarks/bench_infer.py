@@ -224,7 +224,7 @@ def predecode(clips, cfg: InferConfig, limit_frames: int, stride: int = 32) -> l
 
 def limit_grid(dev: str, choice) -> list[tuning.Config]:
     """Every supported configuration of this machine (see the module's docstring)."""
-    qualified = bool(choice.int8 and choice.int8.get("qualified"))
+    qualified = tuning.qualified_xml(choice.int8) is not None
     from visem_pl.tasks.inference.backends import openvino_caps, openvino_version
 
     if dev == "cpu":
@@ -366,8 +366,7 @@ def validation(root: Path, weights: Path, cache: Path, repeat: int, choice, devi
         {"image": [str(p) for p in images], "label": [str(p) if p.exists() else None for p in labels]}
     )
     ecfg = EvalConfig(device=device, batch=choice.config.batch)
-    int8_xml = (choice.int8 or {}).get("xml") if "int8" in choice.config.precision else None
-    backend = build_backend(choice.config, weights, cache_dir=cache, int8_xml=Path(int8_xml) if int8_xml else None)
+    backend = choice.load(weights, cache_dir=cache)
     source = [("val", lambda: ((i, cv2.imread(p)) for i, p in enumerate(frames["image"])))]
     best_eval = best_ours = 0.0
     res = None
@@ -460,15 +459,14 @@ def run(args, base: Path, load_start: list[float]) -> dict:
 
     frames = predecode(timed, cfg, 96)
     grid = limit_grid(dev, choice)
-    int8_xml = Path(choice.int8["xml"]) if choice.int8 and choice.int8.get("qualified") else None
+    int8_xml = tuning.qualified_xml(choice.int8)
     built = []
     for c in grid:
         try:
             built.append((c, build_backend(c, weights, sha, cache, int8_xml=int8_xml, fallback=False)))
         except Exception as exc:  # noqa: BLE001 - a configuration this machine cannot run is not a limit
             log(f"limit: {c.label()} cannot run here ({type(exc).__name__}: {exc})")
-    int8_chosen = int8_xml if "int8" in choice.config.precision else None
-    chosen = build_backend(choice.config, weights, sha, cache, int8_xml=int8_chosen)
+    chosen = choice.load(weights, sha, cache)
     tuning.time_forward(chosen, tuning.batches_of(frames, choice.config.batch), 0.2)  # its requests warmed up
     limits: dict[str, float] = {}
     naive_fps = ours_fps = ours3_fps = warm_fps = 0.0

@@ -213,7 +213,7 @@ def infer_clips(
     offline.quiet_ultralytics()
     from rich.progress import Progress
 
-    from visem_pl.tasks.inference.backends import build_backend, predict_sources
+    from visem_pl.tasks.inference.backends import predict_sources
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -230,9 +230,7 @@ def infer_clips(
     if not todo:
         return stats
     if backend is None:
-        int8_xml = (choice.int8 or {}).get("xml") if "int8" in choice.config.precision else None
-        int8_xml = Path(int8_xml) if int8_xml else None
-        backend = build_backend(choice.config, weights, model_sha, cache_dir, int8_xml=int8_xml)
+        backend = choice.load(weights, model_sha, cache_dir)
     cfg = replace(cfg, batch=choice.config.batch)  # the measured batch size, where it was auto
     sources = [(clip, (lambda c=clip: iter_frames(c.path, cfg.stride))) for clip in todo]
     with Progress(disable=not progress, transient=False) as bar:

@@ -85,6 +85,12 @@ class Choice:
     def label(self) -> str:
         return self.config.label()
 
+    def load(self, weights: Path | str, model_sha: str | None = None, cache_dir: Path | str | None = None):
+        """The chosen configuration, loaded (`backends.build_backend`, with the INT8 model it may need)."""
+        from visem_pl.tasks.inference.backends import build_backend
+
+        return build_backend(self.config, weights, model_sha, cache_dir, int8_xml=qualified_xml(self.int8))
+
     @classmethod
     def from_record(cls, record: dict) -> Choice:
         return cls(
@@ -100,6 +106,11 @@ class Choice:
             "machine": self.machine,
             "int8": self.int8,
         }
+
+
+def qualified_xml(int8: dict | None) -> Path | None:
+    """The INT8 model of a fitness check that passed, else None."""
+    return Path(int8["xml"]) if int8 and int8.get("qualified") else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -403,7 +414,7 @@ def _trial(weights, cfg, dev, model_sha, frames, cache_dir, int8_check, seconds,
         raise ValueError(
             f"params.yaml infer: nothing can run backend {cfg.backend!r} with precision {cfg.precision!r} on {dev!r}"
         )
-    int8_xml = Path(int8["xml"]) if int8 and int8.get("qualified") else None
+    int8_xml = qualified_xml(int8)
 
     def build(c: Config):
         return build_backend(c, weights, model_sha, cache_dir, int8_xml=int8_xml, fallback=False)
