@@ -367,7 +367,7 @@ def validation(root: Path, weights: Path, cache: Path, repeat: int, choice, devi
     )
     ecfg = EvalConfig(device=device, batch=choice.config.batch)
     backend = choice.load(weights, cache_dir=cache)
-    source = [("val", lambda: ((i, cv2.imread(p)) for i, p in enumerate(frames["image"])))]
+    source = [("val", lambda into=None: ((i, cv2.imread(p)) for i, p in enumerate(frames["image"])))]
     best_eval = best_ours = 0.0
     res = None
     for _ in range(repeat):

@@ -62,7 +62,7 @@ def setup(tmp_path_factory):
 
 
 def sources(clips):
-    return [(c, (lambda c=c: iter_frames(c.path, CFG.stride))) for c in clips]
+    return [(c, (lambda into=None, c=c: iter_frames(c.path, CFG.stride, into))) for c in clips]
 
 
 def run(backend, clips, cfg=CFG):
@@ -206,3 +206,70 @@ def test_onnxruntime_backend_agrees_with_torch(setup):
     n_ref, spread = reference_boxes(ref)
     total, share, gap = compare(ref, run(ort, clips), floor=0.0)
     assert total == n_ref and share >= 0.99 and gap <= 0.01 * spread, (total, share, gap, spread)
+
+
+def test_batched_postprocess_equals_ultralytics_nms(setup):
+    """One batched NMS call per batch gives exactly what Ultralytics' per-frame NMS gives: the same
+    boxes, in the same order, for thresholds with few and with thousands of candidates, a max_det
+    that cuts, and a batch of frames of two sizes."""
+    clips, weights, cache = setup
+    backend = build_backend(Config("openvino", "f32", 4), weights, cache_dir=cache)
+    frames = [f for _, f in iter_frames(clips[0].path, 1)][:4]
+    from ultralytics.data.augment import LetterBox
+
+    imgs = [LetterBox((CFG.imgsz, CFG.imgsz), auto=True, stride=backend.stride)(image=f) for f in frames]
+    backend.submit(0, np.stack(imgs))
+    raw = backend.wait(0)
+    # Untrained, the model gives each frame three distinct scores; among equal scores two correct NMS
+    # runs may keep different boxes, so a fixed jitter makes every score distinct first.
+    step = 0.01 * raw[:, 4].max() / raw.shape[-1]
+    raw[:, 4] += torch.randperm(raw.shape[-1], generator=torch.Generator().manual_seed(0)).float() * step
+    assert all(len(torch.unique(r)) == raw.shape[-1] for r in raw[:, 4])
+    spread = raw[:, 4].max().item()  # every score is tiny: thresholds are shares of the top one
+    origs = [f.shape[:2] for f in frames]
+    cases = [(0.0, 300, origs), (0.5 * spread, 300, origs), (0.0, 7, origs), (0.0, 300, origs[:2] + [(960, 1280)] * 2)]
+    for conf, max_det, hws in cases:
+        got = postprocess(raw.clone(), imgs[0].shape[:2], hws, conf, CFG.iou, max_det, 1)
+        want = backends._postprocess_ultralytics(raw.clone(), imgs[0].shape[:2], hws, conf, CFG.iou, max_det, 1, False)
+        assert len(got) == len(want) == 4
+        for g, w in zip(got, want):
+            assert len(w[0]) > 0
+            for a, b in zip(g, w):
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+class _Identity:
+    """A letterbox that finds 640x480 frames unchanged (as 640x480 clips at imgsz 640 are) and pads others."""
+
+    def __init__(self):
+        self.identity: dict = {}
+
+    def __call__(self, frame):
+        self.identity.setdefault(frame.shape, frame.shape == (480, 640, 3))
+        return frame if frame.shape == (480, 640, 3) else np.zeros((128, 128, 3), np.uint8)
+
+
+def test_frames_decoded_into_the_batch_are_not_copied(setup):
+    clips, _, _ = setup
+    batch = backends._Batch(4, _Identity())
+    batches, slots = [], []
+
+    def into():
+        slots.append(batch.slot())
+        return slots[-1]
+
+    for index, frame in iter_frames(clips[0].path, 1, into, threads=1):
+        done = batch.add(index, frame)
+        if done:
+            batches.append(done)
+    batches.append(batch.flush())
+    reference = [f for _, f in iter_frames(clips[0].path, 1)]
+    assert [len(b[0]) for b in batches] == [4, 4, 1] and [i for b in batches for i in b[0]] == list(range(9))
+    # The first frame is copied (its shape is not known yet); every later one is decoded in place.
+    assert slots[0] is None and all(s is not None for s in slots[1:])
+    assert all(np.shares_memory(batches[k // 4][1], slots[k]) for k in range(1, 9))
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), np.stack(reference))
+    # A frame of another size closes the batch and goes through the letterbox.
+    batch.add(0, reference[0])
+    done = batch.add(1, np.zeros((100, 100, 3), np.uint8))
+    assert done[0] == [0] and batch.flush()[0] == [1]

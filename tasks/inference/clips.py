@@ -14,6 +14,7 @@ while the next computes. Memory is bounded by the queue, not by the clip's lengt
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -85,16 +86,23 @@ def is_done(path: Path, expected: dict) -> bool:
     return {k: found.get(k) for k in expected} == expected
 
 
-def iter_frames(path: Path, stride: int):
-    """Yield (frame index, BGR frame) for every `stride`-th frame, decoding sequentially."""
-    cap = cv2.VideoCapture(str(path))
+def iter_frames(path: Path, stride: int, into: Callable[[], np.ndarray | None] | None = None, threads: int = 0):
+    """Yield (frame index, BGR frame) for every `stride`-th frame, decoding sequentially.
+
+    `into`: called before each frame is read, it may hand out an array the frame is decoded into
+    (a slot of the batch being filled: no copy when batching). `threads`: FFmpeg's decoding threads;
+    0 = its default (one per core). On a CPU run every core is already busy with the forward pass,
+    and one thread decodes a frame for 0.80 ms of CPU time instead of 0.87-0.97 (frame threading's
+    hand-offs; 2 cores, 640x480 MPEG-4).
+    """
+    cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads] if threads else [])
     if not cap.isOpened():
         raise ValueError(f"{path}:0: cannot be opened as a video")
     try:
         index = 0
         while True:
             if index % stride == 0:
-                ok, frame = cap.read()
+                ok, frame = cap.read(into()) if into is not None else cap.read()
                 if not ok:
                     break
                 yield index, frame
@@ -232,7 +240,8 @@ def infer_clips(
     if backend is None:
         backend = choice.load(weights, model_sha, cache_dir)
     cfg = replace(cfg, batch=choice.config.batch)  # the measured batch size, where it was auto
-    sources = [(clip, (lambda c=clip: iter_frames(c.path, cfg.stride))) for clip in todo]
+    threads = 1 if choice.config.device == "cpu" else 0  # see iter_frames
+    sources = [(clip, (lambda into=None, c=clip: iter_frames(c.path, cfg.stride, into, threads))) for clip in todo]
     with Progress(disable=not progress, transient=False) as bar:
         task = bar.add_task("pseudo-labelling clips", total=len(clips), completed=stats["skipped"])
         for clip, boxes in predict_sources(backend, sources, cfg):

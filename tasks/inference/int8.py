@@ -134,7 +134,7 @@ def fitness(backend, frames: Frames, imgsz: int) -> float:
     images = [image for image, _ in frames.validation]
     shapes = {}
 
-    def read():
+    def read(into=None):  # images are not decoded into the batch: cv2.imread takes no target
         for i, path in enumerate(images):
             frame = cv2.imread(path)
             if frame is None:
