@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 
-from visem_pl.flows.steps import infer_clip, prepare_backend
+from visem_pl.flows.steps import infer_clip, prepare_backend, track_clip
 from visem_pl.tasks.inference.stages import infer_config
 from visem_pl.tasks.workspace.paths import Workspace
 
@@ -17,8 +17,9 @@ from visem_pl.tasks.workspace.paths import Workspace
 @flow(name="pseudo-label-clips", log_prints=False)
 def pseudo_label_clips(workspace: str, n: int, params_file: str = "params.yaml", out_dir: str | None = None) -> dict:
     """Run round n's model over every unlabelled clip, mapped per clip (never per frame) over the task
-    runner's workers; a clip already done for this model and these parameters is skipped, a failed
-    clip is retried. A progress artifact follows the clips as they finish."""
+    runner's workers, and link each clip's boxes into tracks once its inference is done; a clip
+    already done for this model and these parameters is skipped, a failed clip is retried. A progress
+    artifact follows the clips as they finish."""
     ws = Workspace(Path(workspace), params_file)
     cfg = asdict(infer_config(ws))
     paths = ws.round(n)
@@ -50,4 +51,8 @@ def pseudo_label_clips(workspace: str, n: int, params_file: str = "params.yaml",
         update_progress_artifact(progress, progress=100.0 * done / max(1, len(clips)))
     if not clips:
         update_progress_artifact(progress, progress=100.0)
+    if out_dir is None:  # tracks are written beside the round's own predictions only
+        tracked = track_clip.map(unmapped(workspace), unmapped(params_file), unmapped(n), clips,
+                                 [Path(c["path"]).stem for c in clips])  # fmt: skip
+        totals["tracks"] = sum(t.result().get("tracks", 0) for t in tracked)
     return totals

@@ -78,6 +78,27 @@ def infer_clip(weights: str, clip: dict, clip_name: str, out_dir: str, cfg: dict
     return {"clip": clip_name, "pid": os.getpid(), **stats}
 
 
+@task(
+    name="track-clip",
+    task_run_name="track {clip_name}",
+    retries=1,
+    retry_delay_seconds=5,
+    tags=["visem-track"],
+    **RECORDED,
+)
+def track_clip(workspace: str, params_file: str, n: int, clip: dict, clip_name: str) -> dict:
+    """Link one clip's pseudo-labelled boxes into tracks (`data/rounds/round-N/tracks/<clip>.parquet`),
+    skipped when current for its predictions and the tracking settings."""
+    from visem_pl.tasks.dataset.reader import Clip
+    from visem_pl.tasks.tracking import clips
+    from visem_pl.tasks.tracking.stages import track_config
+
+    ws = Workspace(Path(workspace), params_file)
+    paths = ws.round(n)
+    return clips.track_clip(Clip(**{**clip, "path": Path(clip["path"])}), paths.predictions, paths.tracks,
+                            track_config(ws))  # fmt: skip
+
+
 @task(name="export-review-queue", task_run_name="export round {n}'s review queue", **RECORDED)
 def export_review_queue(workspace: str, n: int) -> dict:
     """Hand the round's review queue to the experts: Label Studio tasks with the model's boxes as

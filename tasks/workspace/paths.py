@@ -90,6 +90,7 @@ class RoundPaths:
     weights = property(lambda self: self.model_dir / "weights.pt")
     data = property(lambda self: self.ws.rounds_dir / f"round-{self.n}")
     predictions = property(lambda self: self.data / "predictions")
+    tracks = property(lambda self: self.data / "tracks")
     pseudo = property(lambda self: self.data / "pseudo")
     boxes = property(lambda self: self.pseudo / "boxes.parquet")
     # The prioritised review queue (one row per frame) that `filter` writes.

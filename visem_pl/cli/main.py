@@ -177,6 +177,16 @@ def infer(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     typer.echo(json.dumps(stats))
 
 
+@app.command()
+def track(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Link round N's boxes into tracks, one file per clip (resumable); scored against truth where it exists."""
+    from visem_pl.tasks.tracking.stages import track_stage
+
+    with bad_input():
+        stats = track_stage(workspace(params), round_n)
+    typer.echo(json.dumps(stats))
+
+
 @app.command("filter")
 def filter_cmd(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     """Split round N's boxes into accept / review / reject bands per class; build the review queue."""

@@ -1,0 +1,96 @@
+"""Track every clip of a round: one Parquet file of tracks per clip, resumable.
+
+A clip's file records what it was made from (its prediction file's sha256, the tracking settings),
+so a rerun skips the clips that are current and redoes those whose predictions or settings changed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from visem_pl.tasks.dataset.reader import Clip
+from visem_pl.tasks.tracking.link import TrackConfig, fill_gaps, link
+from visem_pl.tasks.workspace.io import atomic_path, file_sha256
+
+META_KEY = b"visem_pl_tracks"
+
+
+def frame_size(clip: Clip) -> tuple[int, int]:
+    """(width, height) read from the clip's container."""
+    cap = cv2.VideoCapture(str(clip.path))
+    try:
+        if not cap.isOpened():
+            raise ValueError(f"{clip.path}:0: cannot be opened as a video")
+        return int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        cap.release()
+
+
+def predictions_stride(path: Path) -> int:
+    """The infer stride a prediction file was made at (its own metadata, never params.yaml)."""
+    from visem_pl.tasks.inference.clips import META_KEY as INFER_KEY
+
+    meta = (pq.read_schema(path).metadata or {}).get(INFER_KEY)
+    if meta is None:
+        raise ValueError(f"{path}:0: no inference metadata (not written by `visem-pl infer`)")
+    return int(json.loads(meta)["params"]["stride"])
+
+
+def read_boxes(path: Path) -> pd.DataFrame:
+    df = pq.read_table(path).to_pandas()
+    return df[["frame", "cls", "cx", "cy", "w", "h", "conf"]]
+
+
+def fingerprint(predictions: Path, cfg: TrackConfig) -> dict:
+    return {"predictions_sha256": file_sha256(predictions), "config": asdict(cfg)}
+
+
+def is_current(out: Path, expected: dict) -> bool:
+    if not out.exists():
+        return False
+    try:
+        found = json.loads((pq.read_schema(out).metadata or {}).get(META_KEY, b"{}"))
+    except Exception:  # noqa: BLE001 - a damaged file is simply redone
+        return False
+    return {k: found.get(k) for k in expected} == expected
+
+
+def track_clip(clip: Clip, predictions_dir: Path, out_dir: Path, cfg: TrackConfig) -> dict:
+    """Link one clip's predictions into tracks (`out_dir/<clip>.parquet`); skipped when current."""
+    src = Path(predictions_dir) / f"{clip.name}.parquet"
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: no predictions for clip {clip.name} (run `visem-pl infer` first)")
+    out = Path(out_dir) / f"{clip.name}.parquet"
+    expected = fingerprint(src, cfg)
+    if is_current(out, expected):
+        return {"clip": clip.name, "skipped": True}
+    stride = predictions_stride(src)
+    width, height = frame_size(clip)
+    try:
+        tracks = fill_gaps(link(read_boxes(src), width, height, stride, cfg), stride, cfg.max_gap)
+    except ValueError as exc:
+        raise ValueError(f"{src}: {exc}") from None
+    table = pa.Table.from_pandas(tracks.assign(clip=clip.name), preserve_index=False)
+    meta = {**expected, "stride": stride, "width": width, "height": height, "tracks": int(tracks["track"].nunique())}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
+    return {
+        "clip": clip.name,
+        "skipped": False,
+        "tracks": meta["tracks"],
+        "boxes": int((tracks["source"] == "detected").sum()),
+        "interpolated": int((tracks["source"] == "interpolated").sum()),
+    }
+
+
+def read_tracks(path: Path) -> tuple[pd.DataFrame, dict]:
+    """A clip's tracks and what its file records (stride, frame size, settings)."""
+    return pq.read_table(path).to_pandas(), json.loads((pq.read_schema(path).metadata or {})[META_KEY])

@@ -1,0 +1,165 @@
+"""Link one clip's boxes into tracks.
+
+Input: a clip's boxes on its scored frames (every `stride`-th frame), columns frame, cls, cx, cy,
+w, h, conf (normalised xywh, as `tasks/inference` writes them). Output: the same rows that joined a
+track plus `track` (an int, unique within the clip) and `source` ("detected"), and, with
+`fill_gaps`, "interpolated" rows on scored frames a track missed.
+
+Methods (all kept libraries; `visem-pl bench track` compares them on the synthetic truth):
+- trackpy: Crocker-Grier linking of box centres in pixels, with memory and, optionally, the
+  nearest-velocity predictor. Centres, not overlap: a 23 px head moving 12 px between scored frames
+  overlaps itself at IoU 0.3, and IoU association starts losing it.
+- bytetrack: Ultralytics' BYTETracker (already a dependency), fed Ultralytics `Boxes`.
+- sort, ocsort: Roboflow `trackers` (IoU association with a Kalman filter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+METHODS = ("trackpy", "bytetrack", "sort", "ocsort")
+COLUMNS = ["frame", "track", "cls", "cx", "cy", "w", "h", "conf", "source"]
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    method: str = "bytetrack"
+    min_conf: float = 0.1  # boxes below are not linked: below the lowest review band, mostly noise
+    max_speed_px: float = 6.0  # per video frame; the search radius is this x stride (trackpy)
+    memory: int = 10  # scored frames a track may miss and still go on
+    predictor: bool = True  # trackpy: search around the position the track's velocity predicts
+    min_length: int = 3  # scored frames a track needs to be kept
+    max_gap: int = 2  # fill_gaps: missed scored frames interpolated inside a track
+
+
+def empty() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "frame": pd.Series(dtype="int64"),
+            "track": pd.Series(dtype="int64"),
+            "cls": pd.Series(dtype="int64"),
+            **{c: pd.Series(dtype="float64") for c in ("cx", "cy", "w", "h", "conf")},
+            "source": pd.Series(dtype="str"),
+        }
+    )
+
+
+def link(boxes: pd.DataFrame, width: int, height: int, stride: int, cfg: TrackConfig) -> pd.DataFrame:
+    """Tracks of one clip (see the module docstring); boxes on no kept track are dropped."""
+    if cfg.method not in METHODS:
+        raise ValueError(f"tracking method {cfg.method!r} is not one of {', '.join(METHODS)}")
+    bad = boxes[["cx", "cy", "w", "h", "conf"]].isna().any(axis=1)
+    if bad.any():
+        raise ValueError(f"{int(bad.sum())} boxes with NaN coordinates or confidence (first at frame "
+                         f"{int(boxes.loc[bad, 'frame'].iloc[0])})")  # fmt: skip
+    boxes = boxes[boxes["conf"] >= cfg.min_conf].reset_index(drop=True)
+    if boxes.empty:
+        return empty()
+    if boxes["frame"].mod(stride).ne(0).any():
+        raise ValueError(f"boxes on frames that are not multiples of the stride {stride}")
+    linked = {"trackpy": _trackpy, "bytetrack": _bytetrack, "sort": _roboflow, "ocsort": _roboflow}[cfg.method](
+        boxes, width, height, stride, cfg
+    )
+    linked = linked[linked["track"] >= 0]
+    length = linked.groupby("track")["frame"].transform("size")
+    linked = linked[length >= cfg.min_length].copy()
+    linked["track"] = pd.factorize(linked["track"], sort=True)[0].astype("int64")
+    linked["source"] = "detected"
+    return linked[COLUMNS].sort_values(["track", "frame"]).reset_index(drop=True)
+
+
+def _trackpy(boxes: pd.DataFrame, width: int, height: int, stride: int, cfg: TrackConfig) -> pd.DataFrame:
+    import trackpy as tp
+
+    tp.quiet()
+    f = boxes.copy()
+    f["x"], f["y"] = f["cx"] * width, f["cy"] * height
+    f["t"] = f["frame"] // stride  # consecutive scored frames: trackpy's memory counts these
+    linker = tp.predict.NearestVelocityPredict() if cfg.predictor else None
+    kwargs = dict(pos_columns=["x", "y"], t_column="t", memory=cfg.memory)
+    search = cfg.max_speed_px * stride
+    out = (linker.link_df if linker else tp.link_df)(f, search, **kwargs)
+    return out.rename(columns={"particle": "track"}).drop(columns=["x", "y", "t"])
+
+
+def _boxes_xyxy(g: pd.DataFrame, width: int, height: int) -> np.ndarray:
+    cx, cy = g["cx"].to_numpy() * width, g["cy"].to_numpy() * height
+    w, h = g["w"].to_numpy() * width, g["h"].to_numpy() * height
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1).astype(np.float32)
+
+
+def _bytetrack(boxes: pd.DataFrame, width: int, height: int, stride: int, cfg: TrackConfig) -> pd.DataFrame:
+    from types import SimpleNamespace
+
+    from visem_pl.tasks.workspace import offline
+
+    offline.quiet_ultralytics()  # before Ultralytics is imported: no online check, no settings file
+    from ultralytics.engine.results import Boxes
+    from ultralytics.trackers.byte_tracker import BYTETracker
+
+    args = SimpleNamespace(
+        track_high_thresh=0.25,
+        track_low_thresh=cfg.min_conf,
+        new_track_thresh=0.25,
+        track_buffer=cfg.memory,
+        match_thresh=0.8,
+        fuse_score=True,
+    )
+    tracker = BYTETracker(args)
+    track = np.full(len(boxes), -1, np.int64)
+    for _, g in boxes.groupby("frame", sort=True):
+        data = np.concatenate([_boxes_xyxy(g, width, height), g[["conf", "cls"]].to_numpy(np.float32)], 1)
+        out = tracker.update(Boxes(data, orig_shape=(height, width)))
+        if len(out):
+            track[g.index.to_numpy()[out[:, -1].astype(int)]] = out[:, 4].astype(np.int64)
+    return boxes.assign(track=track)
+
+
+def _roboflow(boxes: pd.DataFrame, width: int, height: int, stride: int, cfg: TrackConfig) -> pd.DataFrame:
+    import supervision as sv
+    import trackers
+
+    if cfg.method == "sort":
+        tracker = trackers.SORTTracker(lost_track_buffer=cfg.memory, track_activation_threshold=cfg.min_conf)
+    else:
+        tracker = trackers.OCSORTTracker(lost_track_buffer=cfg.memory, high_conf_det_threshold=0.25)
+    track = np.full(len(boxes), -1, np.int64)
+    for _, g in boxes.groupby("frame", sort=True):
+        det = sv.Detections(
+            xyxy=_boxes_xyxy(g, width, height),
+            confidence=g["conf"].to_numpy(np.float32),
+            class_id=g["cls"].to_numpy(np.int64),
+            data={"row": g.index.to_numpy()},
+        )
+        out = tracker.update(det)
+        if len(out):
+            track[out.data["row"]] = out.tracker_id
+    return boxes.assign(track=track)
+
+
+def fill_gaps(tracks: pd.DataFrame, stride: int, max_gap: int) -> pd.DataFrame:
+    """Interpolated boxes (source "interpolated", conf NaN: no detector score) on the scored frames a
+    track missed, where the gap is at most `max_gap` scored frames."""
+    if tracks.empty or max_gap <= 0:
+        return tracks
+    rows = []
+    for tid, g in tracks.groupby("track", sort=False):
+        f = g["frame"].to_numpy()
+        for k in np.nonzero((np.diff(f) > stride) & (np.diff(f) <= stride * (max_gap + 1)))[0]:
+            a, b = g.iloc[k], g.iloc[k + 1]
+            for frame in range(int(a["frame"]) + stride, int(b["frame"]), stride):
+                t = (frame - a["frame"]) / (b["frame"] - a["frame"])
+                box = {c: a[c] + t * (b[c] - a[c]) for c in ("cx", "cy", "w", "h")}
+                rows.append({"frame": frame, "track": tid, "cls": a["cls"], **box, "conf": np.nan,
+                             "source": "interpolated"})  # fmt: skip
+    if not rows:
+        return tracks
+    out = pd.concat([tracks, pd.DataFrame(rows)], ignore_index=True)
+    return (
+        out.astype({"frame": "int64", "track": "int64", "cls": "int64"})
+        .sort_values(["track", "frame"])
+        .reset_index(drop=True)
+    )
