@@ -168,6 +168,7 @@ def test_boxes_and_stats(filtered):
         "accept": {"sperm": 2, "cluster": 1, "small_or_pinhead": 1},
         "review": {"sperm": 3, "cluster": 1, "small_or_pinhead": 0},
         "reject": {"sperm": 1, "cluster": 1, "small_or_pinhead": 1},
+        "provenance": {"confidence": 11},  # no temporal rule here: confidence alone decided every band
     }
     assert stats == expected
     assert json.loads((out / "stats.json").read_text()) == expected
@@ -182,3 +183,54 @@ def test_no_predictions_at_all(tmp_path):
     assert stats["boxes"] == 0 and stats["review_items"] == 0 and stats["frames_with_pseudo_labels"] == 0
     assert list((tmp_path / "pseudo" / "labels").iterdir()) == []
     assert (tmp_path / "pseudo" / "review_queue.csv").read_text().strip() == ",".join(REVIEW_BOX_COLUMNS)
+
+
+# --- the temporal rule -------------------------------------------------------------------------
+
+
+def test_temporal_rule_promotes_demotes_and_interpolates():
+    from visem_pl.tasks.pseudo.temporal import Temporal, apply_temporal
+
+    def box(clip, b, frame, conf, band):
+        return {"clip": clip, "box": b, "frame": frame, "cls": 0, "cx": 0.5, "cy": 0.5, "w": 0.04, "h": 0.05,
+                "conf": conf, "band": band}  # fmt: skip
+
+    pred = pd.DataFrame(
+        [box("a", i, 3 * i, 0.5, ACCEPT) for i in range(5)]  # track 0: five detected frames, confirmed
+        + [box("a", 5, 9, 0.15, REVIEW), box("a", 6, 9, 0.05, REJECT)]  # on track 0, above / below the floor
+        + [box("a", 7, 0, 0.9, ACCEPT)]  # on no track: isolated
+        + [box("b", 0, 0, 0.8, ACCEPT), box("b", 1, 3, 0.2, REVIEW)]  # track 0 of clip b: two frames only
+    )
+    tracks = pd.DataFrame(
+        [{"clip": "a", "track": 0, "box": b, "frame": 3 * b, "source": "detected"} for b in range(5)]
+        + [{"clip": "a", "track": 0, "box": 5, "frame": 9, "source": "detected"},
+           {"clip": "a", "track": 0, "box": 6, "frame": 9, "source": "detected"},
+           {"clip": "a", "track": 0, "box": -1, "frame": 15, "source": "interpolated"},
+           {"clip": "b", "track": 0, "box": 0, "frame": 0, "source": "detected"},
+           {"clip": "b", "track": 0, "box": 1, "frame": 3, "source": "detected"},
+           {"clip": "b", "track": 0, "box": -1, "frame": 6, "source": "interpolated"}]
+    ).assign(cls=0, cx=0.5, cy=0.5, w=0.04, h=0.05, conf=np.nan)  # fmt: skip
+    out = apply_temporal(pred, tracks, Temporal(min_track_frames=5, floor=0.1))
+    got = {(r.clip, r.box): (r.band, r.band_conf, r.provenance) for r in out.itertuples()}
+    assert got[("a", 5)] == (ACCEPT, REVIEW, "promoted")
+    assert got[("a", 6)] == (REJECT, REJECT, "confidence")  # below the floor
+    assert got[("a", 7)] == (REVIEW, ACCEPT, "demoted")
+    assert got[("a", 0)] == (ACCEPT, ACCEPT, "confidence")
+    assert got[("b", 0)] == (REVIEW, ACCEPT, "demoted") and got[("b", 1)] == (REVIEW, REVIEW, "confidence")
+    interpolated = out[out["provenance"] == "interpolated"]
+    assert interpolated[["clip", "frame", "band"]].values.tolist() == [["a", 15, ACCEPT]]  # not b's: unconfirmed
+    assert interpolated["conf"].isna().all() and (interpolated["band_conf"] == REJECT).all()
+    # Switched off, nothing moves.
+    off = apply_temporal(
+        pred, tracks, Temporal(min_track_frames=5, floor=0.1, demote_isolated=False, interpolate=False)
+    )
+    assert (off["provenance"] != "demoted").all() and len(off) == len(pred)
+
+
+def test_temporal_rule_needs_the_tracks(tmp_path):
+    from visem_pl.tasks.pseudo.temporal import Temporal
+
+    write_predictions(tmp_path / "predictions", CLIP_B, ROWS_B, frames_scored=5, stride=1)
+    with pytest.raises(FileNotFoundError, match=f"no-tracks/{CLIP_B}.parquet.*visem-pl track"):
+        filter_round(tmp_path / "predictions", tmp_path / "out", bands_of(), Temporal(), tmp_path / "no-tracks")
+    assert not (tmp_path / "out" / "boxes.parquet").exists()

@@ -112,4 +112,6 @@ def test_accept_and_review_bands_together(result):
     }
     assert result["accept+review"]["sperm"]["precision"] == pytest.approx(0.6)
     assert result["accept+review"]["all"]["recall"] == pytest.approx(1 / 3)
-    assert set(result) == {ACCEPT, REVIEW, "accept+review"}
+    assert set(result) == {ACCEPT, "accept_confidence_only", REVIEW, "accept+review"}
+    # Boxes filtered by confidence alone: both accept rows are the same.
+    assert result["accept_confidence_only"] == result[ACCEPT]

@@ -313,7 +313,8 @@ def merge_inputs(synth_root, tmp_path, monkeypatch):
 
 def test_merge_round(merge_inputs, tmp_path):
     ds, labelled, pseudo, reviewed, files = merge_inputs
-    stats = merge_round(1, labelled, pseudo, reviewed, ds.clips(), "merged")
+    provenance = {("11_30_60", 0): ["promoted", "interpolated"], ("11_30_60", 4): ["confidence"] * 3}
+    stats = merge_round(1, labelled, pseudo, reviewed, ds.clips(), "merged", provenance=provenance)
     out = tmp_path / "merged"
 
     frames = pd.read_csv(out / "frames.csv", keep_default_na=False)
@@ -346,9 +347,14 @@ def test_merge_round(merge_inputs, tmp_path):
     for stem, src in winners.items():
         assert (out / "labels" / f"{stem}.txt").read_text() == files[src]
 
-    # Manifest: one row per box, with its source and round.
-    manifest = pd.read_csv(out / "manifest.csv")
-    assert list(manifest.columns) == ["image", "source", "round", "cls", "cx", "cy", "w", "h"]
+    # Manifest: one row per box, with its source, round and, for pseudo-labels, the rule that accepted it
+    # (a frame the filter gave no provenance: confidence; a reviewed frame's boxes are the expert's).
+    manifest = pd.read_csv(out / "manifest.csv", keep_default_na=False)
+    assert list(manifest.columns) == ["image", "source", "round", "rule", "cls", "cx", "cy", "w", "h"]
+    rules = manifest.groupby("image")["rule"].agg(list).to_dict()
+    assert rules["merged/images/11_30_60_frame_0.jpg"] == ["promoted", "interpolated"]
+    assert rules["merged/images/84_0_30_frame_2.jpg"] == ["confidence"]
+    assert set(rules["merged/images/11_30_60_frame_4.jpg"]) == {""} and set(rules[labelled.image[0]]) == {""}
     n_lab = [len(Path(labelled.label[i]).read_text().splitlines()) for i in (0, 1)]
     assert min(n_lab) > 0
     counts = manifest.groupby(["image", "source", "round"]).size().to_dict()

@@ -54,11 +54,23 @@ def assign_bands(pred: pd.DataFrame, bands: dict[int, Band]) -> pd.Series:
     return pd.Series(band, index=pred.index, name="band")
 
 
-def filter_round(pred_dir: Path | str, out_dir: Path | str, bands: dict[int, Band]) -> dict:
+def filter_round(
+    pred_dir: Path | str, out_dir: Path | str, bands: dict[int, Band], temporal=None, tracks_dir: Path | None = None
+) -> dict:
     """Write `boxes.parquet` (every box with its band), `labels/` (accepted pseudo-labels per
-    frame) and `review_queue.csv` (the review band) under `out_dir`; return counts."""
+    frame) and `review_queue.csv` (the review band) under `out_dir`; return counts.
+
+    `temporal` (a `tasks.pseudo.temporal.Temporal`, enabled) also decides bands by the round's tracks
+    in `tracks_dir`; every box then says how its band was decided (`provenance`)."""
     pred = read_predictions(pred_dir)
+    pred["box"] = pred.groupby("clip").cumcount().astype(np.int64)  # row in its clip's file, as tracks say
     pred["band"] = assign_bands(pred, bands)
+    if temporal is not None and temporal.enabled:
+        from visem_pl.tasks.pseudo.temporal import apply_temporal, read_tracks
+
+        pred = apply_temporal(pred, read_tracks(tracks_dir, sorted(pred["clip"].unique())), temporal)
+    else:
+        pred = pred.assign(band_conf=pred["band"], provenance="confidence", track=np.int64(-1))
     out = Path(out_dir)
     labels = out / "labels"
     labels.mkdir(parents=True, exist_ok=True)
@@ -83,5 +95,6 @@ def filter_round(pred_dir: Path | str, out_dir: Path | str, bands: dict[int, Ban
     for band in (ACCEPT, REVIEW, REJECT):
         sel = pred[pred.band == band]
         stats[band] = {n: int((sel.cls == k).sum()) for k, n in enumerate(layout.CLASS_NAMES)}
+    stats["provenance"] = {str(k): int(v) for k, v in pred["provenance"].value_counts().sort_index().items()}
     write_json(out / "stats.json", stats)
     return stats

@@ -57,13 +57,17 @@ def merge_round(
     clips: list[Clip],
     out_dir: Path | str,
     doubtful: pd.DataFrame | None = None,
+    provenance: dict | None = None,
 ) -> dict:
     """Write `images/`, `labels/`, `frames.csv` (image, label, source, round) and `manifest.csv`
     (one row per box with its source and round) under `out_dir`.
 
     `reviewed` is [(round, labels folder)] for every round reviewed so far; later rounds win.
     `doubtful` (columns clip, frame, cx, cy, w, h) are painted out of pseudo-labelled frames.
+    `provenance`: {(clip, frame): how each pseudo-label of the frame was accepted, in label order}
+    (confidence, promoted, interpolated: tasks/pseudo/temporal.py), the manifest's `rule`.
     """
+    provenance = provenance or {}
     doubtful_by_frame = (
         {k: g for k, g in doubtful.groupby(["clip", "frame"])} if doubtful is not None and not doubtful.empty else {}
     )
@@ -92,6 +96,7 @@ def merge_round(
                     "image": row.image,
                     "source": LABELLED,
                     "round": -1,
+                    "rule": "",
                     "cls": int(b[0]),
                     "cx": b[1],
                     "cy": b[2],
@@ -119,12 +124,14 @@ def merge_round(
             with atomic_path(label) as tmp:
                 tmp.write_text(label_src.read_text())
             frames.append({"image": portable(image), "label": portable(label), "source": source, "round": rnd})
-            for b in parsed:
+            rules = provenance.get((clip_name, index), []) if source == PSEUDO else []
+            for i, b in enumerate(parsed):
                 boxes.append(
                     {
                         "image": portable(image),
                         "source": source,
                         "round": rnd,
+                        "rule": rules[i] if len(rules) == len(parsed) else ("confidence" if source == PSEUDO else ""),
                         "cls": int(b[0]),
                         "cx": b[1],
                         "cy": b[2],
@@ -138,7 +145,7 @@ def merge_round(
         if wanted:
             raise ValueError(f"{known[clip_name].path}:0: frames {sorted(wanted)[:5]} are past the clip's end")
     frames_df = pd.DataFrame(frames, columns=["image", "label", "source", "round"])
-    boxes_df = pd.DataFrame(boxes, columns=["image", "source", "round", "cls", "cx", "cy", "w", "h"])
+    boxes_df = pd.DataFrame(boxes, columns=["image", "source", "round", "rule", "cls", "cx", "cy", "w", "h"])
     with atomic_path(out / "frames.csv") as tmp:
         frames_df.to_csv(tmp, index=False)
     with atomic_path(out / "manifest.csv") as tmp:

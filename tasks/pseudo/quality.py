@@ -1,5 +1,8 @@
 """How good are the pseudo-labels? Precision and recall (IoU >= 0.5) per class and per band,
-against the synthetic twin's ground truth, over every frame the model scored."""
+against the synthetic twin's ground truth, over every frame the model scored.
+
+`accept` is what the filter accepted (the temporal rule applied where it is on);
+`accept_confidence_only` is what confidence alone would have accepted, side by side."""
 
 from __future__ import annotations
 
@@ -14,13 +17,22 @@ from visem_pl.tasks.inference.clips import scored_frames
 from visem_pl.tasks.pseudo.bands import ACCEPT, REVIEW
 from visem_pl.tasks.training.metrics import match_frame, xywhn_to_xyxy
 
-BANDS = {ACCEPT: (ACCEPT,), REVIEW: (REVIEW,), "accept+review": (ACCEPT, REVIEW)}
+# name: (column, bands counted)
+BANDS = {
+    ACCEPT: ("band", (ACCEPT,)),
+    "accept_confidence_only": ("band_conf", (ACCEPT,)),
+    REVIEW: ("band", (REVIEW,)),
+    "accept+review": ("band", (ACCEPT, REVIEW)),
+}
 
 
 def pseudo_label_quality(boxes: pd.DataFrame, pred_dir: Path, truth: TruthStore) -> dict:
     """{band: {class: {precision, recall, boxes, truth}}} over all scored frames of all clips."""
     w, h = layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT
     tally = {b: np.zeros((3, 3), dtype=np.int64) for b in BANDS}  # per class: tp, n_pred, n_truth
+    if "band_conf" not in boxes:  # a round filtered before the temporal rule existed
+        boxes = boxes.assign(band_conf=boxes["band"])
+    boxes = boxes.assign(conf=boxes["conf"].fillna(0.0))  # interpolated boxes: no score, matched last
     grouped = {k: g for k, g in boxes.groupby(["clip", "frame"])}
     for path in sorted(Path(pred_dir).glob("*.parquet")):
         clip = path.stem
@@ -31,8 +43,8 @@ def pseudo_label_quality(boxes: pd.DataFrame, pred_dir: Path, truth: TruthStore)
             gt_xy = xywhn_to_xyxy(gt[["cx", "cy", "w", "h"]].to_numpy(), w, h)
             gt_cls = gt["class"].to_numpy()
             pred = grouped.get((clip, frame))
-            for band, members in BANDS.items():
-                sel = pred[pred.band.isin(members)] if pred is not None else None
+            for band, (column, members) in BANDS.items():
+                sel = pred[pred[column].isin(members)] if pred is not None else None
                 t = tally[band]
                 t[:, 2] += np.bincount(gt_cls.astype(int), minlength=3)[:3]
                 if sel is None or sel.empty:

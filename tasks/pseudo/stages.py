@@ -22,7 +22,7 @@ def filter_stage(ws: Workspace, n: int) -> dict:
         raise ConfigError([f"{ws.params_path}: {exc}"]) from None
     qcfg = queue_config(ws)
     paths = ws.round(n)
-    stats = filter_round(paths.predictions, paths.pseudo, bands)
+    stats = filter_round(paths.predictions, paths.pseudo, bands, temporal_config(ws), paths.tracks)
     # Disagreement with the previous round's model: its predictions, when that round was pseudo-labelled.
     prev = paths.previous.predictions if paths.previous is not None else None
     queue = build_queue(paths.predictions, bands, qcfg, prev_dir=prev if prev is not None and prev.is_dir() else None)
@@ -31,6 +31,22 @@ def filter_stage(ws: Workspace, n: int) -> dict:
     stats["queue_items"] = len(queue)
     write_json(paths.metrics / "pseudo.json", stats)
     return stats
+
+
+def temporal_config(ws: Workspace):
+    """params.yaml `filter.temporal` (tasks/pseudo/temporal.py); absent: the rule is off."""
+    from visem_pl.tasks.pseudo.temporal import Temporal
+    from visem_pl.tasks.workspace.params import build
+
+    section = (ws.params().get("filter") or {}).get("temporal")
+    if section is None:
+        return None
+    try:
+        return build(Temporal, section, f"{ws.params_path} filter.temporal")
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError([str(exc)]) from None
 
 
 def merge_stage(ws: Workspace, n: int) -> dict:
@@ -50,7 +66,16 @@ def merge_stage(ws: Workspace, n: int) -> dict:
         ws.clips(),
         paths.merged,
         doubtful=boxes[boxes["band"] != "accept"],
+        provenance=_provenance(boxes),
     )
+
+
+def _provenance(boxes: pd.DataFrame) -> dict:
+    """{(clip, frame): provenance of each accepted box}, in the order `filter` wrote the labels."""
+    if "provenance" not in boxes:
+        return {}
+    accepted = boxes[boxes["band"] == "accept"]
+    return {(c, int(f)): g["provenance"].tolist() for (c, f), g in accepted.groupby(["clip", "frame"], sort=False)}
 
 
 def quality_stage(ws: Workspace, n: int) -> dict:

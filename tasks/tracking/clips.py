@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,8 +45,9 @@ def predictions_stride(path: Path) -> int:
 
 
 def read_boxes(path: Path) -> pd.DataFrame:
+    """A prediction file's boxes; `box` is each one's row in the file (how `filter` finds it again)."""
     df = pq.read_table(path).to_pandas()
-    return df[["frame", "cls", "cx", "cy", "w", "h", "conf"]]
+    return df[["frame", "cls", "cx", "cy", "w", "h", "conf"]].assign(box=np.arange(len(df), dtype=np.int64))
 
 
 def fingerprint(predictions: Path, cfg: TrackConfig) -> dict:

@@ -22,6 +22,8 @@ import pandas as pd
 
 METHODS = ("trackpy", "bytetrack", "sort", "ocsort")
 COLUMNS = ["frame", "track", "cls", "cx", "cy", "w", "h", "conf", "source"]
+# Carried through when the input has it: the box's row in its prediction file (-1: interpolated).
+BOX_ID = "box"
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,8 @@ def link(boxes: pd.DataFrame, width: int, height: int, stride: int, cfg: TrackCo
     linked = linked[length >= cfg.min_length].copy()
     linked["track"] = pd.factorize(linked["track"], sort=True)[0].astype("int64")
     linked["source"] = "detected"
-    return linked[COLUMNS].sort_values(["track", "frame"]).reset_index(drop=True)
+    cols = COLUMNS + ([BOX_ID] if BOX_ID in linked else [])
+    return linked[cols].sort_values(["track", "frame"]).reset_index(drop=True)
 
 
 def _trackpy(boxes: pd.DataFrame, width: int, height: int, stride: int, cfg: TrackConfig) -> pd.DataFrame:
@@ -154,12 +157,9 @@ def fill_gaps(tracks: pd.DataFrame, stride: int, max_gap: int) -> pd.DataFrame:
                 t = (frame - a["frame"]) / (b["frame"] - a["frame"])
                 box = {c: a[c] + t * (b[c] - a[c]) for c in ("cx", "cy", "w", "h")}
                 rows.append({"frame": frame, "track": tid, "cls": a["cls"], **box, "conf": np.nan,
-                             "source": "interpolated"})  # fmt: skip
+                             "source": "interpolated", **({BOX_ID: -1} if BOX_ID in g else {})})  # fmt: skip
     if not rows:
         return tracks
     out = pd.concat([tracks, pd.DataFrame(rows)], ignore_index=True)
-    return (
-        out.astype({"frame": "int64", "track": "int64", "cls": "int64"})
-        .sort_values(["track", "frame"])
-        .reset_index(drop=True)
-    )
+    ints = {c: "int64" for c in ("frame", "track", "cls", BOX_ID) if c in out}
+    return out.astype(ints).sort_values(["track", "frame"]).reset_index(drop=True)

@@ -38,3 +38,26 @@ def infer(
     argv += (["--json"] if json_out else []) + (["--out", str(out)] if out else [])
     sys.argv = argv
     runpy.run_path(str(script), run_name="__main__")
+
+
+@bench_app.command("track")
+def track(
+    clips: int = typer.Option(4, help="synthetic clips scored"),
+    frames: int = typer.Option(300, help="frames per synthetic clip"),
+    repeat: int = typer.Option(3, help="timed runs per speed measurement; the best is kept"),
+    long_frames: int = typer.Option(1470, help="frames of the timed clip (a real one: 1,470)"),
+    weights: Path = typer.Option(None, help="default: models/round-0/weights.pt of the current folder"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON result (only) on stdout"),
+    out: Path = typer.Option(None, help="also write the JSON result to this file"),
+) -> None:
+    """Every tracking method on the synthetic truth (truth boxes, and end to end on round-0's detections),
+    and its speed on a real-size clip (benchmarks/bench_track.py)."""
+    script = REPO / "benchmarks" / "bench_track.py"
+    if not script.exists():
+        raise typer.BadParameter(f"{script} is missing (benchmarks live in a source checkout)")
+    argv = [str(script), "--clips", str(clips), "--frames", str(frames), "--repeat", str(repeat)]
+    argv += ["--long-frames", str(long_frames)]
+    argv += (["--weights", str(weights)] if weights else []) + (["--json"] if json_out else [])
+    argv += ["--out", str(out)] if out else []
+    sys.argv = argv
+    runpy.run_path(str(script), run_name="__main__")

@@ -1,0 +1,81 @@
+"""The temporal rule of `filter`: a box's band also depends on the track it sits on.
+
+A cell seen on many scored frames is very likely a cell on each of them, even where the detector
+was unsure; a confident box seen on one frame only is often flicker. With the round's tracks
+(`track@N`):
+- promoted: a review- or reject-band box on a confirmed track (at least `min_track_frames`
+  detected scored frames) with conf >= `floor` is accepted;
+- demoted: an accepted box on no confirmed track goes to review;
+- interpolated: where a confirmed track missed a scored frame (a gap of up to `track.max_gap`),
+  its interpolated box is accepted (conf NaN: no detector score).
+Every box keeps how its band was decided in `provenance` (confidence, promoted, demoted,
+interpolated) and its confidence-only band in `band_conf`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from visem_pl.tasks.pseudo.bands import ACCEPT, REJECT, REVIEW
+
+CONFIDENCE, PROMOTED, DEMOTED, INTERPOLATED = "confidence", "promoted", "demoted", "interpolated"
+
+
+@dataclass(frozen=True)
+class Temporal:
+    enabled: bool = True
+    min_track_frames: int = 5  # detected scored frames that confirm a track
+    floor: float = 0.1  # review- or reject-band boxes on a confirmed track at or above it are accepted
+    demote_isolated: bool = True  # accepted boxes on no confirmed track go to review
+    interpolate: bool = True  # a confirmed track's interpolated boxes become pseudo-labels
+
+
+def read_tracks(tracks_dir: Path | str, clips: list[str]) -> pd.DataFrame:
+    """Every clip's tracks (columns of tasks.tracking.link plus clip); a missing file is an error."""
+    frames = []
+    for clip in clips:
+        path = Path(tracks_dir) / f"{clip}.parquet"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no tracks for clip {clip} (run `visem-pl track` first, or set "
+                                    "filter.temporal.enabled: false)")  # fmt: skip
+        frames.append(pd.read_parquet(path).assign(clip=clip))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def apply_temporal(pred: pd.DataFrame, tracks: pd.DataFrame, cfg: Temporal) -> pd.DataFrame:
+    """`pred` (clip, box, frame, cls, cx..h, conf, band) with the rule applied; adds band_conf,
+    provenance, track (-1: on none) and the interpolated rows (box -1)."""
+    pred = pred.assign(band_conf=pred["band"], provenance=CONFIDENCE, track=np.int64(-1))
+    if tracks.empty:
+        confirmed = pd.DataFrame(columns=["clip", "track"])
+        detected = tracks
+    else:
+        detected = tracks[tracks["source"] == "detected"]
+        length = detected.groupby(["clip", "track"]).size().rename("length").reset_index()
+        confirmed = length[length["length"] >= cfg.min_track_frames][["clip", "track"]]
+    if not detected.empty:
+        on = pred[["clip", "box"]].merge(detected[["clip", "box", "track"]], on=["clip", "box"], how="left")
+        pred["track"] = on["track"].fillna(-1).astype(np.int64).to_numpy()
+    keys = set(zip(confirmed["clip"], confirmed["track"]))
+    is_confirmed = np.array([(c, t) in keys for c, t in zip(pred["clip"], pred["track"])], dtype=bool)
+
+    conf = pred["conf"].to_numpy(np.float32)
+    promote = is_confirmed & pred["band"].isin([REVIEW, REJECT]).to_numpy() & (conf >= np.float32(cfg.floor))
+    pred.loc[promote, ["band", "provenance"]] = [ACCEPT, PROMOTED]
+    if cfg.demote_isolated:
+        demote = ~is_confirmed & (pred["band"] == ACCEPT).to_numpy()
+        pred.loc[demote, ["band", "provenance"]] = [REVIEW, DEMOTED]
+    if cfg.interpolate and not tracks.empty:
+        filled = tracks[tracks["source"] == "interpolated"]
+        filled = filled.merge(confirmed, on=["clip", "track"])
+        if not filled.empty:
+            added = filled[["clip", "frame", "cls", "cx", "cy", "w", "h", "conf", "track"]].assign(
+                box=np.int64(-1), band=ACCEPT, band_conf=REJECT, provenance=INTERPOLATED
+            )
+            added = added.astype({c: pred[c].dtype for c in ("cls", "cx", "cy", "w", "h", "conf") if c in pred})
+            pred = pd.concat([pred, added[pred.columns]], ignore_index=True)
+    return pred.sort_values(["clip", "frame", "box"], kind="stable").reset_index(drop=True)
