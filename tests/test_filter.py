@@ -200,6 +200,7 @@ def test_temporal_rule_promotes_demotes_and_interpolates():
         + [box("a", 5, 9, 0.15, REVIEW), box("a", 6, 9, 0.05, REJECT)]  # on track 0, above / below the floor
         + [box("a", 7, 0, 0.9, ACCEPT)]  # on no track: isolated
         + [box("b", 0, 0, 0.8, ACCEPT), box("b", 1, 3, 0.2, REVIEW)]  # track 0 of clip b: two frames only
+        + [box("c", i, 3 * i, 0.2, REVIEW) for i in range(6)]  # long, but never confident: not confirmed
     )
     tracks = pd.DataFrame(
         [{"clip": "a", "track": 0, "box": b, "frame": 3 * b, "source": "detected"} for b in range(5)]
@@ -209,6 +210,7 @@ def test_temporal_rule_promotes_demotes_and_interpolates():
            {"clip": "b", "track": 0, "box": 0, "frame": 0, "source": "detected"},
            {"clip": "b", "track": 0, "box": 1, "frame": 3, "source": "detected"},
            {"clip": "b", "track": 0, "box": -1, "frame": 6, "source": "interpolated"}]
+        + [{"clip": "c", "track": 0, "box": b, "frame": 3 * b, "source": "detected"} for b in range(6)]
     ).assign(cls=0, cx=0.5, cy=0.5, w=0.04, h=0.05, conf=np.nan)  # fmt: skip
     out = apply_temporal(pred, tracks, Temporal(min_track_frames=5, floor=0.1))
     got = {(r.clip, r.box): (r.band, r.band_conf, r.provenance) for r in out.itertuples()}
@@ -217,6 +219,7 @@ def test_temporal_rule_promotes_demotes_and_interpolates():
     assert got[("a", 7)] == (REVIEW, ACCEPT, "demoted")
     assert got[("a", 0)] == (ACCEPT, ACCEPT, "confidence")
     assert got[("b", 0)] == (REVIEW, ACCEPT, "demoted") and got[("b", 1)] == (REVIEW, REVIEW, "confidence")
+    assert all(got[("c", i)] == (REVIEW, REVIEW, "confidence") for i in range(6))  # min_accepted 1
     interpolated = out[out["provenance"] == "interpolated"]
     assert interpolated[["clip", "frame", "band"]].values.tolist() == [["a", 15, ACCEPT]]  # not b's: unconfirmed
     assert interpolated["conf"].isna().all() and (interpolated["band_conf"] == REJECT).all()

@@ -124,6 +124,20 @@ def test_track_command_writes_scores_and_resumes(twin, tmp_path):
     assert set(tracks["source"]) <= {"detected", "interpolated"} and (tracks["frame"] % STRIDE == 0).all()
     assert (tracks.groupby("track")["frame"].size() >= 3).all()
 
+    # Motility from those tracks: per clip and participant, its error against the simulated cells, the
+    # tracker fed the truth boxes and the twin's semen analysis CSV.
+    mot = json.loads(run(["visem-pl", "motility", "--round", "0", "--params", "params.yaml", "--json"], ws).stdout)
+    assert sorted(c["clip"] for c in mot["clips"]) == sorted(truths)
+    assert {p["participant"] for p in mot["participants"]} == {11, 12}
+    for row in mot["clips"] + mot["participants"]:
+        assert row["tracks"] > 0 and sum(row[k] for k in ("pr", "np", "im")) == pytest.approx(100.0)
+    for key in ("mae_pp", "mae_pp_truth_boxes", "mae_pp_lab"):
+        assert all(0 <= mot[key][k] <= 100 for k in ("pr", "np", "im")), (key, mot[key])
+    assert mot["tracking"]["idf1"] == out["tracking"]["idf1"] and "hota" in mot["tracking_truth_boxes"]
+    assert (ws / "data" / "rounds" / "round-0" / "motility.csv").exists()
+    table = run(["visem-pl", "motility", "--round", "0", "--params", "params.yaml"], ws).stdout
+    assert "| clip | participant |" in table and "MAE vs the simulated cells" in table
+
     again = json.loads(run(["visem-pl", "track", "--round", "0", "--params", "params.yaml"], ws).stdout)
     assert again["skipped"] == len(truths) and again["tracking"] == out["tracking"]
 

@@ -1,10 +1,10 @@
 """The temporal rule of `filter`: a box's band also depends on the track it sits on.
 
-A cell seen on many scored frames is very likely a cell on each of them, even where the detector
-was unsure; a confident box seen on one frame only is often flicker. With the round's tracks
-(`track@N`):
-- promoted: a review- or reject-band box on a confirmed track (at least `min_track_frames`
-  detected scored frames) with conf >= `floor` is accepted;
+A cell seen on many scored frames, confidently on some, is very likely a cell on each of them,
+even where the detector was unsure; a confident box seen on one frame only is often flicker. With
+the round's tracks (`track@N`), a track is confirmed when it has at least `min_track_frames`
+detected scored frames, at least `min_accepted` of them accept-band boxes:
+- promoted: a review- or reject-band box on a confirmed track with conf >= `floor` is accepted;
 - demoted: an accepted box on no confirmed track goes to review;
 - interpolated: where a confirmed track missed a scored frame (a gap of up to `track.max_gap`),
   its interpolated box is accepted (conf NaN: no detector score).
@@ -28,7 +28,8 @@ CONFIDENCE, PROMOTED, DEMOTED, INTERPOLATED = "confidence", "promoted", "demoted
 @dataclass(frozen=True)
 class Temporal:
     enabled: bool = True
-    min_track_frames: int = 5  # detected scored frames that confirm a track
+    min_track_frames: int = 3  # detected scored frames that confirm a track
+    min_accepted: int = 1  # ... of which at least this many confident enough to be accepted alone
     floor: float = 0.1  # review- or reject-band boxes on a confirmed track at or above it are accepted
     demote_isolated: bool = True  # accepted boxes on no confirmed track go to review
     interpolate: bool = True  # a confirmed track's interpolated boxes become pseudo-labels
@@ -50,16 +51,16 @@ def apply_temporal(pred: pd.DataFrame, tracks: pd.DataFrame, cfg: Temporal) -> p
     """`pred` (clip, box, frame, cls, cx..h, conf, band) with the rule applied; adds band_conf,
     provenance, track (-1: on none) and the interpolated rows (box -1)."""
     pred = pred.assign(band_conf=pred["band"], provenance=CONFIDENCE, track=np.int64(-1))
-    if tracks.empty:
-        confirmed = pd.DataFrame(columns=["clip", "track"])
-        detected = tracks
-    else:
-        detected = tracks[tracks["source"] == "detected"]
-        length = detected.groupby(["clip", "track"]).size().rename("length").reset_index()
-        confirmed = length[length["length"] >= cfg.min_track_frames][["clip", "track"]]
+    confirmed = pd.DataFrame({"clip": pd.Series(dtype=object), "track": pd.Series(dtype=np.int64)})
+    detected = tracks[tracks["source"] == "detected"] if not tracks.empty else tracks
     if not detected.empty:
         on = pred[["clip", "box"]].merge(detected[["clip", "box", "track"]], on=["clip", "box"], how="left")
         pred["track"] = on["track"].fillna(-1).astype(np.int64).to_numpy()
+        linked = pred[pred["track"] >= 0]
+        per = linked.assign(accepted=linked["band"] == ACCEPT).groupby(["clip", "track"])
+        counts = per.agg(length=("box", "size"), accepted=("accepted", "sum")).reset_index()
+        ok = (counts["length"] >= cfg.min_track_frames) & (counts["accepted"] >= cfg.min_accepted)
+        confirmed = counts[ok][["clip", "track"]]
     keys = set(zip(confirmed["clip"], confirmed["track"]))
     is_confirmed = np.array([(c, t) in keys for c, t in zip(pred["clip"], pred["track"])], dtype=bool)
 

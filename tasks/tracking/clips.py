@@ -23,13 +23,16 @@ from visem_pl.tasks.workspace.io import atomic_path, file_sha256
 META_KEY = b"visem_pl_tracks"
 
 
-def frame_size(clip: Clip) -> tuple[int, int]:
-    """(width, height) read from the clip's container."""
+def video_props(clip: Clip) -> tuple[int, int, float]:
+    """(width, height, frames per second) read from the clip's container, never from its name."""
     cap = cv2.VideoCapture(str(clip.path))
     try:
         if not cap.isOpened():
             raise ValueError(f"{clip.path}:0: cannot be opened as a video")
-        return int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        if not fps > 0:
+            raise ValueError(f"{clip.path}:0: the container states no frame rate")
+        return int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), fps
     finally:
         cap.release()
 
@@ -42,6 +45,13 @@ def predictions_stride(path: Path) -> int:
     if meta is None:
         raise ValueError(f"{path}:0: no inference metadata (not written by `visem-pl infer`)")
     return int(json.loads(meta)["params"]["stride"])
+
+
+def predictions_frames(path: Path) -> int:
+    """How many frames a prediction file scored (frames without boxes included)."""
+    from visem_pl.tasks.inference.clips import META_KEY as INFER_KEY
+
+    return int(json.loads((pq.read_schema(path).metadata or {})[INFER_KEY])["frames_scored"])
 
 
 def read_boxes(path: Path) -> pd.DataFrame:
@@ -74,13 +84,14 @@ def track_clip(clip: Clip, predictions_dir: Path, out_dir: Path, cfg: TrackConfi
     if is_current(out, expected):
         return {"clip": clip.name, "skipped": True}
     stride = predictions_stride(src)
-    width, height = frame_size(clip)
+    width, height, fps = video_props(clip)
     try:
         tracks = fill_gaps(link(read_boxes(src), width, height, stride, cfg), stride, cfg.max_gap)
     except ValueError as exc:
         raise ValueError(f"{src}: {exc}") from None
     table = pa.Table.from_pandas(tracks.assign(clip=clip.name), preserve_index=False)
-    meta = {**expected, "stride": stride, "width": width, "height": height, "tracks": int(tracks["track"].nunique())}
+    meta = {**expected, "stride": stride, "width": width, "height": height, "fps": fps,
+            "frames_scored": predictions_frames(src), "tracks": int(tracks["track"].nunique())}  # fmt: skip
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)

@@ -28,11 +28,11 @@ BOX_ID = "box"
 
 @dataclass(frozen=True)
 class TrackConfig:
-    method: str = "bytetrack"
+    method: str = "trackpy"
     min_conf: float = 0.1  # boxes below are not linked: below the lowest review band, mostly noise
     max_speed_px: float = 6.0  # per video frame; the search radius is this x stride (trackpy)
     memory: int = 10  # scored frames a track may miss and still go on
-    predictor: bool = True  # trackpy: search around the position the track's velocity predicts
+    predictor: bool = False  # trackpy: search around the position the track's velocity predicts
     min_length: int = 3  # scored frames a track needs to be kept
     max_gap: int = 2  # fill_gaps: missed scored frames interpolated inside a track
 

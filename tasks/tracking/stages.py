@@ -1,11 +1,14 @@
-"""The DVC stage track@N: one function of a workspace and a round."""
+"""The DVC stages track@N and motility@N, each one function of a workspace and a round."""
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
+import pandas as pd
+
 from visem_pl.tasks.tracking.link import TrackConfig
-from visem_pl.tasks.workspace.io import write_json
+from visem_pl.tasks.workspace.io import atomic_path, write_json
 from visem_pl.tasks.workspace.paths import Workspace
 
 log = logging.getLogger(__name__)
@@ -37,25 +40,135 @@ def track_stage(ws: Workspace, n: int) -> dict:
     return stats
 
 
-def tracking_scores(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
-    """{tracking, tracking_truth_boxes}: HOTA/MOTA/IDF1 of the round's tracks and of the tracker fed
-    the truth boxes at the same stride; {} where the dataset has no truth (real data)."""
+def truth_box_tracks(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
+    """{clip: (truth, tracks of the tracker fed the truth boxes at the round's stride, file metadata)};
+    {} where the dataset has no truth (real data)."""
     from visem_pl.tasks.dataset.truth import truth_for
     from visem_pl.tasks.tracking.clips import read_tracks
     from visem_pl.tasks.tracking.link import link
-    from visem_pl.tasks.tracking.score import score
 
     truth = truth_for(ws.data_root())
     if truth is None:
         return {}
-    ours, alone, stride = [], [], None
+    out = {}
     for path in sorted(ws.round(n).tracks.glob("*.parquet")):
-        tracks, meta = read_tracks(path)
-        stride = meta["stride"]
+        _, meta = read_tracks(path)
         t = truth.clip(path.stem)
-        ours.append((t, tracks))  # interpolated boxes too: they are the tracker's output
-        boxes = t[t["frame"] % stride == 0].rename(columns={"class": "cls"}).assign(conf=1.0)
-        alone.append((t, link(boxes, meta["width"], meta["height"], stride, cfg)))
-    if not ours:
+        boxes = t[t["frame"] % meta["stride"] == 0].rename(columns={"class": "cls"}).assign(conf=1.0)
+        out[path.stem] = (t, link(boxes, meta["width"], meta["height"], meta["stride"], cfg), meta)
+    return out
+
+
+def tracking_scores(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
+    """{stride, tracking, tracking_truth_boxes}: HOTA/MOTA/IDF1 of the round's tracks and of the tracker
+    fed the truth boxes at the same stride; {} where the dataset has no truth (real data)."""
+    from visem_pl.tasks.tracking.clips import read_tracks
+    from visem_pl.tasks.tracking.score import score
+
+    alone = truth_box_tracks(ws, n, cfg)
+    if not alone:
         return {}
-    return {"stride": stride, "tracking": score(ours, stride), "tracking_truth_boxes": score(alone, stride)}
+    ours = [(t, read_tracks(ws.round(n).tracks / f"{clip}.parquet")[0]) for clip, (t, _, _) in alone.items()]
+    stride = next(iter(alone.values()))[2]["stride"]
+    return {
+        "stride": stride,
+        "tracking": score(ours, stride),  # interpolated boxes too: they are the tracker's output
+        "tracking_truth_boxes": score([(t, tr) for t, tr, _ in alone.values()], stride),
+    }
+
+
+def motility_config(ws: Workspace):
+    from visem_pl.tasks.tracking.motility import MotilityConfig
+
+    return ws.section("motility", MotilityConfig)
+
+
+def _clip_shares(tracks, meta: dict, cfg) -> tuple:
+    from visem_pl.tasks.tracking.motility import shares, track_kinematics
+
+    per = track_kinematics(tracks, meta["width"], meta["height"], meta["fps"], meta["stride"], cfg)
+    return per, shares(per)
+
+
+def _pooled(per_tracks) -> dict:
+    from visem_pl.tasks.tracking.motility import shares
+
+    return shares(pd.concat(per_tracks, ignore_index=True)) if per_tracks else shares(pd.DataFrame({"class": []}))
+
+
+def _mae(ours: list[dict], truth: list[dict]) -> dict:
+    """Mean absolute error in percentage points per class over the pairs where both have a value."""
+    out = {}
+    for k in ("pr", "np", "im"):
+        errs = [abs(a[k] - b[k]) for a, b in zip(ours, truth) if a.get(k) is not None and b.get(k) is not None]
+        out[k] = round(float(np.mean(errs)), 2) if errs else None
+    out["n"] = len([1 for a, b in zip(ours, truth) if a.get("pr") is not None and b.get("pr") is not None])
+    return out
+
+
+def motility_stage(ws: Workspace, n: int) -> dict:
+    """CASA kinematics of every track of round n (data/rounds/round-N/motility.csv) and the PR / NP / IM
+    shares per clip and per participant; compared with the simulated cells (synthetic truth), with the
+    tracker fed the truth boxes, and with the lab's values (the semen analysis CSV) where they exist.
+    Writes metrics/rounds/round-N/motility.json."""
+    import json
+
+    from visem_pl.tasks.dataset.clinical import motility as lab_motility
+    from visem_pl.tasks.dataset.reader import locate
+    from visem_pl.tasks.tracking.clips import read_tracks
+    from visem_pl.tasks.tracking.motility import CLASSES
+
+    cfg = motility_config(ws)
+    paths = ws.round(n)
+    clips = {c.name: c for c in ws.clips()}
+    files = sorted(paths.tracks.glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{paths.tracks}: no tracks (run `visem-pl track --round {n}` first)")
+    per_clip, per_tracks, by_participant = [], [], {}
+    for path in files:
+        tracks, meta = read_tracks(path)
+        if path.stem not in clips:
+            raise ValueError(f"{path}: clip {path.stem} is not in the dataset {ws.data_root()}")
+        per, share = _clip_shares(tracks, meta, cfg)
+        participant = clips[path.stem].video_id
+        detected = int((tracks["source"] == "detected").sum())
+        per_clip.append({"clip": path.stem, "participant": participant, **share,
+                         "cells_per_frame": round(detected / max(1, meta["frames_scored"]), 2)})  # fmt: skip
+        per_tracks.append(per.assign(clip=path.stem, participant=participant))
+        by_participant.setdefault(participant, []).append(per)
+    participants = [{"participant": p, "clips": len(v), **_pooled(v)} for p, v in sorted(by_participant.items())]
+    table = pd.concat(per_tracks, ignore_index=True)
+    with atomic_path(paths.data / "motility.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4g")
+
+    result = {"um_per_px": cfg.um_per_px, "frame_step": cfg.frame_step, "clips": per_clip,
+              "participants": participants}  # fmt: skip
+    track_json = paths.metrics / "track.json"
+    if track_json.exists():
+        scores = json.loads(track_json.read_text())
+        for key in ("tracking", "tracking_truth_boxes"):
+            if key in scores:
+                result[key] = {k: scores[key][k] for k in ("hota", "mota", "idf1")}
+    # The simulated cells' own classes per clip (synthetic truth), and the tracker fed the truth boxes.
+    alone = truth_box_tracks(ws, n, track_config(ws))
+    if alone:
+        truth_shares, boxes_shares = [], []
+        for row in per_clip:
+            t, tr, meta = alone[row["clip"]]
+            cells = t.groupby("track_id")["motility"].first()
+            truth_shares.append({k: 100.0 * float((cells == c).mean()) for k, c in zip(("pr", "np", "im"), CLASSES)})
+            boxes_shares.append(_clip_shares(tr, meta, cfg)[1])
+        result["mae_pp"] = _mae(per_clip, truth_shares)
+        result["mae_pp_truth_boxes"] = _mae(boxes_shares, truth_shares)
+    try:
+        lab = lab_motility(locate(ws.data_root())).set_index("ID")
+    except FileNotFoundError:
+        lab = None
+    if lab is not None:
+        names = {"pr": "progressive", "np": "non_progressive", "im": "immotile"}
+        labs = [{k: (float(lab.at[p["participant"], v]) if p["participant"] in lab.index else None)
+                 for k, v in names.items()} for p in participants]  # fmt: skip
+        labs = [{k: (None if v is None or np.isnan(v) else v) for k, v in row.items()} for row in labs]
+        result["mae_pp_lab"] = _mae(participants, labs)
+    write_json(paths.metrics / "motility.json", result)
+    return result

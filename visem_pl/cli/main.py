@@ -187,6 +187,48 @@ def track(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     typer.echo(json.dumps(stats))
 
 
+@app.command()
+def motility(
+    round_n: int = ROUND_OPT,
+    params: Path = PARAMS_OPT,
+    json_out: bool = typer.Option(False, "--json", help="print the JSON result (only) on stdout"),
+) -> None:
+    """CASA motility of round N's tracks: PR / NP / IM per clip and participant, and its error against
+    the synthetic truth and the lab's values where they exist (metrics/rounds/round-N/motility.json)."""
+    from visem_pl.tasks.tracking.stages import motility_stage
+
+    with bad_input():
+        result = motility_stage(workspace(params), round_n)
+    if json_out:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(motility_table(result))
+
+
+def motility_table(result: dict) -> str:
+    def pct(v):
+        return "-" if v is None else f"{v:.1f}"
+
+    lines = ["| clip | participant | tracks | PR % | NP % | IM % | cells/frame |", "|---|---|---|---|---|---|---|"]
+    for c in result["clips"]:
+        lines.append(f"| {c['clip']} | {c['participant']} | {c['tracks']} | {pct(c['pr'])} | {pct(c['np'])} | "
+                     f"{pct(c['im'])} | {c['cells_per_frame']} |")  # fmt: skip
+    lines += ["", "| participant | clips | tracks | PR % | NP % | IM % |", "|---|---|---|---|---|---|"]
+    for p in result["participants"]:
+        lines.append(f"| {p['participant']} | {p['clips']} | {p['tracks']} | {pct(p['pr'])} | {pct(p['np'])} | "
+                     f"{pct(p['im'])} |")  # fmt: skip
+    for key, what in (("mae_pp", "vs the simulated cells, round's tracks"),
+                      ("mae_pp_truth_boxes", "vs the simulated cells, tracker fed the truth boxes"),
+                      ("mae_pp_lab", "vs the lab's values per participant")):  # fmt: skip
+        if key in result:
+            m = result[key]
+            lines.append(f"\nMAE {what}: PR {pct(m['pr'])} / NP {pct(m['np'])} / IM {pct(m['im'])} pp (n={m['n']})")
+    for key in ("tracking", "tracking_truth_boxes"):
+        if key in result:
+            lines.append(f"{key}: " + ", ".join(f"{k.upper()} {v}" for k, v in result[key].items()))
+    return "\n".join(lines)
+
+
 @app.command("filter")
 def filter_cmd(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     """Split round N's boxes into accept / review / reject bands per class; build the review queue."""

@@ -1,0 +1,123 @@
+"""CASA kinematics of each track and the WHO (5th edition) motility classes of a clip.
+
+Definitions (Mortimer's consensus, as OpenCASA implements them; docs/MOTILITY.md):
+- VCL: curvilinear path length / time; VSL: first-to-last distance / time; VAP: length of the
+  average path (a centred moving average of `vap_window` samples) / time;
+- LIN = VSL/VCL, STR = VSL/VAP, WOB = VAP/VCL;
+- ALH: 2 x the mean of the local maxima of the head's distance from the average path;
+- BCF: crossings of the average path by the head's path, per second.
+
+Sampling: kinematics depend on the sampling rate, so every track is sampled every `frame_step`
+video frames (default 3: a default round's infer stride, about 16 Hz at 50 fps) whatever the
+stride it was made at; a round at stride 1 or 3 gives the same numbers from the same boxes. The
+stride must divide `frame_step`. At 16 Hz, VCL reads lower than a 50-60 Hz CASA's and ALH / BCF
+are aliased (flagellar beats of 10-20 Hz need `frame_step: 1`, i.e. `infer.stride: 1`); the classes
+use VAP, STR and VSL, which sampling changes little.
+
+Classes (thresholds in params.yaml `motility`): progressive if VAP >= `progressive_vap_um_s` and
+STR >= `progressive_str`; otherwise immotile if VSL < `immotile_vsl_um_s` and VAP <
+`immotile_vap_um_s`; otherwise non-progressive. Tracks shorter than `min_track_s` are not classified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+PR, NP, IM = "progressive", "non_progressive", "immotile"
+CLASSES = (PR, NP, IM)
+KINEMATICS = ("vcl", "vsl", "vap", "lin", "str", "wob", "alh", "bcf")
+
+
+@dataclass(frozen=True)
+class MotilityConfig:
+    um_per_px: float = 0.5  # the synthetic twin's stated calibration; real VISEM publishes none (docs)
+    frame_step: int = 3  # video frames between samples (the infer stride must divide it)
+    vap_window: int = 5  # samples in the average path's centred moving average (odd)
+    min_track_s: float = 1.0  # shorter tracks are not classified
+    progressive_vap_um_s: float = 25.0
+    progressive_str: float = 0.8
+    immotile_vsl_um_s: float = 4.0
+    immotile_vap_um_s: float = 6.0
+
+    def __post_init__(self):
+        if self.vap_window < 3 or self.vap_window % 2 == 0:
+            raise ValueError(f"motility.vap_window must be odd and >= 3, got {self.vap_window}")
+        if self.frame_step < 1 or self.um_per_px <= 0:
+            raise ValueError("motility.frame_step must be >= 1 and motility.um_per_px > 0")
+
+
+def kinematics(xy_um: np.ndarray, dt: float, window: int) -> dict:
+    """CASA kinematics of one path (N x 2 positions in micrometres, one every `dt` seconds)."""
+    n = len(xy_um)
+    out = dict.fromkeys(KINEMATICS, np.nan)
+    if n < window + 1:
+        return out
+    steps = np.linalg.norm(np.diff(xy_um, axis=0), axis=1)
+    duration = (n - 1) * dt
+    vcl = steps.sum() / duration
+    vsl = np.linalg.norm(xy_um[-1] - xy_um[0]) / duration
+    kernel = np.ones(window) / window
+    avg = np.stack([np.convolve(xy_um[:, k], kernel, mode="valid") for k in (0, 1)], 1)
+    vap = np.linalg.norm(np.diff(avg, axis=0), axis=1).sum() / ((len(avg) - 1) * dt)
+    # The head's signed distance from the average path, at the samples the average covers.
+    half = window // 2
+    raw = xy_um[half : n - half]
+    tangent = np.gradient(avg, axis=0)
+    norm = np.linalg.norm(tangent, axis=1)
+    norm[norm == 0] = 1.0
+    dev = raw - avg
+    signed = (tangent[:, 0] * dev[:, 1] - tangent[:, 1] * dev[:, 0]) / norm
+    dist = np.abs(signed)
+    peaks = (dist[1:-1] > dist[:-2]) & (dist[1:-1] >= dist[2:])
+    alh = 2 * dist[1:-1][peaks].mean() if peaks.any() else 0.0
+    crossings = np.count_nonzero(np.diff(np.sign(signed[signed != 0])) != 0)
+    bcf = crossings / ((len(signed) - 1) * dt) if len(signed) > 1 else 0.0
+    out.update(vcl=vcl, vsl=vsl, vap=vap, alh=alh, bcf=bcf)
+    out["lin"] = vsl / vcl if vcl > 0 else np.nan
+    out["str"] = vsl / vap if vap > 0 else np.nan
+    out["wob"] = vap / vcl if vcl > 0 else np.nan
+    return out
+
+
+def classify(k: dict, cfg: MotilityConfig) -> str:
+    if k["vap"] >= cfg.progressive_vap_um_s and k["str"] >= cfg.progressive_str:
+        return PR
+    if k["vsl"] < cfg.immotile_vsl_um_s and k["vap"] < cfg.immotile_vap_um_s:
+        return IM
+    return NP
+
+
+def track_kinematics(
+    tracks: pd.DataFrame, width: int, height: int, fps: float, stride: int, cfg: MotilityConfig, id_col: str = "track"
+) -> pd.DataFrame:
+    """One row per track: its kinematics and class (None: too short), from boxes sampled every
+    `cfg.frame_step` frames (frames not on that grid are left out; missing samples are interpolated)."""
+    if fps <= 0:
+        raise ValueError(f"frame rate {fps} is not positive")
+    if cfg.frame_step % stride:
+        raise ValueError(f"the tracks' stride {stride} does not divide motility.frame_step {cfg.frame_step}")
+    dt = cfg.frame_step / fps
+    rows = []
+    on_grid = tracks[tracks["frame"] % cfg.frame_step == 0]
+    for tid, g in on_grid.groupby(id_col, sort=True):
+        g = g.sort_values("frame").drop_duplicates("frame")
+        grid = np.arange(g["frame"].iloc[0], g["frame"].iloc[-1] + 1, cfg.frame_step)
+        f = g["frame"].to_numpy()
+        x = np.interp(grid, f, g["cx"].to_numpy(np.float64) * width) * cfg.um_per_px
+        y = np.interp(grid, f, g["cy"].to_numpy(np.float64) * height) * cfg.um_per_px
+        k = kinematics(np.stack([x, y], 1), dt, cfg.vap_window)
+        seconds = (len(grid) - 1) * dt
+        cls = classify(k, cfg) if seconds >= cfg.min_track_s and not np.isnan(k["vap"]) else None
+        rows.append({id_col: tid, "seconds": seconds, **k, "class": cls})
+    return pd.DataFrame(rows, columns=[id_col, "seconds", *KINEMATICS, "class"])
+
+
+def shares(per_track: pd.DataFrame) -> dict:
+    """{pr, np, im} in percent of the classified tracks, and how many there were."""
+    done = per_track.dropna(subset=["class"])
+    n = len(done)
+    pct = {c: (100.0 * float((done["class"] == c).sum()) / n if n else None) for c in CLASSES}
+    return {"tracks": n, "pr": pct[PR], "np": pct[NP], "im": pct[IM]}
