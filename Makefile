@@ -32,10 +32,11 @@ install-test: $(VENV)/.installed-test
 ## ls-venv: label-studio in .ls-venv/ (the live Label Studio tests start it on 127.0.0.1)
 ls-venv: $(LS_VENV)/.installed-$(LABEL_STUDIO_VERSION)
 
-## demo: the whole loop on the embedded synthetic dataset (dvc repro), then the per-round table
+## demo: the whole loop on the embedded synthetic dataset (dvc repro), then the per-round table and motility
 demo: install
 	$(BIN)/dvc repro
 	$(BIN)/visem-pl report
+	$(BIN)/visem-pl motility --round 0
 
 ## test: the whole suite (CI runs this through .ci/run), in a network namespace with only loopback
 test: install-test ls-venv
