@@ -135,7 +135,7 @@ def run_round(n: int, opts: RoundOptions) -> dict:
         logger.info("round %d inference: %s", n, clips)
     else:
         clips = {"done": "every clip already pseudo-labelled by this model"}
-    for stage in (f"infer@{n}", f"track@{n}", f"filter@{n}"):
+    for stage in (f"infer@{n}", f"track@{n}", f"motility@{n}", f"filter@{n}"):
         dvc_stage(ws, stage, n)
 
     review = review_round(n, opts)

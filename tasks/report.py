@@ -23,11 +23,14 @@ COLUMNS = (
     ("review_items", "review"),
     ("accepted_precision", "acc. P"),
     ("accepted_recall", "acc. R"),
+    ("tracking_idf1", "IDF1"),
+    ("motility_mae_pp", "motil. MAE"),
 )
 CAPTION = (
     "fitness = 0.1 mAP50 + 0.9 mAP50-95 on the validation videos; accepted = pseudo-label boxes kept, "
     "review = frames queued for experts, acc. P/R = precision/recall of the accepted boxes against the "
-    "synthetic truth (IoU >= 0.5)"
+    "synthetic truth (IoU >= 0.5); IDF1 = the round's tracks against the truth; motil. MAE = mean error of "
+    "the PR/NP/IM shares per clip against the simulated cells, in percentage points (docs/TRACKING.md)"
 )
 
 
@@ -37,7 +40,7 @@ def _read(path: Path) -> dict | None:
 
 def collect(ws: Workspace) -> dict:
     """{"rounds": {"N": {round, mAP50, mAP50-95, fitness, precision, recall, accepted_boxes, review_items,
-    accepted_precision, accepted_recall}}, "latest": the last round's entry}.
+    accepted_precision, accepted_recall, tracking_idf1, motility_mae_pp}}, "latest": the last round's entry}.
 
     Rounds are keyed by number (not listed) so `dvc metrics diff` can compare them by name.
     """
@@ -49,6 +52,9 @@ def collect(ws: Workspace) -> dict:
         ev = _read(metrics / "eval.json") or {}
         q = _read(metrics / "quality.json") or {}
         st = _read(metrics / "pseudo.json") or {}
+        tr = (_read(metrics / "track.json") or {}).get("tracking") or {}
+        mae = (_read(metrics / "motility.json") or {}).get("mae_pp") or {}
+        maes = [mae[k] for k in ("pr", "np", "im") if mae.get(k) is not None]
         overall = ev.get("overall", {})
         accepted = q.get("accept", {}).get("all", {}) if q.get("truth") else {}
         rounds.append(
@@ -63,6 +69,8 @@ def collect(ws: Workspace) -> dict:
                 "review_items": st.get("review_items"),
                 "accepted_precision": accepted.get("precision"),
                 "accepted_recall": accepted.get("recall"),
+                "tracking_idf1": tr.get("idf1"),
+                "motility_mae_pp": round(sum(maes) / len(maes), 1) if maes else None,
             }
         )
     return {"rounds": {str(r["round"]): r for r in rounds}, "latest": rounds[-1] if rounds else {}}
@@ -76,13 +84,19 @@ def report_stage(ws: Workspace, out: Path | None = None) -> dict:
     return data
 
 
-def fmt(v) -> str:
-    """One cell: `-` for nothing, three decimals for a ratio, thousands separated for a count."""
+PERCENTAGE_POINTS = {"motility_mae_pp"}
+
+
+def fmt(v, key: str = "") -> str:
+    """One cell: `-` for nothing, three decimals for a ratio, one for percentage points, thousands
+    separated for a count."""
     if v is None:
         return "-"
+    if key in PERCENTAGE_POINTS:
+        return f"{v:.1f}"
     return f"{v:.3f}" if isinstance(v, float) else f"{v:,}"
 
 
 def rows(data: dict) -> list[list[str]]:
     """The table's cells, one list per round, in `COLUMNS` order."""
-    return [[fmt(row.get(k)) for k, _ in COLUMNS] for row in data["rounds"].values()]
+    return [[fmt(row.get(k), k) for k, _ in COLUMNS] for row in data["rounds"].values()]

@@ -77,6 +77,8 @@ def test_round0_runs_every_stage_in_order(rounds, workspace):
         "prepare",
         "train@0",
         "infer@0",
+        "track@0",
+        "motility@0",
         "filter@0",
         "review@0",
         "merge@0",
@@ -89,6 +91,7 @@ def test_round0_runs_every_stage_in_order(rounds, workspace):
     assert (
         log.index("'train@0'")
         < log.index("'infer@0'")
+        < log.index("'track@0'")
         < log.index("'filter@0'")
         < log.index("'review@0'")
         < log.index("'merge@0'")

@@ -36,7 +36,7 @@ class MotilityConfig:
     um_per_px: float = 0.5  # the synthetic twin's stated calibration; real VISEM publishes none (docs)
     frame_step: int = 3  # video frames between samples (the infer stride must divide it)
     vap_window: int = 5  # samples in the average path's centred moving average (odd)
-    min_track_s: float = 1.0  # shorter tracks are not classified
+    min_track_s: float = 0.3  # shorter tracks are not classified
     progressive_vap_um_s: float = 25.0
     progressive_str: float = 0.8
     immotile_vsl_um_s: float = 4.0

@@ -49,8 +49,13 @@ TINY = {
     },
     "evaluate": {"imgsz": 320, "conf": 0.001, "iou": 0.7, "batch": 4, "device": "cpu"},
     "infer": {"stride": 3, "imgsz": 320, "conf": 0.001, "iou": 0.7, "batch": 4, "device": "cpu"},
-    # An untrained model's confidences are tiny: bands chosen so every band gets boxes.
-    "filter": {"bands": {name: {"low": 0.001, "high": 0.002} for name in ("sperm", "cluster", "small_or_pinhead")}},
+    # An untrained model's confidences are tiny: bands (and the boxes tracks link) chosen so every band
+    # gets boxes and the temporal rule has tracks to work with.
+    "track": {"min_conf": 0.001},
+    "filter": {
+        "bands": {name: {"low": 0.001, "high": 0.002} for name in ("sperm", "cluster", "small_or_pinhead")},
+        "temporal": {"enabled": True, "floor": 0.001},
+    },
     "review": {"max_items": 3, "add_missed": 1.0, "fix_iou": 0.1, "seed": 0},
     "rounds": [{"round": 0, "data": "data/prepared", "init": "models/yolov8n.yaml"}],
     "pseudo_rounds": [0],
