@@ -103,6 +103,23 @@ def test_round_zero_has_no_disagreement_and_budgets(scored):
     assert list(q["priority"]) == pytest.approx([1.0, 0.5, 0.5])
 
 
+def test_the_queue_follows_the_bands_filter_decided(scored, tmp_path):
+    """With the temporal rule, an isolated confident box demoted to review puts its frame in the queue,
+    and a promoted one takes its frame out: the queue reads filter's bands, not confidence again."""
+    from visem_pl.tasks.pseudo.bands import filter_round
+
+    filter_round(scored / "now", tmp_path / "pseudo", BANDS)
+    boxes = pd.read_parquet(tmp_path / "pseudo" / "boxes.parquet")
+    assert list(build_queue(scored / "now", BANDS, QueueConfig(max_items=0), boxes=boxes)["item"]) == list(
+        build_queue(scored / "now", BANDS, QueueConfig(max_items=0))["item"]
+    )
+    demoted = (boxes["clip"] == A) & (boxes["frame"] == 0)  # frame 0's accepted box, isolated
+    promoted = (boxes["clip"] == A) & (boxes["frame"] == 1) & (boxes["cls"] == 0)
+    boxes.loc[demoted, "band"], boxes.loc[promoted, "band"] = "review", "accept"
+    q = build_queue(scored / "now", BANDS, QueueConfig(max_items=0), boxes=boxes)
+    assert sorted(q["item"]) == [f"{A}_frame_0", f"{A}_frame_2", f"{B}_frame_2"]
+
+
 def test_bad_queue_params_are_refused():
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['novelty'\]"):
         QueueConfig(weights={"novelty": 1.0})

@@ -25,7 +25,13 @@ def filter_stage(ws: Workspace, n: int) -> dict:
     stats = filter_round(paths.predictions, paths.pseudo, bands, temporal_config(ws), paths.tracks)
     # Disagreement with the previous round's model: its predictions, when that round was pseudo-labelled.
     prev = paths.previous.predictions if paths.previous is not None else None
-    queue = build_queue(paths.predictions, bands, qcfg, prev_dir=prev if prev is not None and prev.is_dir() else None)
+    queue = build_queue(
+        paths.predictions,
+        bands,
+        qcfg,
+        prev_dir=prev if prev is not None and prev.is_dir() else None,
+        boxes=pd.read_parquet(paths.boxes),  # the bands filter decided, the temporal rule's included
+    )
     write_queue(queue, paths.queue_csv)
     init_review_folder(paths.review_folder, n)
     stats["queue_items"] = len(queue)

@@ -112,12 +112,24 @@ def _shown(pred: pd.DataFrame, bands: dict[int, Band]) -> pd.DataFrame:
     return pred[pred["band"] != REJECT]
 
 
-def score_frames(pred_dir: Path | str, bands: dict[int, Band], prev_dir: Path | str | None = None) -> pd.DataFrame:
-    """Every frame with a review-band box, with its three components (QUEUE_COLUMNS less priority)."""
+def score_frames(
+    pred_dir: Path | str,
+    bands: dict[int, Band],
+    prev_dir: Path | str | None = None,
+    filtered: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Every frame with a review-band box, with its three components (QUEUE_COLUMNS less priority).
+
+    `filtered`: the round's filtered boxes (`filter`'s boxes.parquet, with its `band` column), whose
+    bands may come from the temporal rule too (an isolated confident box demoted to review); without
+    them bands are decided by confidence here."""
     rows = []
     for path in sorted(Path(pred_dir).glob("*.parquet")):
         clip = path.stem
-        pred = _shown(pd.read_parquet(path), bands)
+        if filtered is not None:
+            pred = filtered[(filtered["clip"] == clip) & (filtered["band"] != REJECT)]
+        else:
+            pred = _shown(pd.read_parquet(path), bands)
         by_frame = {int(f): g for f, g in pred.groupby("frame")}
         empty = pred.iloc[0:0]
         order = scored_frames(path)
@@ -174,6 +186,10 @@ def prioritise(frames: pd.DataFrame, cfg: QueueConfig) -> pd.DataFrame:
 
 
 def build_queue(
-    pred_dir: Path | str, bands: dict[int, Band], cfg: QueueConfig, prev_dir: Path | str | None = None
+    pred_dir: Path | str,
+    bands: dict[int, Band],
+    cfg: QueueConfig,
+    prev_dir: Path | str | None = None,
+    boxes: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    return prioritise(score_frames(pred_dir, bands, prev_dir), cfg)
+    return prioritise(score_frames(pred_dir, bands, prev_dir, filtered=boxes), cfg)
