@@ -15,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from helpers.imports import covered, stage_code
@@ -130,10 +131,18 @@ def test_every_round_output_is_dvc_tracked(rounds, workspace):
         "data/rounds/round-0/reviewed",
         "data/rounds/round-0/merged",
         "data/rounds/round-0/predictions",
+        "data/rounds/round-0/tracks",
+        "data/rounds/round-0/motility.csv",
     ):
         assert path in outs
     manifest = (workspace / "data/rounds/round-0/merged/manifest.csv").read_text().splitlines()
-    assert manifest[0] == "image,source,round,cls,cx,cy,w,h"
+    assert manifest[0] == "image,source,round,rule,cls,cx,cy,w,h"
+    # The temporal rule ran on the round's tracks (an untrained model's boxes repeat frame to frame, so
+    # its tracks hold one band each and nothing moves: the rule itself is tested in test_filter.py).
+    boxes = pd.read_parquet(workspace / "data/rounds/round-0/pseudo/boxes.parquet")
+    assert (boxes["track"] >= 0).any() and set(boxes["provenance"]) <= {"confidence", "promoted", "demoted"}
+    rules = {line.split(",")[3] for line in manifest[1:] if line.split(",")[1] == "pseudo"}
+    assert rules and rules <= {"confidence", "promoted", "interpolated"}, rules
 
 
 def test_metrics_diff_compares_rounds(rounds, workspace):
