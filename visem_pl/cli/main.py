@@ -264,7 +264,8 @@ def report(
     as_json: bool = typer.Option(False, "--json"),
     out: Optional[Path] = typer.Option(None, help="Also write the report JSON here (a DVC metric)."),
 ) -> None:
-    """Per round: mAP@0.5, mAP@0.5:0.95, fitness, accepted boxes, review items, pseudo-label quality."""
+    """Per round: mAP@0.5, mAP@0.5:0.95, fitness, accepted boxes, review items, pseudo-label quality,
+    tracking IDF1 and motility error."""
     from visem_pl.tasks.report import report_stage
 
     data = report_stage(Workspace(), out)
@@ -278,10 +279,11 @@ def report(
 
     table = Table(title="Pseudo-labelling rounds", caption=CAPTION)
     for _, title in COLUMNS:
-        table.add_column(title, justify="right")
+        table.add_column(title, justify="right", no_wrap=True, min_width=len(title))
     for cells in rows(data):
         table.add_row(*cells)
-    Console().print(table)
+    # Never narrower than the table: piped or in `make demo`, rich would assume 80 columns and cut titles.
+    Console(width=max(Console().width, 110)).print(table)
 
 
 @app.command()
