@@ -137,6 +137,11 @@ def test_track_command_writes_scores_and_resumes(twin, tmp_path):
     assert (ws / "data" / "rounds" / "round-0" / "motility.csv").exists()
     table = run(["visem-pl", "motility", "--round", "0", "--params", "params.yaml"], ws).stdout
     assert "| clip | participant |" in table and "MAE vs the simulated cells" in table
+    # The per-round report carries both, with every column title whole even when piped.
+    report = run(["visem-pl", "report"], ws).stdout
+    assert "IDF1" in report and "motil. MAE" in report and "mAP50-95" in report
+    mae = np.mean([mot["mae_pp"][k] for k in ("pr", "np", "im")])
+    assert f"{out['tracking']['idf1']:.3f}" in report and f"{mae:.1f}" in report
 
     again = json.loads(run(["visem-pl", "track", "--round", "0", "--params", "params.yaml"], ws).stdout)
     assert again["skipped"] == len(truths) and again["tracking"] == out["tracking"]
