@@ -45,7 +45,7 @@ from visem_pl.tasks.dataset.truth import truth_for  # noqa: E402
 from visem_pl.tasks.synth.config import SynthConfig  # noqa: E402
 from visem_pl.tasks.synth.generate import synthesize  # noqa: E402
 from visem_pl.tasks.tracking.link import METHODS, TrackConfig, link  # noqa: E402, F401
-from visem_pl.tasks.tracking.score import score  # noqa: E402
+from visem_pl.tasks.tracking.score import score, truth_boxes  # noqa: E402
 from visem_pl.tasks.workspace.paths import Workspace  # noqa: E402
 
 
@@ -60,10 +60,6 @@ def twin(root: Path, clips: int, frames: int, seed: int, scale: float = 1.0) -> 
     synthesize(root, cfg, progress=False)
     truth = truth_for(root)
     return {c.name: truth.clip(c.name) for c in locate(root).clips()}
-
-
-def truth_boxes(t: pd.DataFrame, stride: int) -> pd.DataFrame:
-    return t[t["frame"] % stride == 0].rename(columns={"class": "cls"}).assign(conf=1.0)
 
 
 def variants(cfg: TrackConfig) -> list[tuple[str, TrackConfig]]:

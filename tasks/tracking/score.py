@@ -10,6 +10,12 @@ import numpy as np
 import pandas as pd
 
 
+def truth_boxes(truth: pd.DataFrame, stride: int) -> pd.DataFrame:
+    """A clip's truth boxes on the frames a round at `stride` scores, as the tracker takes boxes
+    (column cls, confidence 1): what the tracker alone is scored on."""
+    return truth[truth["frame"] % stride == 0].rename(columns={"class": "cls"}).assign(conf=1.0)
+
+
 def _xyxy(df: pd.DataFrame) -> np.ndarray:
     cx, cy, w, h = (df[c].to_numpy(np.float64) for c in ("cx", "cy", "w", "h"))
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)

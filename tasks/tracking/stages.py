@@ -46,6 +46,7 @@ def truth_box_tracks(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
     from visem_pl.tasks.dataset.truth import truth_for
     from visem_pl.tasks.tracking.clips import read_tracks
     from visem_pl.tasks.tracking.link import link
+    from visem_pl.tasks.tracking.score import truth_boxes
 
     truth = truth_for(ws.data_root())
     if truth is None:
@@ -54,7 +55,7 @@ def truth_box_tracks(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
     for path in sorted(ws.round(n).tracks.glob("*.parquet")):
         _, meta = read_tracks(path)
         t = truth.clip(path.stem)
-        boxes = t[t["frame"] % meta["stride"] == 0].rename(columns={"class": "cls"}).assign(conf=1.0)
+        boxes = truth_boxes(t, meta["stride"])
         out[path.stem] = (t, link(boxes, meta["width"], meta["height"], meta["stride"], cfg), meta)
     return out
 
