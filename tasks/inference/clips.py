@@ -260,9 +260,17 @@ def infer_clips(
     return stats
 
 
+def prediction_meta(path: Path) -> dict:
+    """What a clip's prediction file records (fingerprint, params with the stride, frames_scored)."""
+    meta = (pq.read_schema(path).metadata or {}).get(META_KEY)
+    if meta is None:
+        raise ValueError(f"{path}:0: no inference metadata (not written by `visem-pl infer`)")
+    return json.loads(meta)
+
+
 def scored_frames(path: Path) -> list[int]:
     """Frame indices a clip's prediction file covers (frames without boxes included)."""
-    meta = json.loads((pq.read_schema(path).metadata or {})[META_KEY])
+    meta = prediction_meta(path)
     return list(range(0, meta["frames_scored"] * meta["params"]["stride"], meta["params"]["stride"]))
 
 

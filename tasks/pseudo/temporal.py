@@ -61,8 +61,9 @@ def apply_temporal(pred: pd.DataFrame, tracks: pd.DataFrame, cfg: Temporal) -> p
         counts = per.agg(length=("box", "size"), accepted=("accepted", "sum")).reset_index()
         ok = (counts["length"] >= cfg.min_track_frames) & (counts["accepted"] >= cfg.min_accepted)
         confirmed = counts[ok][["clip", "track"]]
-    keys = set(zip(confirmed["clip"], confirmed["track"]))
-    is_confirmed = np.array([(c, t) in keys for c, t in zip(pred["clip"], pred["track"])], dtype=bool)
+    is_confirmed = pd.MultiIndex.from_frame(pred[["clip", "track"]]).isin(
+        pd.MultiIndex.from_frame(confirmed[["clip", "track"]])
+    )
 
     conf = pred["conf"].to_numpy(np.float32)
     promote = is_confirmed & pred["band"].isin([REVIEW, REJECT]).to_numpy() & (conf >= np.float32(cfg.floor))

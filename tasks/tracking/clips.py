@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from visem_pl.tasks.dataset.reader import Clip
+from visem_pl.tasks.inference.clips import prediction_meta
 from visem_pl.tasks.tracking.link import TrackConfig, fill_gaps, link
 from visem_pl.tasks.workspace.io import atomic_path, file_sha256
 
@@ -35,23 +36,6 @@ def video_props(clip: Clip) -> tuple[int, int, float]:
         return int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), fps
     finally:
         cap.release()
-
-
-def predictions_stride(path: Path) -> int:
-    """The infer stride a prediction file was made at (its own metadata, never params.yaml)."""
-    from visem_pl.tasks.inference.clips import META_KEY as INFER_KEY
-
-    meta = (pq.read_schema(path).metadata or {}).get(INFER_KEY)
-    if meta is None:
-        raise ValueError(f"{path}:0: no inference metadata (not written by `visem-pl infer`)")
-    return int(json.loads(meta)["params"]["stride"])
-
-
-def predictions_frames(path: Path) -> int:
-    """How many frames a prediction file scored (frames without boxes included)."""
-    from visem_pl.tasks.inference.clips import META_KEY as INFER_KEY
-
-    return int(json.loads((pq.read_schema(path).metadata or {})[INFER_KEY])["frames_scored"])
 
 
 def read_boxes(path: Path) -> pd.DataFrame:
@@ -83,7 +67,8 @@ def track_clip(clip: Clip, predictions_dir: Path, out_dir: Path, cfg: TrackConfi
     expected = fingerprint(src, cfg)
     if is_current(out, expected):
         return {"clip": clip.name, "skipped": True}
-    stride = predictions_stride(src)
+    made = prediction_meta(src)
+    stride = int(made["params"]["stride"])
     width, height, fps = video_props(clip)
     try:
         tracks = fill_gaps(link(read_boxes(src), width, height, stride, cfg), stride, cfg.max_gap)
@@ -91,7 +76,7 @@ def track_clip(clip: Clip, predictions_dir: Path, out_dir: Path, cfg: TrackConfi
         raise ValueError(f"{src}: {exc}") from None
     table = pa.Table.from_pandas(tracks.assign(clip=clip.name), preserve_index=False)
     meta = {**expected, "stride": stride, "width": width, "height": height, "fps": fps,
-            "frames_scored": predictions_frames(src), "tracks": int(tracks["track"].nunique())}  # fmt: skip
+            "frames_scored": int(made["frames_scored"]), "tracks": int(tracks["track"].nunique())}  # fmt: skip
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)

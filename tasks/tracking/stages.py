@@ -40,11 +40,17 @@ def track_stage(ws: Workspace, n: int) -> dict:
     return stats
 
 
-def truth_box_tracks(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
-    """{clip: (truth, tracks of the tracker fed the truth boxes at the round's stride, file metadata)};
-    {} where the dataset has no truth (real data)."""
-    from visem_pl.tasks.dataset.truth import truth_for
+def round_tracks(ws: Workspace, n: int) -> dict:
+    """{clip: (tracks, what its file records)} for every track file of round n, read once."""
     from visem_pl.tasks.tracking.clips import read_tracks
+
+    return {path.stem: read_tracks(path) for path in sorted(ws.round(n).tracks.glob("*.parquet"))}
+
+
+def truth_box_tracks(ws: Workspace, cfg: TrackConfig, tracks: dict) -> dict:
+    """{clip: (truth, tracks of the tracker fed the truth boxes at the clip's stride)} for the clips of
+    `tracks` (`round_tracks`); {} where the dataset has no truth (real data)."""
+    from visem_pl.tasks.dataset.truth import truth_for
     from visem_pl.tasks.tracking.link import link
     from visem_pl.tasks.tracking.score import truth_boxes
 
@@ -52,29 +58,27 @@ def truth_box_tracks(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
     if truth is None:
         return {}
     out = {}
-    for path in sorted(ws.round(n).tracks.glob("*.parquet")):
-        _, meta = read_tracks(path)
-        t = truth.clip(path.stem)
-        boxes = truth_boxes(t, meta["stride"])
-        out[path.stem] = (t, link(boxes, meta["width"], meta["height"], meta["stride"], cfg), meta)
+    for clip, (_, meta) in tracks.items():
+        t = truth.clip(clip)
+        out[clip] = (t, link(truth_boxes(t, meta["stride"]), meta["width"], meta["height"], meta["stride"], cfg))
     return out
 
 
 def tracking_scores(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
     """{stride, tracking, tracking_truth_boxes}: HOTA/MOTA/IDF1 of the round's tracks and of the tracker
     fed the truth boxes at the same stride; {} where the dataset has no truth (real data)."""
-    from visem_pl.tasks.tracking.clips import read_tracks
     from visem_pl.tasks.tracking.score import score
 
-    alone = truth_box_tracks(ws, n, cfg)
+    tracks = round_tracks(ws, n)
+    alone = truth_box_tracks(ws, cfg, tracks)
     if not alone:
         return {}
-    ours = [(t, read_tracks(ws.round(n).tracks / f"{clip}.parquet")[0]) for clip, (t, _, _) in alone.items()]
-    stride = next(iter(alone.values()))[2]["stride"]
+    stride = next(iter(tracks.values()))[1]["stride"]
     return {
         "stride": stride,
-        "tracking": score(ours, stride),  # interpolated boxes too: they are the tracker's output
-        "tracking_truth_boxes": score([(t, tr) for t, tr, _ in alone.values()], stride),
+        # interpolated boxes too: they are the tracker's output
+        "tracking": score([(t, tracks[clip][0]) for clip, (t, _) in alone.items()], stride),
+        "tracking_truth_boxes": score(list(alone.values()), stride),
     }
 
 
@@ -116,26 +120,24 @@ def motility_stage(ws: Workspace, n: int) -> dict:
 
     from visem_pl.tasks.dataset.clinical import motility as lab_motility
     from visem_pl.tasks.dataset.reader import locate
-    from visem_pl.tasks.tracking.clips import read_tracks
     from visem_pl.tasks.tracking.motility import CLASSES
 
     cfg = motility_config(ws)
     paths = ws.round(n)
     clips = {c.name: c for c in ws.clips()}
-    files = sorted(paths.tracks.glob("*.parquet"))
-    if not files:
+    round_files = round_tracks(ws, n)
+    if not round_files:
         raise FileNotFoundError(f"{paths.tracks}: no tracks (run `visem-pl track --round {n}` first)")
     per_clip, per_tracks, by_participant = [], [], {}
-    for path in files:
-        tracks, meta = read_tracks(path)
-        if path.stem not in clips:
-            raise ValueError(f"{path}: clip {path.stem} is not in the dataset {ws.data_root()}")
+    for clip, (tracks, meta) in round_files.items():
+        if clip not in clips:
+            raise ValueError(f"{paths.tracks / clip}.parquet: clip {clip} is not in the dataset {ws.data_root()}")
         per, share = _clip_shares(tracks, meta, cfg)
-        participant = clips[path.stem].video_id
+        participant = clips[clip].video_id
         detected = int((tracks["source"] == "detected").sum())
-        per_clip.append({"clip": path.stem, "participant": participant, **share,
+        per_clip.append({"clip": clip, "participant": participant, **share,
                          "cells_per_frame": round(detected / max(1, meta["frames_scored"]), 2)})  # fmt: skip
-        per_tracks.append(per.assign(clip=path.stem, participant=participant))
+        per_tracks.append(per.assign(clip=clip, participant=participant))
         by_participant.setdefault(participant, []).append(per)
     participants = [{"participant": p, "clips": len(v), **_pooled(v)} for p, v in sorted(by_participant.items())]
     table = pd.concat(per_tracks, ignore_index=True)
@@ -151,11 +153,11 @@ def motility_stage(ws: Workspace, n: int) -> dict:
             if key in scores:
                 result[key] = {k: scores[key][k] for k in ("hota", "mota", "idf1")}
     # The simulated cells' own classes per clip (synthetic truth), and the tracker fed the truth boxes.
-    alone = truth_box_tracks(ws, n, track_config(ws))
+    alone = truth_box_tracks(ws, track_config(ws), round_files)
     if alone:
         truth_shares, boxes_shares = [], []
         for row in per_clip:
-            t, tr, meta = alone[row["clip"]]
+            (t, tr), meta = alone[row["clip"]], round_files[row["clip"]][1]
             cells = t.groupby("track_id")["motility"].first()
             truth_shares.append({k: 100.0 * float((cells == c).mean()) for k, c in zip(("pr", "np", "im"), CLASSES)})
             boxes_shares.append(_clip_shares(tr, meta, cfg)[1])
