@@ -44,13 +44,34 @@ def test_circle_has_no_straight_line_velocity():
 
 
 def test_still_cell_with_jitter_is_immotile_and_a_swimmer_progressive():
+    """A still head whose measured position jitters by 0.1 um (the measured noise floor, docs/MOTILITY.md)
+    is immotile; a slow straight swimmer (10 um/s) and a fast one are progressive: WHO counts
+    progression regardless of speed."""
     rng = np.random.default_rng(0)
     dt = 3 / FPS
-    still = kinematics(path(rng.normal(0, 0.3, 60), rng.normal(0, 0.3, 60)), dt, 5)
+    still = kinematics(path(rng.normal(0, 0.1, 60), rng.normal(0, 0.1, 60)), dt, 5)
     assert classify(still, MotilityConfig()) == IM
     t = np.arange(60) * dt
-    swim = kinematics(path(45 * t + rng.normal(0, 0.3, 60), rng.normal(0, 0.3, 60)), dt, 5)
-    assert classify(swim, MotilityConfig()) == PR
+    for speed in (10.0, 45.0):
+        swim = kinematics(path(speed * t + rng.normal(0, 0.1, 60), rng.normal(0, 0.1, 60)), dt, 5)
+        assert classify(swim, MotilityConfig()) == PR, speed
+
+
+def test_a_head_beating_in_place_is_non_progressive():
+    """A head that does not move on but is shaken 0.5 um either side by its beating tail (13 Hz) is
+    non-progressive, not immotile: its VCL is well above a still head's, its VSL and VAP are not."""
+    frames = np.arange(0, 60, 3)
+    t = frames / FPS
+    k = kinematics(path(0.5 * np.sin(2 * np.pi * 13 * t), 0.1 * np.cos(2 * np.pi * 13 * t)), 3 / FPS, 5)
+    assert k["vsl"] < 2 and k["vcl"] > MotilityConfig().immotile_vcl_um_s
+    assert classify(k, MotilityConfig()) == NP
+
+
+def test_the_thresholds_are_read_from_the_config():
+    cfg = MotilityConfig(progressive_vap_um_s=25.0, progressive_str=0.8, immotile_vcl_um_s=5.0)
+    k = {"vap": 20.0, "str": 0.95, "vcl": 22.0, "vsl": 19.0}
+    assert classify(k, cfg) == NP and classify({**k, "vap": 25.0}, cfg) == PR
+    assert classify({**k, "vap": 4.0, "vcl": 4.9}, cfg) == IM and classify({**k, "vap": 4.0, "vcl": 5.0}, cfg) == NP
 
 
 def boxes(x_px, y_px, frames) -> pd.DataFrame:

@@ -14,9 +14,11 @@ stride must divide `frame_step`. At 16 Hz, VCL reads lower than a 50-60 Hz CASA'
 are aliased (flagellar beats of 10-20 Hz need `frame_step: 1`, i.e. `infer.stride: 1`); the classes
 use VAP, STR and VSL, which sampling changes little.
 
-Classes (thresholds in params.yaml `motility`): progressive if VAP >= `progressive_vap_um_s` and
-STR >= `progressive_str`; otherwise immotile if VSL < `immotile_vsl_um_s` and VAP <
-`immotile_vap_um_s`; otherwise non-progressive. Tracks shorter than `min_track_s` are not classified.
+Classes (thresholds in params.yaml `motility`, their sources in docs/MOTILITY.md): progressive if
+VAP >= `progressive_vap_um_s` and STR >= `progressive_str` (WHO: progression "regardless of speed";
+5 um/s is the 6th edition's lower bound of slow progression); otherwise immotile if VCL <
+`immotile_vcl_um_s` (the head moves no more than a still head's measured position noise); otherwise
+non-progressive. Tracks shorter than `min_track_s` are not classified.
 """
 
 from __future__ import annotations
@@ -37,10 +39,9 @@ class MotilityConfig:
     frame_step: int = 3  # video frames between samples (the infer stride must divide it)
     vap_window: int = 5  # samples in the average path's centred moving average (odd)
     min_track_s: float = 0.3  # shorter tracks are not classified
-    progressive_vap_um_s: float = 25.0
+    progressive_vap_um_s: float = 5.0
     progressive_str: float = 0.8
-    immotile_vsl_um_s: float = 4.0
-    immotile_vap_um_s: float = 6.0
+    immotile_vcl_um_s: float = 5.0
 
     def __post_init__(self):
         if self.vap_window < 3 or self.vap_window % 2 == 0:
@@ -85,7 +86,7 @@ def kinematics(xy_um: np.ndarray, dt: float, window: int) -> dict:
 def classify(k: dict, cfg: MotilityConfig) -> str:
     if k["vap"] >= cfg.progressive_vap_um_s and k["str"] >= cfg.progressive_str:
         return PR
-    if k["vsl"] < cfg.immotile_vsl_um_s and k["vap"] < cfg.immotile_vap_um_s:
+    if k["vcl"] < cfg.immotile_vcl_um_s:
         return IM
     return NP
 
