@@ -132,9 +132,15 @@ def test_every_round_output_is_dvc_tracked(rounds, workspace):
         "data/rounds/round-0/merged",
         "data/rounds/round-0/predictions",
         "data/rounds/round-0/tracks",
+        "data/rounds/round-0/validation/predictions",
+        "data/rounds/round-0/validation/tracks",
         "data/rounds/round-0/motility.csv",
     ):
         assert path in outs
+    # The validation video (52) was run and tracked like the clips and scored on its labelled track ids.
+    track = json.loads((workspace / "metrics/rounds/round-0/track.json").read_text())
+    assert track["validation"]["videos"] == [52] and "idf1" in track["validation"]["tracking_label_boxes"]
+    assert (workspace / "data/rounds/round-0/validation/tracks/52.parquet").exists()
     manifest = (workspace / "data/rounds/round-0/merged/manifest.csv").read_text().splitlines()
     assert manifest[0] == "image,source,round,rule,cls,cx,cy,w,h"
     # The temporal rule ran on the round's tracks (an untrained model's boxes repeat frame to frame, so

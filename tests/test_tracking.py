@@ -131,7 +131,7 @@ def test_track_command_writes_scores_and_resumes(twin, tmp_path):
     assert {p["participant"] for p in mot["participants"]} == {11, 12}
     for row in mot["clips"] + mot["participants"]:
         assert row["tracks"] > 0 and sum(row[k] for k in ("pr", "np", "im")) == pytest.approx(100.0)
-    for key in ("mae_pp", "mae_pp_truth_boxes", "mae_pp_lab"):
+    for key in ("mae_pp", "mae_pp_truth_boxes", "mae_pp_truth_paths", "mae_pp_lab"):
         assert all(0 <= mot[key][k] <= 100 for k in ("pr", "np", "im")), (key, mot[key])
     assert mot["tracking"]["idf1"] == out["tracking"]["idf1"] and "hota" in mot["tracking_truth_boxes"]
     assert (ws / "data" / "rounds" / "round-0" / "motility.csv").exists()
@@ -154,6 +154,72 @@ def test_track_command_writes_scores_and_resumes(twin, tmp_path):
     write_predictions(preds, name, [(0, 0, float("nan"), 0.5, 0.04, 0.05, 0.9)], frames_scored=30, stride=STRIDE)
     before = {f.name: f.read_bytes() for f in files}
     bad = run(["visem-pl", "track", "--round", "0", "--params", "params.yaml"], ws, check=False)
-    assert bad.returncode != 0 and f"{name}.parquet" in bad.stderr and "NaN" in bad.stderr, bad.stderr
+    assert bad.returncode == 2 and f"{name}.parquet" in bad.stderr and "NaN" in bad.stderr, bad.stderr
     assert {f.name: f.read_bytes() for f in files} == before
     assert not list((ws / "data" / "rounds" / "round-0" / "tracks").glob(".*.tmp"))
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """A twin with one annotated video long enough to track (its labels_ftid carry the track ids)."""
+    root = tmp_path_factory.mktemp("tracking") / "labelled"
+    return tiny_twin(root, seed=4, videos=(52,), frames_per_video=45, frames_per_clip=9)
+
+
+def test_labelled_track_ids_are_read_and_scored(labelled):
+    from visem_pl.tasks.dataset.labels import read_ftid_tracks
+
+    video = locate(labelled).videos[52]
+    labels = read_ftid_tracks(video)
+    lines = sum(len(p.read_text().splitlines()) for p in video.ftid_dir.glob("*.txt"))
+    assert len(labels) == lines and labels["track_id"].str.len().eq(25).all()
+    perfect = labels.assign(track=pd.factorize(labels["track_id"])[0])
+    assert score([(labels, perfect)], 1)["idf1"] == 1.0
+    rng = np.random.default_rng(0)
+    scrambled = perfect.assign(track=rng.permutation(perfect["track"].to_numpy()))
+    assert score([(labels, scrambled)], 1)["idf1"] < 0.5
+
+
+def test_track_command_scores_the_validation_videos_on_their_labels(labelled, tmp_path):
+    """Real data has no synthetic truth: `track` scores the validation videos' predictions against their
+    labels_ftid track ids (end to end and the tracker fed the labelled boxes), and motility reports it."""
+    import shutil
+
+    from visem_pl.tasks.dataset.labels import read_ftid_tracks
+
+    root = tmp_path / "real"
+    shutil.copytree(labelled, root)
+    shutil.rmtree(root / "_truth")  # as real data: no truth beside the layout
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    params = {"data": {"root": str(root)}, "split": {"val_ids": [52]}}
+    (ws / "params.yaml").write_text(yaml.safe_dump(params))
+    ds = locate(root)
+    labels = read_ftid_tracks(ds.videos[52])
+    rng = np.random.default_rng(2)
+    rounds = ws / "data" / "rounds" / "round-0"
+    write_predictions(rounds / "validation" / "predictions", "52", noisy_predictions(labels, rng), 15, STRIDE)
+    first = labels[labels["frame"] < 9]
+    for clip in ds.clips():  # the clips have no truth: some boxes to link
+        write_predictions(rounds / "predictions", clip.name, noisy_predictions(first, rng), 3, STRIDE)
+
+    out = json.loads(run(["visem-pl", "track", "--round", "0", "--params", "params.yaml"], ws).stdout)
+    assert "tracking" not in out  # no synthetic truth
+    val = out["validation"]
+    assert val["videos"] == [52] and val["stride"] == STRIDE
+    assert val["tracking_label_boxes"]["idf1"] >= 0.9, val
+    assert 0.5 <= val["tracking"]["idf1"] <= val["tracking_label_boxes"]["idf1"] + 0.05, val
+    assert (rounds / "validation" / "tracks" / "52.parquet").exists()
+    mot = json.loads(run(["visem-pl", "motility", "--round", "0", "--params", "params.yaml", "--json"], ws).stdout)
+    assert mot["tracking_scored_on"] == "validation labels"
+    assert mot["tracking"]["idf1"] == val["tracking"]["idf1"] and "mae_pp" not in mot
+
+    # A malformed labels_ftid line is named with its file and line; the scores are not rewritten.
+    before = (ws / "metrics" / "rounds" / "round-0" / "track.json").read_bytes()
+    bad = sorted(ds.videos[52].ftid_dir.glob("*.txt"))[3]
+    bad.write_text(bad.read_text() + "ckz3v9nzv00033867jsekqdcl 0 0.5 0.5 0.04\n")
+    failed = run(["visem-pl", "track", "--round", "0", "--params", "params.yaml"], ws, check=False)
+    n = len(bad.read_text().splitlines())
+    assert failed.returncode == 2 and f"{bad}:{n}: " in failed.stderr and "5 fields" in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert (ws / "metrics" / "rounds" / "round-0" / "track.json").read_bytes() == before

@@ -37,19 +37,18 @@ def choose_round_backend(ws: Workspace, n: int):
 
 
 def infer_stage(ws: Workspace, n: int, progress: bool = False) -> dict:
-    """Pseudo-label every clip; metrics/rounds/round-N/infer.json records the configuration and its trial."""
+    """Pseudo-label every clip, and run the labelled validation videos the same way (tracking is scored
+    on them); metrics/rounds/round-N/infer.json records the configuration and its trial."""
     paths = ws.round(n)
     clips = ws.clips()
+    validation = ws.validation_clips()
     choice = choose_round_backend(ws, n) if clips else None
-    stats = infer_clips(
-        paths.weights,
-        clips,
-        paths.predictions,
-        infer_config(ws),
-        progress=progress,
-        cache_dir=ws.exports_cache,
-        choice=choice,
-    )
+    run = dict(progress=progress, cache_dir=ws.exports_cache, choice=choice)
+    cfg = infer_config(ws)
+    stats = infer_clips(paths.weights, clips, paths.predictions, cfg, **run)
+    paths.validation_predictions.mkdir(parents=True, exist_ok=True)  # a DVC output, even when there is none
+    if validation and choice is not None:
+        stats["validation"] = infer_clips(paths.weights, validation, paths.validation_predictions, cfg, **run)
     write_json(paths.metrics / "infer.json", {**stats, "backend": choice.record() if choice else None})
     return {**stats, "backend": choice.label if choice else None}
 

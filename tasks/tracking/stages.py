@@ -36,8 +36,45 @@ def track_stage(ws: Workspace, n: int) -> dict:
         "method": cfg.method,
         **tracking_scores(ws, n, cfg),
     }
+    validation = validation_scores(ws, n, cfg)
+    if validation:
+        stats["validation"] = validation
     write_json(paths.metrics / "track.json", stats)
     return stats
+
+
+def validation_scores(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
+    """Track the labelled validation videos (run by `infer` like the clips) and score them against their
+    `labels_ftid` track ids, end to end and with the tracker fed the labelled boxes: what a real dataset
+    can say about tracking. {} where the round has no validation predictions."""
+    from visem_pl.tasks.dataset.labels import read_ftid_tracks
+    from visem_pl.tasks.tracking.clips import read_tracks, track_clip
+    from visem_pl.tasks.tracking.link import link
+    from visem_pl.tasks.tracking.score import score, truth_boxes
+
+    paths = ws.round(n)
+    paths.validation_tracks.mkdir(parents=True, exist_ok=True)  # a DVC output, even when there is none
+    videos = {str(v.id): v for v in ws.validation_videos()}
+    clips = [c for c in ws.validation_clips() if (paths.validation_predictions / f"{c.name}.parquet").exists()]
+    if not clips:
+        return {}
+    ends, alone = [], []
+    for clip in clips:
+        track_clip(clip, paths.validation_predictions, paths.validation_tracks, cfg)
+        tracks, meta = read_tracks(paths.validation_tracks / f"{clip.name}.parquet")
+        video = videos[clip.name]
+        labels = read_ftid_tracks(video)
+        # Frames past the last extracted image have no labels to score against.
+        tracks = tracks[tracks["frame"] <= max(video.frames(), default=-1)]
+        stride = meta["stride"]
+        ends.append((labels, tracks))
+        alone.append((labels, link(truth_boxes(labels, stride), meta["width"], meta["height"], stride, cfg)))
+    return {
+        "videos": [int(c.video_id) for c in clips],
+        "stride": stride,
+        "tracking": score(ends, stride),
+        "tracking_label_boxes": score(alone, stride),
+    }
 
 
 def round_tracks(ws: Workspace, n: int) -> dict:
@@ -88,11 +125,19 @@ def motility_config(ws: Workspace):
     return ws.section("motility", MotilityConfig)
 
 
-def _clip_shares(tracks, meta: dict, cfg) -> tuple:
+def _clip_shares(tracks, meta: dict, cfg, id_col: str = "track") -> tuple:
     from visem_pl.tasks.tracking.motility import shares, track_kinematics
 
-    per = track_kinematics(tracks, meta["width"], meta["height"], meta["fps"], meta["stride"], cfg)
+    per = track_kinematics(tracks, meta["width"], meta["height"], meta["fps"], meta["stride"], cfg, id_col)
     return per, shares(per)
+
+
+def _truth_share(cells: pd.Series) -> dict:
+    """{pr, np, im} in percent of the simulated cells `cells` (their motility class); None if there is none."""
+    from visem_pl.tasks.tracking.motility import CLASSES
+
+    n = len(cells)
+    return {k: (100.0 * float((cells == c).mean()) if n else None) for k, c in zip(("pr", "np", "im"), CLASSES)}
 
 
 def _pooled(per_tracks) -> dict:
@@ -120,7 +165,7 @@ def motility_stage(ws: Workspace, n: int) -> dict:
 
     from visem_pl.tasks.dataset.clinical import motility as lab_motility
     from visem_pl.tasks.dataset.reader import locate
-    from visem_pl.tasks.tracking.motility import CLASSES
+    from visem_pl.tasks.tracking.motility import shares
 
     cfg = motility_config(ws)
     paths = ws.round(n)
@@ -149,20 +194,36 @@ def motility_stage(ws: Workspace, n: int) -> dict:
     track_json = paths.metrics / "track.json"
     if track_json.exists():
         scores = json.loads(track_json.read_text())
-        for key in ("tracking", "tracking_truth_boxes"):
-            if key in scores:
-                result[key] = {k: scores[key][k] for k in ("hota", "mota", "idf1")}
-    # The simulated cells' own classes per clip (synthetic truth), and the tracker fed the truth boxes.
+        validation = scores.get("validation") or {}
+        # Tracking scored on the clips' synthetic truth where it exists, else on the labelled
+        # validation videos (real data); both where both exist.
+        pick = {"tracking": scores.get("tracking") or validation.get("tracking"),
+                "tracking_truth_boxes": scores.get("tracking_truth_boxes") or validation.get("tracking_label_boxes"),
+                "tracking_validation": validation.get("tracking"),
+                "tracking_validation_label_boxes": validation.get("tracking_label_boxes")}  # fmt: skip
+        for key, value in pick.items():
+            if value:
+                result[key] = {k: value[k] for k in ("hota", "mota", "idf1")}
+        if "tracking" in result:
+            result["tracking_scored_on"] = "synthetic truth" if scores.get("tracking") else "validation labels"
+    # Synthetic truth: the simulated cells' own classes, counted over the cells a perfect tracker could
+    # classify (seen for at least min_track_s: a cell crossing the field faster has no measurable path),
+    # against three estimates that add one source of error each: the classifier on the true paths, the
+    # tracker fed the truth boxes, and the round's own tracks.
     alone = truth_box_tracks(ws, track_config(ws), round_files)
     if alone:
-        truth_shares, boxes_shares = [], []
+        truth_shares, paths_shares, boxes_shares = [], [], []
         for row in per_clip:
             (t, tr), meta = alone[row["clip"]], round_files[row["clip"]][1]
-            cells = t.groupby("track_id")["motility"].first()
-            truth_shares.append({k: 100.0 * float((cells == c).mean()) for k, c in zip(("pr", "np", "im"), CLASSES)})
+            true_paths = _clip_shares(t.rename(columns={"track_id": "cell"}), {**meta, "stride": 1}, cfg, "cell")[0]
+            seen = true_paths.dropna(subset=["class"])["cell"]
+            cells = t.groupby("track_id")["motility"].first().loc[seen]
+            truth_shares.append(_truth_share(cells))
+            paths_shares.append(shares(true_paths))
             boxes_shares.append(_clip_shares(tr, meta, cfg)[1])
         result["mae_pp"] = _mae(per_clip, truth_shares)
         result["mae_pp_truth_boxes"] = _mae(boxes_shares, truth_shares)
+        result["mae_pp_truth_paths"] = _mae(paths_shares, truth_shares)
     try:
         lab = lab_motility(locate(ws.data_root())).set_index("ID")
     except FileNotFoundError:

@@ -78,6 +78,20 @@ class Workspace:
 
         return locate(self.data_root()).clips()
 
+    def validation_videos(self) -> list:
+        """The annotated videos of the validation split (params.yaml `split`), the labelled ones the
+        tracks are scored on where the dataset has no synthetic truth."""
+        from visem_pl.tasks.dataset.reader import locate
+
+        split = self.params().get("split") or {}
+        return locate(self.data_root()).split(tuple(split.get("val_ids") or ()), split.get("train_ids"))[1]
+
+    def validation_clips(self) -> list:
+        """The validation videos' mp4s as clips (named by video id), for inference and tracking."""
+        from visem_pl.tasks.dataset.reader import Clip
+
+        return [Clip(v.mp4, v.id, 0, 30, "validation") for v in self.validation_videos()]
+
 
 @dataclass(frozen=True)
 class RoundPaths:
@@ -91,6 +105,9 @@ class RoundPaths:
     data = property(lambda self: self.ws.rounds_dir / f"round-{self.n}")
     predictions = property(lambda self: self.data / "predictions")
     tracks = property(lambda self: self.data / "tracks")
+    # The labelled validation videos, run and tracked like the clips to score tracking on real labels.
+    validation_predictions = property(lambda self: self.data / "validation" / "predictions")
+    validation_tracks = property(lambda self: self.data / "validation" / "tracks")
     pseudo = property(lambda self: self.data / "pseudo")
     boxes = property(lambda self: self.pseudo / "boxes.parquet")
     # The prioritised review queue (one row per frame) that `filter` writes.

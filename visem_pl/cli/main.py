@@ -182,7 +182,7 @@ def track(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     """Link round N's boxes into tracks, one file per clip (resumable); scored against truth where it exists."""
     from visem_pl.tasks.tracking.stages import track_stage
 
-    with bad_input():
+    with bad_input(ValueError, FileNotFoundError):  # a damaged prediction or label file, named with its line
         stats = track_stage(workspace(params), round_n)
     typer.echo(json.dumps(stats))
 
@@ -197,7 +197,7 @@ def motility(
     the synthetic truth and the lab's values where they exist (metrics/rounds/round-N/motility.json)."""
     from visem_pl.tasks.tracking.stages import motility_stage
 
-    with bad_input():
+    with bad_input(ValueError, FileNotFoundError):
         result = motility_stage(workspace(params), round_n)
     if json_out:
         typer.echo(json.dumps(result))
@@ -217,13 +217,17 @@ def motility_table(result: dict) -> str:
     for p in result["participants"]:
         lines.append(f"| {p['participant']} | {p['clips']} | {p['tracks']} | {pct(p['pr'])} | {pct(p['np'])} | "
                      f"{pct(p['im'])} |")  # fmt: skip
+    lines.append("")
     for key, what in (("mae_pp", "vs the simulated cells, round's tracks"),
                       ("mae_pp_truth_boxes", "vs the simulated cells, tracker fed the truth boxes"),
+                      ("mae_pp_truth_paths", "vs the simulated cells, classes of their true paths"),
                       ("mae_pp_lab", "vs the lab's values per participant")):  # fmt: skip
         if key in result:
             m = result[key]
-            lines.append(f"\nMAE {what}: PR {pct(m['pr'])} / NP {pct(m['np'])} / IM {pct(m['im'])} pp (n={m['n']})")
-    for key in ("tracking", "tracking_truth_boxes"):
+            lines.append(f"MAE {what}: PR {pct(m['pr'])} / NP {pct(m['np'])} / IM {pct(m['im'])} pp (n={m['n']})")
+    if "tracking_scored_on" in result:
+        lines.append(f"tracking scored on the {result['tracking_scored_on']}:")
+    for key in ("tracking", "tracking_truth_boxes", "tracking_validation", "tracking_validation_label_boxes"):
         if key in result:
             lines.append(f"{key}: " + ", ".join(f"{k.upper()} {v}" for k, v in result[key].items()))
     return "\n".join(lines)
