@@ -105,3 +105,15 @@ def test_bad_or_short_input():
         track_kinematics(boxes([1, 2], [1, 2], [0, 3]), 640, 480, 0.0, 3, cfg)
     with pytest.raises(ValueError, match="vap_window"):
         MotilityConfig(vap_window=4)
+
+
+def test_clusters_are_left_out_of_the_shares():
+    """WHO shares are of spermatozoa: a still cluster (an agglutinate) beside a swimmer leaves 100 % PR."""
+    from visem_pl.tasks.tracking.stages import _clip_shares
+
+    frames = np.arange(0, 60, 3)
+    swim = boxes(100 + 1.8 * frames, 200 + 0 * frames, frames).assign(cls=0)
+    cluster = boxes(300 + 0 * frames, 300 + 0 * frames, frames).assign(track=1, cls=1)
+    meta = {"width": 640, "height": 480, "fps": FPS, "stride": 3}
+    per, share = _clip_shares(pd.concat([swim, cluster]), meta, MotilityConfig())
+    assert list(per["track"]) == [0] and share["tracks"] == 1 and share["pr"] == 100.0

@@ -7,11 +7,13 @@ import logging
 import numpy as np
 import pandas as pd
 
+from visem_pl.tasks.dataset.layout import CLASS_NAMES
 from visem_pl.tasks.tracking.link import TrackConfig
 from visem_pl.tasks.workspace.io import atomic_path, write_json
 from visem_pl.tasks.workspace.paths import Workspace
 
 log = logging.getLogger(__name__)
+CLUSTER = CLASS_NAMES.index("cluster")
 
 
 def track_config(ws: Workspace) -> TrackConfig:
@@ -125,9 +127,14 @@ def motility_config(ws: Workspace):
     return ws.section("motility", MotilityConfig)
 
 
-def _clip_shares(tracks, meta: dict, cfg, id_col: str = "track") -> tuple:
+def _clip_shares(tracks, meta: dict, cfg, id_col: str = "track", cls_col: str = "cls") -> tuple:
+    """Kinematics of a clip's tracks and its PR / NP / IM shares, clusters left out: the WHO shares are
+    of spermatozoa, and a cluster (an agglutinate) is not one (tracks: the class most of its boxes have)."""
     from visem_pl.tasks.tracking.motility import shares, track_kinematics
 
+    if len(tracks):
+        cls = tracks.groupby(id_col)[cls_col].agg(lambda c: c.mode().iloc[0])
+        tracks = tracks[~tracks[id_col].isin(cls.index[cls == CLUSTER])]
     per = track_kinematics(tracks, meta["width"], meta["height"], meta["fps"], meta["stride"], cfg, id_col)
     return per, shares(per)
 
@@ -215,7 +222,8 @@ def motility_stage(ws: Workspace, n: int) -> dict:
         truth_shares, paths_shares, boxes_shares = [], [], []
         for row in per_clip:
             (t, tr), meta = alone[row["clip"]], round_files[row["clip"]][1]
-            true_paths = _clip_shares(t.rename(columns={"track_id": "cell"}), {**meta, "stride": 1}, cfg, "cell")[0]
+            cells_of = t.rename(columns={"track_id": "cell"})
+            true_paths = _clip_shares(cells_of, {**meta, "stride": 1}, cfg, "cell", "class")[0]
             seen = true_paths.dropna(subset=["class"])["cell"]
             cells = t.groupby("track_id")["motility"].first().loc[seen]
             truth_shares.append(_truth_share(cells))
