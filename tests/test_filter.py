@@ -228,6 +228,39 @@ def test_temporal_rule_promotes_demotes_and_interpolates():
         pred, tracks, Temporal(min_track_frames=5, floor=0.1, demote_isolated=False, interpolate=False)
     )
     assert (off["provenance"] != "demoted").all() and len(off) == len(pred)
+    no_promotion = apply_temporal(pred, tracks, Temporal(min_track_frames=5, floor=0.1, promote=False))
+    assert (no_promotion["provenance"] != "promoted").all()
+
+
+def test_the_check_keeps_only_the_actions_that_pay_on_labelled_frames():
+    """On labelled frames, promoted boxes that are mostly wrong switch promotion off, right ones keep it;
+    demoted boxes as precise as the confident ones switch demotion off; too few boxes: as configured."""
+    from visem_pl.tasks.pseudo.temporal import Temporal, check_actions
+
+    def rows(provenance, n, right, band="accept", band_conf="accept", start=0):
+        # one box per frame; a right box sits on its frame's labelled cell, a wrong one far from it
+        return [{"clip": "52", "frame": start + i, "cls": 0, "cx": 0.5 if i < right else 0.1, "cy": 0.5,
+                 "w": 0.04, "h": 0.05, "conf": 0.6, "band": band, "band_conf": band_conf,
+                 "provenance": provenance} for i in range(n)]  # fmt: skip
+
+    truth = pd.DataFrame([{"clip": "52", "frame": f, "class": 0, "cx": 0.5, "cy": 0.5, "w": 0.04, "h": 0.05}
+                          for f in range(400)])  # fmt: skip
+    confident = rows("confidence", 100, 90)  # precision 0.9
+    cfg = Temporal(precision_margin=0.05, min_boxes=20)
+    bad = pd.DataFrame(confident + rows("promoted", 40, 10, band_conf="review", start=100)
+                       + rows("demoted", 40, 36, band="review", start=200)  # 0.9: no worse than confident
+                       + rows("interpolated", 5, 0, band_conf="reject", start=300))  # fmt: skip
+    used, report = check_actions(bad, truth, cfg)
+    assert report["confidence"] == {"boxes": 140, "precision": 0.9}  # what confidence alone accepts
+    assert report["promoted"]["precision"] == 0.25 and not used.promote and not report["promoted"]["used"]
+    assert not used.demote_isolated and report["demoted"]["precision"] == 0.9
+    assert used.interpolate and report["interpolated"]["boxes"] == 5  # too few to judge
+    good = pd.DataFrame(confident + rows("promoted", 40, 35, band_conf="review", start=100)  # 0.875
+                        + rows("demoted", 40, 10, band="review", start=200))  # fmt: skip
+    used, report = check_actions(good, truth, cfg)
+    assert used.promote and used.demote_isolated and used.interpolate
+    # An action switched off in params.yaml stays off whatever the frames say.
+    assert not check_actions(good, truth, Temporal(promote=False))[0].promote
 
 
 def test_temporal_rule_needs_the_tracks(tmp_path):

@@ -141,6 +141,9 @@ def test_every_round_output_is_dvc_tracked(rounds, workspace):
     track = json.loads((workspace / "metrics/rounds/round-0/track.json").read_text())
     assert track["validation"]["videos"] == [52] and "idf1" in track["validation"]["tracking_label_boxes"]
     assert (workspace / "data/rounds/round-0/validation/tracks/52.parquet").exists()
+    # ...and the filter ran the temporal rule on it first, to keep only the actions that pay there.
+    check = json.loads((workspace / "metrics/rounds/round-0/pseudo.json").read_text())["temporal_check"]
+    assert check["videos"] == [52] and {"promoted", "demoted", "interpolated"} <= set(check)
     manifest = (workspace / "data/rounds/round-0/merged/manifest.csv").read_text().splitlines()
     assert manifest[0] == "image,source,round,rule,cls,cx,cy,w,h"
     # The temporal rule ran on the round's tracks (an untrained model's boxes repeat frame to frame, so

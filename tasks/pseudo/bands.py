@@ -54,6 +54,19 @@ def assign_bands(pred: pd.DataFrame, bands: dict[int, Band]) -> pd.Series:
     return pd.Series(band, index=pred.index, name="band")
 
 
+def decide_bands(pred_dir: Path | str, bands: dict[int, Band], temporal=None, tracks_dir: Path | None = None):
+    """Every box of the prediction files in `pred_dir` with its band (and, with `temporal` enabled, the
+    temporal rule applied with the tracks in `tracks_dir`): columns band, band_conf, provenance, track."""
+    pred = read_predictions(pred_dir)
+    pred["box"] = pred.groupby("clip").cumcount().astype(np.int64)  # row in its clip's file, as tracks say
+    pred["band"] = assign_bands(pred, bands)
+    if temporal is not None and temporal.enabled:
+        from visem_pl.tasks.pseudo.temporal import apply_temporal, read_tracks
+
+        return apply_temporal(pred, read_tracks(tracks_dir, sorted(pred["clip"].unique())), temporal)
+    return pred.assign(band_conf=pred["band"], provenance="confidence", track=np.int64(-1))
+
+
 def filter_round(
     pred_dir: Path | str, out_dir: Path | str, bands: dict[int, Band], temporal=None, tracks_dir: Path | None = None
 ) -> dict:
@@ -62,15 +75,7 @@ def filter_round(
 
     `temporal` (a `tasks.pseudo.temporal.Temporal`, enabled) also decides bands by the round's tracks
     in `tracks_dir`; every box then says how its band was decided (`provenance`)."""
-    pred = read_predictions(pred_dir)
-    pred["box"] = pred.groupby("clip").cumcount().astype(np.int64)  # row in its clip's file, as tracks say
-    pred["band"] = assign_bands(pred, bands)
-    if temporal is not None and temporal.enabled:
-        from visem_pl.tasks.pseudo.temporal import apply_temporal, read_tracks
-
-        pred = apply_temporal(pred, read_tracks(tracks_dir, sorted(pred["clip"].unique())), temporal)
-    else:
-        pred = pred.assign(band_conf=pred["band"], provenance="confidence", track=np.int64(-1))
+    pred = decide_bands(pred_dir, bands, temporal, tracks_dir)
     out = Path(out_dir)
     labels = out / "labels"
     labels.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,12 @@ def filter_stage(ws: Workspace, n: int) -> dict:
         raise ConfigError([f"{ws.params_path}: {exc}"]) from None
     qcfg = queue_config(ws)
     paths = ws.round(n)
-    stats = filter_round(paths.predictions, paths.pseudo, bands, temporal_config(ws), paths.tracks)
+    temporal, check = temporal_config(ws), None
+    if temporal is not None and temporal.enabled and temporal.check:
+        temporal, check = check_temporal(ws, n, bands, temporal)
+    stats = filter_round(paths.predictions, paths.pseudo, bands, temporal, paths.tracks)
+    if check is not None:
+        stats["temporal_check"] = check
     # Disagreement with the previous round's model: its predictions, when that round was pseudo-labelled.
     prev = paths.previous.predictions if paths.previous is not None else None
     queue = build_queue(
@@ -37,6 +42,29 @@ def filter_stage(ws: Workspace, n: int) -> dict:
     stats["queue_items"] = len(queue)
     write_json(paths.metrics / "pseudo.json", stats)
     return stats
+
+
+def check_temporal(ws: Workspace, n: int, bands: dict, temporal):
+    """The temporal rule run on round n's labelled validation videos (inferred and tracked like the
+    clips): the actions that pay there (`temporal.check_actions`) and what was measured. Without
+    validation predictions and tracks the rule is used as configured."""
+    import logging
+
+    from visem_pl.tasks.dataset.labels import read_ftid_tracks
+    from visem_pl.tasks.pseudo.bands import decide_bands
+    from visem_pl.tasks.pseudo.temporal import check_actions
+
+    paths = ws.round(n)
+    videos = [v for v in ws.validation_videos() if (paths.validation_tracks / f"{v.id}.parquet").exists()]
+    if not videos or not (paths.validation_predictions / f"{videos[0].id}.parquet").exists():
+        return temporal, {"skipped": "no validation videos tracked in this round"}
+    boxes = decide_bands(paths.validation_predictions, bands, temporal, paths.validation_tracks)
+    last = {str(v.id): max(v.frames(), default=-1) for v in videos}
+    boxes = boxes[boxes["clip"].isin(last) & (boxes["frame"] <= boxes["clip"].map(last))]
+    truth = pd.concat([read_ftid_tracks(v).assign(clip=str(v.id)) for v in videos], ignore_index=True)
+    used, report = check_actions(boxes, truth, temporal)
+    logging.getLogger(__name__).info("temporal rule checked on validation videos %s: %s", sorted(last), report)
+    return used, {"videos": sorted(int(v) for v in last), **report}
 
 
 def temporal_config(ws: Workspace):

@@ -10,6 +10,11 @@ detected scored frames, at least `min_accepted` of them accept-band boxes:
   its interpolated box is accepted (conf NaN: no detector score).
 Every box keeps how its band was decided in `provenance` (confidence, promoted, demoted,
 interpolated) and its confidence-only band in `band_conf`.
+
+Whether each action helps depends on the model: on the demo's weak round 0, promoted boxes are as
+precise as confident ones, on a strong round 0 they are mostly defocused cells nobody labels. So
+with `check` on, `filter` first runs the rule on the labelled validation videos (inferred and
+tracked like the clips) and keeps an action only where it pays there (`check_actions`).
 """
 
 from __future__ import annotations
@@ -31,8 +36,12 @@ class Temporal:
     min_track_frames: int = 3  # detected scored frames that confirm a track
     min_accepted: int = 1  # ... of which at least this many confident enough to be accepted alone
     floor: float = 0.1  # review- or reject-band boxes on a confirmed track at or above it are accepted
+    promote: bool = True  # low boxes on a confirmed track are accepted (down to `floor`)
     demote_isolated: bool = True  # accepted boxes on no confirmed track go to review
     interpolate: bool = True  # a confirmed track's interpolated boxes become pseudo-labels
+    check: bool = True  # keep each action only where the labelled validation videos say it pays
+    precision_margin: float = 0.05  # ... boxes it accepts at most this much less precise than confident ones
+    min_boxes: int = 20  # fewer validation boxes than this for an action: it stays as configured
 
 
 def read_tracks(tracks_dir: Path | str, clips: list[str]) -> pd.DataFrame:
@@ -66,8 +75,9 @@ def apply_temporal(pred: pd.DataFrame, tracks: pd.DataFrame, cfg: Temporal) -> p
     )
 
     conf = pred["conf"].to_numpy(np.float32)
-    promote = is_confirmed & pred["band"].isin([REVIEW, REJECT]).to_numpy() & (conf >= np.float32(cfg.floor))
-    pred.loc[promote, ["band", "provenance"]] = [ACCEPT, PROMOTED]
+    if cfg.promote:
+        promote = is_confirmed & pred["band"].isin([REVIEW, REJECT]).to_numpy() & (conf >= np.float32(cfg.floor))
+        pred.loc[promote, ["band", "provenance"]] = [ACCEPT, PROMOTED]
     if cfg.demote_isolated:
         demote = ~is_confirmed & (pred["band"] == ACCEPT).to_numpy()
         pred.loc[demote, ["band", "provenance"]] = [REVIEW, DEMOTED]
@@ -81,3 +91,63 @@ def apply_temporal(pred: pd.DataFrame, tracks: pd.DataFrame, cfg: Temporal) -> p
             added = added.astype({c: pred[c].dtype for c in ("cls", "cx", "cy", "w", "h", "conf") if c in pred})
             pred = pd.concat([pred, added[pred.columns]], ignore_index=True)
     return pred.sort_values(["clip", "frame", "box"], kind="stable").reset_index(drop=True)
+
+
+ACTIONS = {PROMOTED: "promote", DEMOTED: "demote_isolated", INTERPOLATED: "interpolate"}
+
+
+def check_actions(boxes: pd.DataFrame, truth: pd.DataFrame, cfg: Temporal) -> tuple[Temporal, dict]:
+    """Which actions of the rule pay on labelled frames: `boxes` is `apply_temporal`'s output (all
+    actions on) for the scored frames of the labelled validation videos, `truth` their labelled boxes
+    (clip, frame, class, cx, cy, w, h). The precision (IoU >= 0.5, class-aware) of the boxes each
+    action accepts is compared with that of the boxes confidence alone accepts: promoting and
+    interpolating stay on when at most `precision_margin` below it; demoting stays on when the boxes
+    it demotes are less precise than it. Returns the config to use and what was measured."""
+    from dataclasses import replace
+
+    accepted = _true_positives(boxes[boxes["band"] == ACCEPT], truth)
+    by_conf = _true_positives(boxes[boxes["band_conf"] == ACCEPT], truth)
+    base = by_conf["tp"].mean() if len(by_conf) else float("nan")
+    report = {"confidence": {"boxes": int(len(by_conf)), "precision": _round(base)}}
+    changes = {}
+    for provenance, field in ACTIONS.items():
+        sel = by_conf if provenance == DEMOTED else accepted
+        sel = sel[sel["provenance"] == provenance]
+        precision = sel["tp"].mean() if len(sel) else float("nan")
+        entry = {"boxes": int(len(sel)), "precision": _round(precision), "configured": getattr(cfg, field)}
+        if getattr(cfg, field) and len(sel) >= cfg.min_boxes and not np.isnan(base):
+            pays = precision < base if provenance == DEMOTED else precision >= base - cfg.precision_margin
+            changes[field] = bool(pays)
+        entry["used"] = changes.get(field, getattr(cfg, field))
+        report[provenance] = entry
+    return replace(cfg, **changes), report
+
+
+def _round(v: float):
+    return None if v is None or np.isnan(v) else round(float(v), 4)
+
+
+def _true_positives(boxes: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """`boxes` with `tp`: matched to a labelled box of its frame (IoU >= 0.5, same class, most
+    confident first; interpolated boxes, which have no score, last)."""
+    from visem_pl.tasks.dataset import layout
+    from visem_pl.tasks.training.metrics import match_frame, xywhn_to_xyxy
+
+    w, h = layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT
+    by_frame = {k: g for k, g in truth.groupby(["clip", "frame"])}
+    out = []
+    for key, g in boxes.groupby(["clip", "frame"]):
+        gt = by_frame.get(key)
+        if gt is None:
+            out.append(g.assign(tp=False))
+            continue
+        tp = match_frame(
+            xywhn_to_xyxy(g[["cx", "cy", "w", "h"]].to_numpy(), w, h),
+            g["cls"].to_numpy(),
+            g["conf"].fillna(0.0).to_numpy(),
+            xywhn_to_xyxy(gt[["cx", "cy", "w", "h"]].to_numpy(), w, h),
+            gt["class"].to_numpy(),
+            thresholds=np.array([0.5]),
+        )[:, 0]
+        out.append(g.assign(tp=tp))
+    return pd.concat(out, ignore_index=True) if out else boxes.assign(tp=pd.Series(dtype=bool))
