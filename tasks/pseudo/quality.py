@@ -15,7 +15,7 @@ from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.truth import TruthStore
 from visem_pl.tasks.inference.clips import scored_frames
 from visem_pl.tasks.pseudo.bands import ACCEPT, REVIEW
-from visem_pl.tasks.training.metrics import match_frame, xywhn_to_xyxy
+from visem_pl.tasks.training.metrics import match_boxes
 
 # name: (column, bands counted)
 BANDS = {
@@ -28,7 +28,6 @@ BANDS = {
 
 def pseudo_label_quality(boxes: pd.DataFrame, pred_dir: Path, truth: TruthStore) -> dict:
     """{band: {class: {precision, recall, boxes, truth}}} over all scored frames of all clips."""
-    w, h = layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT
     tally = {b: np.zeros((3, 3), dtype=np.int64) for b in BANDS}  # per class: tp, n_pred, n_truth
     if "band_conf" not in boxes:  # a round filtered before the temporal rule existed
         boxes = boxes.assign(band_conf=boxes["band"])
@@ -40,7 +39,6 @@ def pseudo_label_quality(boxes: pd.DataFrame, pred_dir: Path, truth: TruthStore)
         gt_by_frame = {f: g for f, g in gt_clip.groupby("frame")}
         for frame in scored_frames(path):
             gt = gt_by_frame.get(frame, gt_clip.iloc[0:0])
-            gt_xy = xywhn_to_xyxy(gt[["cx", "cy", "w", "h"]].to_numpy(), w, h)
             gt_cls = gt["class"].to_numpy()
             pred = grouped.get((clip, frame))
             for band, (column, members) in BANDS.items():
@@ -49,14 +47,7 @@ def pseudo_label_quality(boxes: pd.DataFrame, pred_dir: Path, truth: TruthStore)
                 t[:, 2] += np.bincount(gt_cls.astype(int), minlength=3)[:3]
                 if sel is None or sel.empty:
                     continue
-                tp = match_frame(
-                    xywhn_to_xyxy(sel[["cx", "cy", "w", "h"]].to_numpy(), w, h),
-                    sel["cls"].to_numpy(),
-                    sel["conf"].to_numpy(),
-                    gt_xy,
-                    gt_cls,
-                    thresholds=np.array([0.5]),
-                )[:, 0]
+                tp = match_boxes(sel, gt)
                 cls = sel["cls"].to_numpy().astype(int)
                 t[:, 0] += np.bincount(cls[tp], minlength=3)[:3]
                 t[:, 1] += np.bincount(cls, minlength=3)[:3]

@@ -130,24 +130,12 @@ def _round(v: float):
 def _true_positives(boxes: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     """`boxes` with `tp`: matched to a labelled box of its frame (IoU >= 0.5, same class, most
     confident first; interpolated boxes, which have no score, last)."""
-    from visem_pl.tasks.dataset import layout
-    from visem_pl.tasks.training.metrics import match_frame, xywhn_to_xyxy
+    from visem_pl.tasks.training.metrics import match_boxes
 
-    w, h = layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT
     by_frame = {k: g for k, g in truth.groupby(["clip", "frame"])}
     out = []
     for key, g in boxes.groupby(["clip", "frame"]):
         gt = by_frame.get(key)
-        if gt is None:
-            out.append(g.assign(tp=False))
-            continue
-        tp = match_frame(
-            xywhn_to_xyxy(g[["cx", "cy", "w", "h"]].to_numpy(), w, h),
-            g["cls"].to_numpy(),
-            g["conf"].fillna(0.0).to_numpy(),
-            xywhn_to_xyxy(gt[["cx", "cy", "w", "h"]].to_numpy(), w, h),
-            gt["class"].to_numpy(),
-            thresholds=np.array([0.5]),
-        )[:, 0]
+        tp = match_boxes(g, gt) if gt is not None else np.zeros(len(g), dtype=bool)
         out.append(g.assign(tp=tp))
     return pd.concat(out, ignore_index=True) if out else boxes.assign(tp=pd.Series(dtype=bool))

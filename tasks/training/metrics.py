@@ -64,6 +64,22 @@ def match_frame(
     return tp
 
 
+def match_boxes(pred, gt, iou: float = 0.5) -> np.ndarray:
+    """Which boxes of one frame are true positives at `iou`: `pred` with cls, cx, cy, w, h, conf (NaN
+    conf, an interpolated box, is matched last) and `gt` with class, cx, cy, w, h, both normalised."""
+    from visem_pl.tasks.dataset.layout import IMAGE_HEIGHT, IMAGE_WIDTH
+
+    cols = ["cx", "cy", "w", "h"]
+    return match_frame(
+        xywhn_to_xyxy(pred[cols].to_numpy(), IMAGE_WIDTH, IMAGE_HEIGHT),
+        pred["cls"].to_numpy(),
+        pred["conf"].fillna(0.0).to_numpy(),
+        xywhn_to_xyxy(gt[cols].to_numpy(), IMAGE_WIDTH, IMAGE_HEIGHT),
+        gt["class"].to_numpy(),
+        thresholds=np.array([iou]),
+    )[:, 0]
+
+
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
     """Area under the precision envelope sampled at 101 recall points r = 0, 0.01, ..., 1.
 
