@@ -52,6 +52,13 @@ def pseudo_label_clips(workspace: str, n: int, params_file: str = "params.yaml",
     if not clips:
         update_progress_artifact(progress, progress=100.0)
     if out_dir is None:  # tracks are written beside the round's own predictions only
+        # The labelled validation videos first: tracking is scored on them and `track.method: auto`
+        # chooses its method there.
+        val = [{**asdict(c), "path": str(c.path.resolve())} for c in ws.validation_clips()] if choice else []
+        val_out = str(paths.validation_predictions)
+        for future in infer_clip.map(unmapped(weights), val, [Path(c["path"]).stem for c in val], unmapped(val_out),
+                                     unmapped(cfg), unmapped(cache_dir), unmapped(choice)):  # fmt: skip
+            future.result()
         tracked = track_clip.map(unmapped(workspace), unmapped(params_file), unmapped(n), clips,
                                  [Path(c["path"]).stem for c in clips])  # fmt: skip
         totals["tracks"] = sum(t.result().get("tracks", 0) for t in tracked)

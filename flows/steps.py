@@ -91,12 +91,12 @@ def track_clip(workspace: str, params_file: str, n: int, clip: dict, clip_name: 
     skipped when current for its predictions and the tracking settings."""
     from visem_pl.tasks.dataset.reader import Clip
     from visem_pl.tasks.tracking import clips
-    from visem_pl.tasks.tracking.stages import track_config
+    from visem_pl.tasks.tracking.stages import resolve_track_config
 
     ws = Workspace(Path(workspace), params_file)
     paths = ws.round(n)
-    return clips.track_clip(Clip(**{**clip, "path": Path(clip["path"])}), paths.predictions, paths.tracks,
-                            track_config(ws))  # fmt: skip
+    cfg = resolve_track_config(ws, n)[0]  # `auto`: decided once on the validation videos, then cached
+    return clips.track_clip(Clip(**{**clip, "path": Path(clip["path"])}), paths.predictions, paths.tracks, cfg)
 
 
 @task(name="export-review-queue", task_run_name="export round {n}'s review queue", **RECORDED)

@@ -29,8 +29,9 @@ COLUMNS = (
 CAPTION = (
     "fitness = 0.1 mAP50 + 0.9 mAP50-95 on the validation videos; accepted = pseudo-label boxes kept, "
     "review = frames queued for experts, acc. P/R = precision/recall of the accepted boxes against the "
-    "synthetic truth (IoU >= 0.5); IDF1 = the round's tracks against the truth; motil. MAE = mean error of "
-    "the PR/NP/IM shares per clip against the simulated cells, in percentage points (docs/TRACKING.md)"
+    "synthetic truth (IoU >= 0.5); IDF1 = the round's tracks against the truth (docs/TRACKING.md); motil. "
+    "MAE = mean error of the PR/NP/IM shares per clip against the simulated cells, in percentage points "
+    "(docs/MOTILITY.md)"
 )
 
 

@@ -192,7 +192,7 @@ def test_track_command_scores_the_validation_videos_on_their_labels(labelled, tm
     shutil.rmtree(root / "_truth")  # as real data: no truth beside the layout
     ws = tmp_path / "ws"
     ws.mkdir()
-    params = {"data": {"root": str(root)}, "split": {"val_ids": [52]}}
+    params = {"data": {"root": str(root)}, "split": {"val_ids": [52]}, "track": {"method": "auto"}}
     (ws / "params.yaml").write_text(yaml.safe_dump(params))
     ds = locate(root)
     labels = read_ftid_tracks(ds.videos[52])
@@ -205,7 +205,13 @@ def test_track_command_scores_the_validation_videos_on_their_labels(labelled, tm
 
     out = json.loads(run(["visem-pl", "track", "--round", "0", "--params", "params.yaml"], ws).stdout)
     assert "tracking" not in out  # no synthetic truth
+    # `auto`: every method linked the validation video; the best IDF1 against its labels was used.
+    trial = out["method_trial"]
+    assert set(trial["scores"]) == set(METHODS) and trial["videos"] == [52]
+    best = max(s["idf1"] for s in trial["scores"].values())
+    assert out["method"] == trial["chosen"] and trial["scores"][trial["chosen"]]["idf1"] == best
     val = out["validation"]
+    assert val["tracking"]["idf1"] == best  # the validation video tracked with the chosen method
     assert val["videos"] == [52] and val["stride"] == STRIDE
     assert val["tracking_label_boxes"]["idf1"] >= 0.9, val
     assert 0.5 <= val["tracking"]["idf1"] <= val["tracking_label_boxes"]["idf1"] + 0.05, val
@@ -223,3 +229,19 @@ def test_track_command_scores_the_validation_videos_on_their_labels(labelled, tm
     assert failed.returncode == 2 and f"{bad}:{n}: " in failed.stderr and "5 fields" in failed.stderr, failed.stderr
     assert "Traceback" not in failed.stderr
     assert (ws / "metrics" / "rounds" / "round-0" / "track.json").read_bytes() == before
+
+
+def test_auto_needs_the_validation_videos_predicted(labelled, tmp_path):
+    """`auto` with no validation video predicted falls back to trackpy and says why; link() refuses an
+    unresolved `auto`."""
+    from visem_pl.tasks.tracking.stages import resolve_track_config
+    from visem_pl.tasks.workspace.paths import Workspace
+
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({"data": {"root": str(labelled)}, "split": {"val_ids": [52]}, "track": {"method": "auto"}})
+    )
+    cfg, trial = resolve_track_config(Workspace(tmp_path, tmp_path / "params.yaml"), 0)
+    assert cfg.method == "trackpy" and trial == {"chosen": "trackpy", "why": "no validation video predicted"}
+    one = pd.DataFrame([(0, 0, 0.5, 0.5, 0.04, 0.05, 0.9)], columns=["frame", "cls", "cx", "cy", "w", "h", "conf"])
+    with pytest.raises(ValueError, match="must be resolved"):
+        link(one, 640, 480, 3, TrackConfig(method="auto"))

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 METHODS = ("trackpy", "bytetrack", "sort", "ocsort")
+AUTO = "auto"  # the method with the best IDF1 on the round's labelled validation videos (tracking/stages.py)
 COLUMNS = ["frame", "track", "cls", "cx", "cy", "w", "h", "conf", "source"]
 # Carried through when the input has it: the box's row in its prediction file (-1: interpolated).
 BOX_ID = "box"
@@ -28,13 +29,18 @@ BOX_ID = "box"
 
 @dataclass(frozen=True)
 class TrackConfig:
-    method: str = "trackpy"
+    method: str = "trackpy"  # or auto: chosen per round on the labelled validation videos
     min_conf: float = 0.1  # boxes below are not linked: below the lowest review band, mostly noise
     max_speed_px: float = 6.0  # per video frame; the search radius is this x stride (trackpy)
     memory: int = 10  # scored frames a track may miss and still go on
     predictor: bool = False  # trackpy: search around the position the track's velocity predicts
     min_length: int = 3  # scored frames a track needs to be kept
     max_gap: int = 2  # fill_gaps: missed scored frames interpolated inside a track
+    high_conf: float = 0.25  # bytetrack, ocsort: boxes that start tracks and are matched first
+
+    def __post_init__(self):
+        if self.method not in (*METHODS, AUTO):
+            raise ValueError(f"track.method {self.method!r} is not one of {', '.join((*METHODS, AUTO))}")
 
 
 def empty() -> pd.DataFrame:
@@ -52,7 +58,8 @@ def empty() -> pd.DataFrame:
 def link(boxes: pd.DataFrame, width: int, height: int, stride: int, cfg: TrackConfig) -> pd.DataFrame:
     """Tracks of one clip (see the module docstring); boxes on no kept track are dropped."""
     if cfg.method not in METHODS:
-        raise ValueError(f"tracking method {cfg.method!r} is not one of {', '.join(METHODS)}")
+        what = "must be resolved first (stages.resolve_track_config)" if cfg.method == AUTO else "is not one of"
+        raise ValueError(f"tracking method {cfg.method!r} {what} {', '.join(METHODS)}")
     bad = boxes[["cx", "cy", "w", "h", "conf"]].isna().any(axis=1)
     if bad.any():
         raise ValueError(f"{int(bad.sum())} boxes with NaN coordinates or confidence (first at frame "
@@ -104,9 +111,9 @@ def _bytetrack(boxes: pd.DataFrame, width: int, height: int, stride: int, cfg: T
     from ultralytics.trackers.byte_tracker import BYTETracker
 
     args = SimpleNamespace(
-        track_high_thresh=0.25,
+        track_high_thresh=cfg.high_conf,
         track_low_thresh=cfg.min_conf,
-        new_track_thresh=0.25,
+        new_track_thresh=cfg.high_conf,
         track_buffer=cfg.memory,
         match_thresh=0.8,
         fuse_score=True,
@@ -128,7 +135,7 @@ def _roboflow(boxes: pd.DataFrame, width: int, height: int, stride: int, cfg: Tr
     if cfg.method == "sort":
         tracker = trackers.SORTTracker(lost_track_buffer=cfg.memory, track_activation_threshold=cfg.min_conf)
     else:
-        tracker = trackers.OCSORTTracker(lost_track_buffer=cfg.memory, high_conf_det_threshold=0.25)
+        tracker = trackers.OCSORTTracker(lost_track_buffer=cfg.memory, high_conf_det_threshold=cfg.high_conf)
     track = np.full(len(boxes), -1, np.int64)
     for _, g in boxes.groupby("frame", sort=True):
         det = sv.Detections(

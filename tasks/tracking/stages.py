@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 
 import numpy as np
@@ -20,12 +22,79 @@ def track_config(ws: Workspace) -> TrackConfig:
     return ws.section("track", TrackConfig)
 
 
+def resolve_track_config(ws: Workspace, n: int) -> tuple[TrackConfig, dict]:
+    """The tracking settings of round n, with `method: auto` decided: every method links the round's
+    labelled validation videos (predicted by `infer`) and the best IDF1 against their labels_ftid
+    track ids wins (cached per prediction files and settings). Which tracker suits depends on the
+    detector: IoU trackers need confident, well-placed boxes, centre linking copes with weak ones.
+    Returns the settings and what the trial measured ({} when the method was named)."""
+    from dataclasses import asdict, replace
+
+    from visem_pl.tasks.tracking.link import AUTO, METHODS, fill_gaps, link
+    from visem_pl.tasks.tracking.score import score
+    from visem_pl.tasks.workspace.io import file_sha256
+
+    cfg = track_config(ws)
+    if cfg.method != AUTO:
+        return cfg, {}
+    inputs = _validation_inputs(ws, n)
+    if not inputs:
+        return replace(cfg, method=METHODS[0]), {"chosen": METHODS[0], "why": "no validation video predicted"}
+    digest = hashlib.sha256(json.dumps([[file_sha256(src) for _, src, _, _ in inputs], asdict(cfg)]).encode())
+    cache = ws.track_trials / f"{digest.hexdigest()[:16]}.json"
+    if cache.exists():
+        trial = json.loads(cache.read_text())
+    else:
+        scores = {}
+        for method in METHODS:
+            pairs = []
+            for clip, src, labels, last in inputs:
+                boxes, (width, height, stride) = _validation_boxes(clip, src, last)
+                tracks = fill_gaps(link(boxes, width, height, stride, replace(cfg, method=method)), stride, cfg.max_gap)
+                pairs.append((labels, tracks))
+            scores[method] = {k: v for k, v in score(pairs, stride).items() if k in ("hota", "mota", "idf1")}
+        chosen = max(METHODS, key=lambda m: scores[m]["idf1"])  # ties: the first in METHODS
+        trial = {"chosen": chosen, "videos": [int(c.video_id) for c, *_ in inputs], "scores": scores}
+        write_json(cache, trial)
+    log.info("tracking method for round %d: %s (IDF1 on validation videos %s)", n, trial["chosen"],
+             {m: s["idf1"] for m, s in trial["scores"].items()})  # fmt: skip
+    return replace(cfg, method=trial["chosen"]), trial
+
+
+def _validation_inputs(ws: Workspace, n: int) -> list:
+    """[(clip, prediction file, labelled boxes, last extracted frame)] of round n's predicted validation
+    videos."""
+    from visem_pl.tasks.dataset.labels import read_ftid_tracks
+
+    paths = ws.round(n)
+    videos = {str(v.id): v for v in ws.validation_videos()}
+    out = []
+    for clip in ws.validation_clips():
+        src = paths.validation_predictions / f"{clip.name}.parquet"
+        if src.exists():
+            video = videos[clip.name]
+            out.append((clip, src, read_ftid_tracks(video), max(video.frames(), default=-1)))
+    return out
+
+
+def _validation_boxes(clip, src, last: int):
+    """A validation video's predicted boxes up to its last extracted image (past it there are no
+    labels to score against) and its (width, height, stride)."""
+    from visem_pl.tasks.inference.clips import prediction_meta
+    from visem_pl.tasks.tracking.clips import read_boxes, video_props
+
+    width, height, _ = video_props(clip)
+    stride = int(prediction_meta(src)["params"]["stride"])
+    boxes = read_boxes(src)
+    return boxes[boxes["frame"] <= last].reset_index(drop=True), (width, height, stride)
+
+
 def track_stage(ws: Workspace, n: int) -> dict:
     """Link every clip's predictions of round n into tracks (data/rounds/round-N/tracks/, resumable);
     where the dataset has truth, score them, and the tracker alone on the truth boxes (track.json)."""
     from visem_pl.tasks.tracking.clips import track_clip
 
-    cfg = track_config(ws)
+    cfg, trial = resolve_track_config(ws, n)
     paths = ws.round(n)
     clips = ws.clips()
     done = []
@@ -36,6 +105,7 @@ def track_stage(ws: Workspace, n: int) -> dict:
         "clips": len(clips),
         "skipped": sum(d["skipped"] for d in done),
         "method": cfg.method,
+        **({"method_trial": trial} if trial else {}),
         **tracking_scores(ws, n, cfg),
     }
     validation = validation_scores(ws, n, cfg)
@@ -217,7 +287,7 @@ def motility_stage(ws: Workspace, n: int) -> dict:
     # classify (seen for at least min_track_s: a cell crossing the field faster has no measurable path),
     # against three estimates that add one source of error each: the classifier on the true paths, the
     # tracker fed the truth boxes, and the round's own tracks.
-    alone = truth_box_tracks(ws, track_config(ws), round_files)
+    alone = truth_box_tracks(ws, resolve_track_config(ws, n)[0], round_files)
     if alone:
         truth_shares, paths_shares, boxes_shares = [], [], []
         for row in per_clip:

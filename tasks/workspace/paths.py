@@ -43,6 +43,7 @@ class Workspace:
     review = property(lambda self: self.root / "review")
     exports_cache = property(lambda self: self.root / ".cache" / "exports")
     ultralytics_config = property(lambda self: self.root / ".cache" / "ultralytics")
+    track_trials = property(lambda self: self.root / ".cache" / "track-trials")
     lock_file = property(lambda self: self.root / ".visem-pl" / "round.lock")
 
     def round(self, n: int) -> RoundPaths:

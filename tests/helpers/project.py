@@ -51,7 +51,7 @@ TINY = {
     "infer": {"stride": 3, "imgsz": 320, "conf": 0.001, "iou": 0.7, "batch": 4, "device": "cpu"},
     # An untrained model's confidences are tiny: bands (and the boxes tracks link) chosen so every band
     # gets boxes and the temporal rule has tracks to work with.
-    "track": {"min_conf": 0.001},
+    "track": {"min_conf": 0.001, "method": "auto"},
     "motility": {"um_per_px": 0.5},
     "filter": {
         "bands": {name: {"low": 0.001, "high": 0.002} for name in ("sperm", "cluster", "small_or_pinhead")},
