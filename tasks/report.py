@@ -29,9 +29,10 @@ COLUMNS = (
 CAPTION = (
     "fitness = 0.1 mAP50 + 0.9 mAP50-95 on the validation videos; accepted = pseudo-label boxes kept, "
     "review = frames queued for experts, acc. P/R = precision/recall of the accepted boxes against the "
-    "synthetic truth (IoU >= 0.5); IDF1 = the round's tracks against the truth (docs/TRACKING.md); motil. "
-    "MAE = mean error of the PR/NP/IM shares per clip against the simulated cells, in percentage points "
-    "(docs/MOTILITY.md)"
+    "synthetic truth (IoU >= 0.5); IDF1 = the round's tracks against the truth, or on real data the "
+    "validation videos' against their labels (docs/TRACKING.md); motil. MAE = mean error of the PR/NP/IM "
+    "shares per clip against the simulated cells, or per participant against the lab's values, in "
+    "percentage points (docs/MOTILITY.md)"
 )
 
 
@@ -53,8 +54,12 @@ def collect(ws: Workspace) -> dict:
         ev = _read(metrics / "eval.json") or {}
         q = _read(metrics / "quality.json") or {}
         st = _read(metrics / "pseudo.json") or {}
-        tr = (_read(metrics / "track.json") or {}).get("tracking") or {}
-        mae = (_read(metrics / "motility.json") or {}).get("mae_pp") or {}
+        # Against the synthetic truth where there is one, else (real data) against the validation
+        # videos' labelled track ids and the lab's motility values.
+        track = _read(metrics / "track.json") or {}
+        tr = track.get("tracking") or (track.get("validation") or {}).get("tracking") or {}
+        mot = _read(metrics / "motility.json") or {}
+        mae = mot.get("mae_pp") or mot.get("mae_pp_lab") or {}
         maes = [mae[k] for k in ("pr", "np", "im") if mae.get(k) is not None]
         overall = ev.get("overall", {})
         accepted = q.get("accept", {}).get("all", {}) if q.get("truth") else {}

@@ -163,7 +163,7 @@ def test_track_command_writes_scores_and_resumes(twin, tmp_path):
 def labelled(tmp_path_factory):
     """A twin with one annotated video long enough to track (its labels_ftid carry the track ids)."""
     root = tmp_path_factory.mktemp("tracking") / "labelled"
-    return tiny_twin(root, seed=4, videos=(52,), frames_per_video=45, frames_per_clip=9)
+    return tiny_twin(root, seed=4, videos=(52,), frames_per_video=45, frames_per_clip=45)
 
 
 def test_labelled_track_ids_are_read_and_scored(labelled):
@@ -199,9 +199,8 @@ def test_track_command_scores_the_validation_videos_on_their_labels(labelled, tm
     rng = np.random.default_rng(2)
     rounds = ws / "data" / "rounds" / "round-0"
     write_predictions(rounds / "validation" / "predictions", "52", noisy_predictions(labels, rng), 15, STRIDE)
-    first = labels[labels["frame"] < 9]
-    for clip in ds.clips():  # the clips have no truth: some boxes to link
-        write_predictions(rounds / "predictions", clip.name, noisy_predictions(first, rng), 3, STRIDE)
+    for clip in ds.clips():  # the clips have no truth: the video's boxes stand in for theirs
+        write_predictions(rounds / "predictions", clip.name, noisy_predictions(labels, rng), 15, STRIDE)
 
     out = json.loads(run(["visem-pl", "track", "--round", "0", "--params", "params.yaml"], ws).stdout)
     assert "tracking" not in out  # no synthetic truth
@@ -219,6 +218,11 @@ def test_track_command_scores_the_validation_videos_on_their_labels(labelled, tm
     mot = json.loads(run(["visem-pl", "motility", "--round", "0", "--params", "params.yaml", "--json"], ws).stdout)
     assert mot["tracking_scored_on"] == "validation labels"
     assert mot["tracking"]["idf1"] == val["tracking"]["idf1"] and "mae_pp" not in mot
+    assert all(mot["mae_pp_lab"][k] is not None for k in ("pr", "np", "im")), mot["mae_pp_lab"]
+    # The report shows them too: the validation videos' IDF1, the error against the lab's values.
+    report = json.loads(run(["visem-pl", "report", "--json"], ws).stdout)["latest"]
+    lab = np.mean([mot["mae_pp_lab"][k] for k in ("pr", "np", "im")])
+    assert report["tracking_idf1"] == val["tracking"]["idf1"] and report["motility_mae_pp"] == round(lab, 1)
 
     # A malformed labels_ftid line is named with its file and line; the scores are not rewritten.
     before = (ws / "metrics" / "rounds" / "round-0" / "track.json").read_bytes()
