@@ -11,6 +11,7 @@ from prefect.futures import as_completed
 
 from visem_pl.flows.steps import infer_clip, prepare_backend, track_clip
 from visem_pl.tasks.inference.stages import infer_config
+from visem_pl.tasks.tracking.stages import resolve_track_config
 from visem_pl.tasks.workspace.paths import Workspace
 
 
@@ -59,6 +60,7 @@ def pseudo_label_clips(workspace: str, n: int, params_file: str = "params.yaml",
         for future in infer_clip.map(unmapped(weights), val, [Path(c["path"]).stem for c in val], unmapped(val_out),
                                      unmapped(cfg), unmapped(cache_dir), unmapped(choice)):  # fmt: skip
             future.result()
+        resolve_track_config(ws, n)  # `track.method: auto`: one trial here, read from its cache by every task
         tracked = track_clip.map(unmapped(workspace), unmapped(params_file), unmapped(n), clips,
                                  [Path(c["path"]).stem for c in clips])  # fmt: skip
         totals["tracks"] = sum(t.result().get("tracks", 0) for t in tracked)

@@ -9,6 +9,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from visem_pl.tasks.dataset.labels import read_ftid_tracks
 from visem_pl.tasks.dataset.layout import CLASS_NAMES
 from visem_pl.tasks.tracking.link import TrackConfig
 from visem_pl.tasks.workspace.io import atomic_path, write_json
@@ -37,56 +38,57 @@ def resolve_track_config(ws: Workspace, n: int) -> tuple[TrackConfig, dict]:
     cfg = track_config(ws)
     if cfg.method != AUTO:
         return cfg, {}
-    inputs = _validation_inputs(ws, n)
-    if not inputs:
+    videos = _validation_predicted(ws, n)
+    if not videos:
         return replace(cfg, method=METHODS[0]), {"chosen": METHODS[0], "why": "no validation video predicted"}
-    digest = hashlib.sha256(json.dumps([[file_sha256(src) for _, src, _, _ in inputs], asdict(cfg)]).encode())
+    # The key needs only the prediction files: a hit (every mapped Prefect track task) reads no labels.
+    digest = hashlib.sha256(json.dumps([[file_sha256(src) for _, src, _ in videos], asdict(cfg)]).encode())
     cache = ws.track_trials / f"{digest.hexdigest()[:16]}.json"
     if cache.exists():
         trial = json.loads(cache.read_text())
     else:
+        inputs = [(_labelled_boxes(clip, src, video), read_ftid_tracks(video)) for clip, src, video in videos]
         scores = {}
         for method in METHODS:
             pairs = []
-            for clip, src, labels, last in inputs:
-                boxes, (width, height, stride) = _validation_boxes(clip, src, last)
-                tracks = fill_gaps(link(boxes, width, height, stride, replace(cfg, method=method)), stride, cfg.max_gap)
-                pairs.append((labels, tracks))
+            for (boxes, (width, height, stride)), labels in inputs:
+                tracks = link(boxes, width, height, stride, replace(cfg, method=method))
+                pairs.append((labels, fill_gaps(tracks, stride, cfg.max_gap)))
             scores[method] = {k: v for k, v in score(pairs, stride).items() if k in ("hota", "mota", "idf1")}
         chosen = max(METHODS, key=lambda m: scores[m]["idf1"])  # ties: the first in METHODS
-        trial = {"chosen": chosen, "videos": [int(c.video_id) for c, *_ in inputs], "scores": scores}
+        trial = {"chosen": chosen, "videos": [int(c.video_id) for c, _, _ in videos], "scores": scores}
         write_json(cache, trial)
     log.info("tracking method for round %d: %s (IDF1 on validation videos %s)", n, trial["chosen"],
              {m: s["idf1"] for m, s in trial["scores"].items()})  # fmt: skip
     return replace(cfg, method=trial["chosen"]), trial
 
 
-def _validation_inputs(ws: Workspace, n: int) -> list:
-    """[(clip, prediction file, labelled boxes, last extracted frame)] of round n's predicted validation
-    videos."""
-    from visem_pl.tasks.dataset.labels import read_ftid_tracks
-
+def _validation_predicted(ws: Workspace, n: int) -> list:
+    """[(clip, prediction file, annotated video)] of round n's validation videos that `infer` ran."""
     paths = ws.round(n)
     videos = {str(v.id): v for v in ws.validation_videos()}
     out = []
     for clip in ws.validation_clips():
         src = paths.validation_predictions / f"{clip.name}.parquet"
         if src.exists():
-            video = videos[clip.name]
-            out.append((clip, src, read_ftid_tracks(video), max(video.frames(), default=-1)))
+            out.append((clip, src, videos[clip.name]))
     return out
 
 
-def _validation_boxes(clip, src, last: int):
-    """A validation video's predicted boxes up to its last extracted image (past it there are no
-    labels to score against) and its (width, height, stride)."""
+def _labelled_range(frames: pd.DataFrame, video) -> pd.DataFrame:
+    """Rows of `frames` up to the video's last extracted image: past it there are no labels to score
+    against."""
+    return frames[frames["frame"] <= max(video.frames(), default=-1)].reset_index(drop=True)
+
+
+def _labelled_boxes(clip, src, video):
+    """A validation video's predicted boxes in its labelled range, and its (width, height, stride)."""
     from visem_pl.tasks.inference.clips import prediction_meta
     from visem_pl.tasks.tracking.clips import read_boxes, video_props
 
     width, height, _ = video_props(clip)
     stride = int(prediction_meta(src)["params"]["stride"])
-    boxes = read_boxes(src)
-    return boxes[boxes["frame"] <= last].reset_index(drop=True), (width, height, stride)
+    return _labelled_range(read_boxes(src), video), (width, height, stride)
 
 
 def track_stage(ws: Workspace, n: int) -> dict:
@@ -119,30 +121,25 @@ def validation_scores(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
     """Track the labelled validation videos (run by `infer` like the clips) and score them against their
     `labels_ftid` track ids, end to end and with the tracker fed the labelled boxes: what a real dataset
     can say about tracking. {} where the round has no validation predictions."""
-    from visem_pl.tasks.dataset.labels import read_ftid_tracks
     from visem_pl.tasks.tracking.clips import read_tracks, track_clip
     from visem_pl.tasks.tracking.link import link
     from visem_pl.tasks.tracking.score import score, truth_boxes
 
     paths = ws.round(n)
     paths.validation_tracks.mkdir(parents=True, exist_ok=True)  # a DVC output, even when there is none
-    videos = {str(v.id): v for v in ws.validation_videos()}
-    clips = [c for c in ws.validation_clips() if (paths.validation_predictions / f"{c.name}.parquet").exists()]
-    if not clips:
+    videos = _validation_predicted(ws, n)
+    if not videos:
         return {}
     ends, alone = [], []
-    for clip in clips:
+    for clip, _, video in videos:
         track_clip(clip, paths.validation_predictions, paths.validation_tracks, cfg)
         tracks, meta = read_tracks(paths.validation_tracks / f"{clip.name}.parquet")
-        video = videos[clip.name]
         labels = read_ftid_tracks(video)
-        # Frames past the last extracted image have no labels to score against.
-        tracks = tracks[tracks["frame"] <= max(video.frames(), default=-1)]
         stride = meta["stride"]
-        ends.append((labels, tracks))
+        ends.append((labels, _labelled_range(tracks, video)))
         alone.append((labels, link(truth_boxes(labels, stride), meta["width"], meta["height"], stride, cfg)))
     return {
-        "videos": [int(c.video_id) for c in clips],
+        "videos": [int(c.video_id) for c, _, _ in videos],
         "stride": stride,
         "tracking": score(ends, stride),
         "tracking_label_boxes": score(alone, stride),
@@ -287,7 +284,9 @@ def motility_stage(ws: Workspace, n: int) -> dict:
     # classify (seen for at least min_track_s: a cell crossing the field faster has no measurable path),
     # against three estimates that add one source of error each: the classifier on the true paths, the
     # tracker fed the truth boxes, and the round's own tracks.
-    alone = truth_box_tracks(ws, resolve_track_config(ws, n)[0], round_files)
+    # The tracker alone with the settings the round's tracks were made with (`auto` resolved), as recorded.
+    made_with = TrackConfig(**next(iter(round_files.values()))[1]["config"])
+    alone = truth_box_tracks(ws, made_with, round_files)
     if alone:
         truth_shares, paths_shares, boxes_shares = [], [], []
         for row in per_clip:
