@@ -61,3 +61,27 @@ def track(
     argv += ["--out", str(out)] if out else []
     sys.argv = argv
     runpy.run_path(str(script), run_name="__main__")
+
+
+@bench_app.command("ssl")
+def ssl(
+    seeds: int = typer.Option(3, help="seeds per arm (crop sampling and training order)"),
+    patience: int = typer.Option(2, help="chunks without a fitness gain that end arm A"),
+    max_chunks: int = typer.Option(12, help="arm A's chunks at most"),
+    ablation: bool = typer.Option(False, help="also the ablation rows (arm C with one setting changed)"),
+    workdir: Path = typer.Option(None, help="where arms are trained and resumed (default .cache/bench-ssl)"),
+    params: Path = typer.Option(None, help="params.yaml (default: the project's)"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON result (only) on stdout"),
+    out: Path = typer.Option(None, help="also write the JSON result to this file"),
+) -> None:
+    """Labelled only to convergence (A), + one round's budget on the labels (B) or on the loop's merged
+    set (C), over seeds: does pseudo-labelling pay (benchmarks/bench_ssl.py)."""
+    script = REPO / "benchmarks" / "bench_ssl.py"
+    if not script.exists():
+        raise typer.BadParameter(f"{script} is missing (benchmarks live in a source checkout)")
+    argv = [str(script), "--seeds", str(seeds), "--patience", str(patience), "--max-chunks", str(max_chunks)]
+    argv += (["--ablation"] if ablation else []) + (["--workdir", str(workdir)] if workdir else [])
+    argv += (["--params", str(params)] if params else []) + (["--json"] if json_out else [])
+    argv += ["--out", str(out)] if out else []
+    sys.argv = argv
+    runpy.run_path(str(script), run_name="__main__")

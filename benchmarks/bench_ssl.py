@@ -1,0 +1,347 @@
+"""Does pseudo-labelling pay? The loop's round 1 against the best model its labels alone give.
+
+Protocol (fixed on 2026-11-27 before any method was tuned against it; docs/BENCHMARKS.md):
+
+- Data: the demo's synthetic twin (params.yaml `synth`), its split and scarce labels (`split`,
+  `prepare`: 4 labelled frames per training video, 64 in all); fitness (0.1 mAP@0.5 + 0.9
+  mAP@0.5:0.95) on the fixed validation videos' frames (`evaluate`), as every round is scored.
+- Budget unit, a chunk: one call of the round's training with params.yaml's `train` section
+  (`epochs` x `crops` training images seen, crops included: 8 x 640 = 5,120 in the demo, 160
+  iterations at batch 32).
+- **A**, labelled only, trained to convergence: chunk 0 from `train.model` (from scratch), each
+  next chunk from the previous one's weights, scored after every chunk; stops when `--patience`
+  (2) chunks in a row bring no gain over the best, or after `--max-chunks` (12). A = the best
+  chunk; its iterations are reported.
+- **B**, A continued on the labelled frames only for an extra budget E = one chunk: the chunk
+  after A's best in the same sequence (exactly that call; patience >= 1 means it is trained).
+- **C**, the loop's round 1 from A: A's weights as round 0 go through the loop's own stages with
+  params.yaml's settings (infer, track, filter with its temporal rule, the simulated expert's
+  review with the demo's budget of `review.max_items` frames, merge), then A is trained on the
+  merged set for the same E (one chunk, the same seed as B's chunk).
+- Seeds 0..N-1 (default 3): seed s runs chunk k with training seed 1000 s + k, which changes the
+  crops cut and the training order, never the data, the split, the review or the validation set.
+- Reported: per arm and seed the fitness; gain = mean(C) - max(mean(A), mean(B)); the quality
+  of what round 1 is taught from the clips, precision and recall (IoU >= 0.5, class-aware) of the
+  merged set's pseudo-labelled and reviewed frames' labels against the synthetic truth over every
+  frame the model scored; the budget. Goal (issue 13): gain >= +0.02, C > B on every seed,
+  accepted pseudo-labels P >= 0.95 at R >= 0.90.
+- Ablation (`--ablation`): the same C from the same A per seed with one setting changed
+  (`ABLATION` below); each row is named by what it changes.
+
+Everything lands under `--workdir` (default .cache/bench-ssl) and resumes: a finished chunk or
+arm is never trained again (delete the folder to start over).
+
+    visem-pl bench ssl [--seeds N] [--ablation] [--json]      # or .venv/bin/python benchmarks/bench_ssl.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from visem_pl.tasks.workspace import offline  # noqa: E402
+
+offline.quiet_ultralytics(project_dir=REPO)
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+from visem_pl.tasks.dataset import layout  # noqa: E402
+from visem_pl.tasks.dataset.labels import read_yolo_labels  # noqa: E402
+from visem_pl.tasks.dataset.truth import truth_for  # noqa: E402
+from visem_pl.tasks.inference.clips import scored_frames  # noqa: E402
+from visem_pl.tasks.training.evaluate import EvalConfig, evaluate  # noqa: E402
+from visem_pl.tasks.training.metrics import match_boxes  # noqa: E402
+from visem_pl.tasks.training.train import TrainConfig, train  # noqa: E402
+from visem_pl.tasks.workspace.io import write_json  # noqa: E402
+from visem_pl.tasks.workspace.paths import Workspace  # noqa: E402
+
+# One change to params.yaml each, applied to C only (A and B never read these sections).
+ABLATION: dict[str, dict] = {
+    "confidence only (no temporal rule)": {"filter": {"temporal": {"enabled": False}}},
+    "temporal rule unchecked": {"filter": {"temporal": {"check": False}}},
+    "trusted_share 0.25": {"train": {"trusted_share": 0.25}},
+    "trusted_share 0 (every frame alike)": {"train": {"trusted_share": 0.0}},
+}
+
+
+def log(msg: str) -> None:
+    print(f"[bench ssl {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def deep_update(base: dict, change: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in change.items():
+        out[key] = deep_update(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
+def make_workspace(root: Path, params: dict) -> Workspace:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return Workspace(root, root / "params.yaml")
+
+
+def link(target: Path, link_path: Path) -> None:
+    link_path.parent.mkdir(parents=True, exist_ok=True)
+    if link_path.is_symlink() or link_path.exists():
+        return
+    link_path.symlink_to(target.resolve(), target_is_directory=target.is_dir())
+
+
+def twin_and_split(work: Path, params: dict) -> tuple[dict, Workspace]:
+    """The demo's twin and prepared frames under `work` (built once); params pointing at them."""
+    from visem_pl.tasks.synth import synthesize
+    from visem_pl.tasks.synth.config import synth_config
+    from visem_pl.tasks.training.stages import prepare_stage
+
+    twin = work / "twin"
+    params = deep_update(params, {"data": {"root": str(twin.resolve())}})
+    base = make_workspace(work / "base", params)
+    if not (work / "twin.done").exists():
+        log("writing the synthetic twin (params.yaml synth)")
+        synthesize(twin, synth_config(params.get("synth") or {}), progress=False, overwrite=True)
+        (work / "twin.done").write_text("ok\n")
+    if not (base.prepared / "frames.csv").exists():
+        prepare_stage(base)
+    return params, base
+
+
+def fitness_of(weights: Path, val: pd.DataFrame, cfg: EvalConfig, out: Path) -> float:
+    if out.exists():
+        return json.loads(out.read_text())["overall"]["fitness"]
+    result = evaluate(weights, val, cfg)
+    write_json(out, result)
+    return result["overall"]["fitness"]
+
+
+def chunk_seed(seed: int, k: int) -> int:
+    return 1000 * seed + k
+
+
+def labelled_sequence(base: Workspace, seed: int, patience: int, max_chunks: int, folder: Path) -> dict:
+    """Arm A's chunks until `patience` chunks bring no gain (and the one after the best, arm B)."""
+    cfg = base.section("train", TrainConfig, drop=("restart_each_round",))
+    eval_cfg = base.section("evaluate", EvalConfig)
+    frames = pd.read_csv(base.prepared / "frames.csv")
+    labelled, val = frames[frames["split"] == "train"], frames[frames["split"] == "val"]
+    fits: list[float] = []
+    k = 0
+    while True:
+        chunk = folder / f"chunk-{k:02d}"
+        if not (chunk / "weights.pt").exists():
+            init = None if k == 0 else str(folder / f"chunk-{k - 1:02d}" / "weights.pt")
+            log(f"seed {seed}: A chunk {k} (labelled only, from {'scratch' if init is None else f'chunk {k - 1}'})")
+            train(labelled, chunk, replace(cfg, seed=chunk_seed(seed, k)), init=init)
+        fits.append(fitness_of(chunk / "weights.pt", val, eval_cfg, chunk / "eval.json"))
+        best = int(np.argmax(fits))
+        log(f"seed {seed}: chunk {k} fitness {fits[-1]:.4f} (best chunk {best}: {fits[best]:.4f})")
+        if k - best >= patience or k + 1 >= max_chunks:
+            if k > best:  # B, the chunk after the best, exists
+                break
+        k += 1
+    iterations = cfg.epochs * -(-cfg.crops // cfg.batch)
+    return {
+        "chunks": fits,
+        "best_chunk": best,
+        "A": fits[best],
+        "B": fits[best + 1],
+        "A_iterations": (best + 1) * iterations,
+        "chunk_iterations": iterations,
+        "chunk_images": cfg.epochs * cfg.crops,
+        "A_weights": str(folder / f"chunk-{best:02d}" / "weights.pt"),
+        "B_seed": chunk_seed(seed, best + 1),
+    }
+
+
+def predictions_of_a(params: dict, seq: dict, base: Workspace, folder: Path) -> Workspace:
+    """A's weights as round 0 of a workspace: the loop's infer and track (shared by every C variant)."""
+    from visem_pl.tasks.inference.stages import infer_stage
+    from visem_pl.tasks.tracking.stages import track_stage
+
+    ws = make_workspace(folder, params)
+    link(Path(seq["A_weights"]).parent, ws.round(0).model_dir)
+    link(base.prepared, ws.prepared)
+    if not (folder / "done.json").exists():
+        log(f"{folder.name}: infer and track with A's weights")
+        infer_stage(ws, 0)
+        track_stage(ws, 0)
+        write_json(folder / "done.json", {"ok": True})
+    return ws
+
+
+def taught_quality(ws: Workspace) -> dict:
+    """P and R (IoU 0.5, class-aware) of the labels round 1 is taught on every frame round 0 scored:
+    the merged set's label for a pseudo-labelled or reviewed frame, nothing for a frame left out."""
+    truth = truth_for(ws.data_root())
+    paths = ws.round(0)
+    merged = pd.read_csv(paths.merged / "frames.csv")
+    merged = merged[merged["source"] != "labelled"]
+    label_of = {Path(p).stem: p for p in merged["label"]}
+    tp = n_pred = n_truth = 0
+    for pred_file in sorted(paths.predictions.glob("*.parquet")):
+        clip = pred_file.stem
+        gt_clip = truth.clip(clip)
+        gt_by_frame = {f: g for f, g in gt_clip.groupby("frame")}
+        for frame in scored_frames(pred_file):
+            gt = gt_by_frame.get(frame, gt_clip.iloc[0:0])
+            n_truth += len(gt)
+            label = label_of.get(layout.frame_item(clip, frame))
+            boxes = read_yolo_labels(label) if label else np.zeros((0, 5))
+            if not len(boxes):
+                continue
+            pred = pd.DataFrame(boxes, columns=["cls", "cx", "cy", "w", "h"]).assign(conf=1.0)
+            n_pred += len(pred)
+            tp += int(match_boxes(pred, gt).sum()) if len(gt) else 0
+    return {"precision": tp / n_pred if n_pred else None, "recall": tp / n_truth if n_truth else None,
+            "boxes": n_pred, "truth": n_truth}  # fmt: skip
+
+
+def loop_arm(params: dict, seq: dict, shared: Workspace, folder: Path) -> dict:
+    """C: the loop's filter, review and merge over A's predictions, then A trained one chunk on the merged set."""
+    from visem_pl.tasks.pseudo.stages import filter_stage, merge_stage
+    from visem_pl.tasks.review.stages import review_stage
+    from visem_pl.tasks.training.stages import train_stage
+
+    result_file = folder / "result.json"
+    if result_file.exists():
+        return json.loads(result_file.read_text())
+    if folder.exists():
+        shutil.rmtree(folder)  # an interrupted arm starts over
+    params = deep_update(params, {"train": {"seed": seq["B_seed"]}})
+    ws = make_workspace(folder, params)
+    link(shared.prepared, ws.prepared)
+    link(shared.round(0).model_dir, ws.round(0).model_dir)
+    for sub in ("predictions", "tracks", "validation"):
+        link(shared.round(0).data / sub, ws.round(0).data / sub)
+    log(f"{folder.parent.name}/{folder.name}: filter, review, merge, train one chunk on the merged set")
+    pseudo = filter_stage(ws, 0)
+    review = review_stage(ws, 0)
+    merged = merge_stage(ws, 0)
+    train_stage(ws, 1)
+    frames = pd.read_csv(ws.prepared / "frames.csv")
+    fit = fitness_of(ws.round(1).weights, frames[frames["split"] == "val"], ws.section("evaluate", EvalConfig),
+                     ws.round(1).metrics / "eval.json")  # fmt: skip
+    result = {
+        "fitness": fit,
+        "taught": taught_quality(ws),
+        "accepted_boxes": pseudo.get("accept"),
+        "review": review,
+        "merged_frames": merged["frames"],
+    }
+    write_json(result_file, result)
+    return result
+
+
+def mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def run(args) -> dict:
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    project = Workspace(REPO if args.params is None else Path(args.params).parent,
+                        args.params or REPO / "params.yaml").params()  # fmt: skip
+    params, base = twin_and_split(work, project)
+    variants = {"loop (params.yaml)": {}}
+    if args.ablation:
+        variants.update(ABLATION)
+    arms: dict[str, dict] = {"A": {"fitness": [], "iterations": []}, "B": {"fitness": []}, "C": {"fitness": []}}
+    ablation: dict[str, dict] = {name: {"fitness": [], "taught": []} for name in variants}
+    seqs = []
+    for seed in range(args.seeds):
+        seq = labelled_sequence(base, seed, args.patience, args.max_chunks, work / f"seed-{seed}" / "labelled")
+        seqs.append(seq)
+        arms["A"]["fitness"].append(seq["A"])
+        arms["A"]["iterations"].append(seq["A_iterations"])
+        arms["B"]["fitness"].append(seq["B"])
+        shared = predictions_of_a(params, seq, base, work / f"seed-{seed}" / "round-0")
+        for i, (name, change) in enumerate(variants.items()):
+            res = loop_arm(deep_update(params, change), seq, shared, work / f"seed-{seed}" / f"loop-{i}")
+            ablation[name]["fitness"].append(res["fitness"])
+            ablation[name]["taught"].append(res["taught"])
+            log(f"seed {seed}: A {seq['A']:.4f} B {seq['B']:.4f} C[{name}] {res['fitness']:.4f}")
+    loop = ablation["loop (params.yaml)"]
+    arms["C"]["fitness"] = loop["fitness"]
+    taught = loop["taught"]
+    seq0 = seqs[0]
+    return {
+        "arms": arms,
+        "gain": mean(arms["C"]["fitness"]) - max(mean(arms["A"]["fitness"]), mean(arms["B"]["fitness"])),
+        "c_above_b_every_seed": all(c > b for c, b in zip(arms["C"]["fitness"], arms["B"]["fitness"])),
+        "pseudo": {
+            "precision": mean([t["precision"] for t in taught if t["precision"] is not None]),
+            "recall": mean([t["recall"] for t in taught if t["recall"] is not None]),
+            "per_seed": taught,
+        },
+        "budget": {
+            "unit": "one chunk: params.yaml train.epochs x train.crops training images (crops included)",
+            "chunk_images": seq0["chunk_images"],
+            "chunk_iterations": seq0["chunk_iterations"],
+            "E_images": seq0["chunk_images"],
+            "patience_chunks": args.patience,
+            "max_chunks": args.max_chunks,
+            "A_chunks_per_seed": [s["chunks"] for s in seqs],
+        },
+        "ablation": {
+            name: {
+                "fitness": v["fitness"],
+                "mean": mean(v["fitness"]),
+                "gain": mean(v["fitness"]) - max(mean(arms["A"]["fitness"]), mean(arms["B"]["fitness"])),
+                "taught_precision": mean([t["precision"] for t in v["taught"] if t["precision"] is not None]),
+                "taught_recall": mean([t["recall"] for t in v["taught"] if t["recall"] is not None]),
+            }
+            for name, v in ablation.items()
+        },
+    }
+
+
+def table(result: dict) -> str:
+    arms = result["arms"]
+    lines = ["arm | " + " | ".join(f"seed {i}" for i in range(len(arms["A"]["fitness"]))) + " | mean", "---"]
+    for name, label in (("A", "A labelled only, converged"), ("B", "B = A + E labelled"), ("C", "C = A + E merged")):
+        f = arms[name]["fitness"]
+        lines.append(f"{label} | " + " | ".join(f"{v:.4f}" for v in f) + f" | {mean(f):.4f}")
+    lines.append(f"A's iterations: {arms['A']['iterations']}; gain {result['gain']:+.4f}; "
+                 f"C > B on every seed: {result['c_above_b_every_seed']}")  # fmt: skip
+    p = result["pseudo"]
+    lines.append(f"taught from the clips: P {p['precision']:.3f} R {p['recall']:.3f}")
+    if len(result["ablation"]) > 1:
+        lines += ["", "C variant | fitness per seed | mean | gain | taught P | taught R", "---"]
+        for name, v in result["ablation"].items():
+            lines.append(f"{name} | " + " ".join(f"{f:.4f}" for f in v["fitness"]) + f" | {v['mean']:.4f} | "
+                         f"{v['gain']:+.4f} | {v['taught_precision']:.3f} | {v['taught_recall']:.3f}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--patience", type=int, default=2, help="chunks without gain that stop arm A")
+    parser.add_argument("--max-chunks", type=int, default=12)
+    parser.add_argument("--ablation", action="store_true", help="also every row of ABLATION (C only)")
+    parser.add_argument("--workdir", default=str(REPO / ".cache" / "bench-ssl"))
+    parser.add_argument("--params", default=None, help="params.yaml (default: the project's)")
+    parser.add_argument("--json", action="store_true", help="print the JSON result (only) on stdout")
+    parser.add_argument("--out", default=None, help="also write the JSON result to this file")
+    args = parser.parse_args(argv)
+    if args.patience < 1:
+        parser.error("--patience must be at least 1 (arm B is the chunk after A's best)")
+    result = run(args)
+    if args.out:
+        write_json(Path(args.out), result)
+    print(json.dumps(result, indent=2) if args.json else table(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""`visem-pl bench ssl --json`: the arms' contract on a tiny project (no fitness level is asserted: a
+one-epoch model scores about 0), and a second run resumes without training anything again."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from helpers.project import BIN, REPO, TINY, left, write_params
+
+
+def _run(tmp_path, *extra):
+    return subprocess.run(
+        [str(BIN / "visem-pl"), "bench", "ssl", "--json", "--seeds", "2", "--patience", "1", "--max-chunks", "3"]
+        + ["--params", str(tmp_path / "params.yaml"), "--workdir", str(tmp_path / "work"), *extra],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=left(900),
+    )
+
+
+def test_bench_ssl_arms_and_resume(tmp_path):
+    params = {**TINY, "train": {**TINY["train"], "model": str(REPO / "models" / "yolov8n.yaml")}}
+    write_params(tmp_path, params)
+    proc = _run(tmp_path, "--ablation")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)  # stdout is the JSON alone
+    arms, budget = result["arms"], result["budget"]
+    assert all(len(arms[a]["fitness"]) == 2 for a in "ABC")
+    for seed, chunks in enumerate(budget["A_chunks_per_seed"]):
+        best = max(range(len(chunks)), key=chunks.__getitem__)
+        # A is the best chunk, B the one after it (trained because patience >= 1), never past max_chunks.
+        assert arms["A"]["fitness"][seed] == max(chunks) and arms["B"]["fitness"][seed] == chunks[best + 1]
+        assert arms["A"]["iterations"][seed] == (best + 1) * budget["chunk_iterations"] and len(chunks) <= 3
+    # One chunk: TINY's 1 epoch x 16 crops at batch 8.
+    assert budget["chunk_images"] == 16 and budget["chunk_iterations"] == 2 and budget["E_images"] == 16
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    gain = mean(arms["C"]["fitness"]) - max(mean(arms["A"]["fitness"]), mean(arms["B"]["fitness"]))
+    assert abs(result["gain"] - gain) < 1e-9
+    taught = result["pseudo"]["per_seed"]
+    assert all(0 <= t["precision"] <= 1 and 0 < t["recall"] <= 1 and t["truth"] > 0 for t in taught)
+    assert set(result["ablation"]) >= {"loop (params.yaml)", "confidence only (no temporal rule)"}
+    assert result["ablation"]["loop (params.yaml)"]["fitness"] == arms["C"]["fitness"]
+    weights = sorted((tmp_path / "work").rglob("weights.pt"))
+    stamps = {p: p.stat().st_mtime_ns for p in weights}
+
+    again = _run(tmp_path, "--ablation")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout) == result
+    assert "(labelled only, from" not in again.stderr and "filter, review, merge" not in again.stderr, again.stderr[
+        -2000:
+    ]
+    assert {p: p.stat().st_mtime_ns for p in weights} == stamps, "a finished chunk or arm was trained again"
