@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import shutil
 import sys
 import time
@@ -70,6 +71,9 @@ from visem_pl.tasks.workspace.paths import Workspace  # noqa: E402
 ABLATION: dict[str, dict] = {
     "confidence only (no temporal rule)": {"filter": {"temporal": {"enabled": False}}},
     "temporal rule unchecked": {"filter": {"temporal": {"check": False}}},
+    "thresholds calibrated per class (P 0.95 on validation)": {
+        "filter": {"calibrate": {"enabled": True, "target_precision": 0.95}}
+    },
     "trusted_share 0.25": {"train": {"trusted_share": 0.25}},
     "trusted_share 0 (every frame alike)": {"train": {"trusted_share": 0.0}},
 }
@@ -237,6 +241,7 @@ def loop_arm(params: dict, seq: dict, shared: Workspace, folder: Path) -> dict:
         "taught": taught_quality(ws),
         "accepted_boxes": pseudo.get("accept"),
         "review": review,
+        "calibration": pseudo.get("calibration"),
         "merged_frames": merged["frames"],
     }
     write_json(result_file, result)
@@ -266,8 +271,9 @@ def run(args) -> dict:
         arms["A"]["iterations"].append(seq["A_iterations"])
         arms["B"]["fitness"].append(seq["B"])
         shared = predictions_of_a(params, seq, base, work / f"seed-{seed}" / "round-0")
-        for i, (name, change) in enumerate(variants.items()):
-            res = loop_arm(deep_update(params, change), seq, shared, work / f"seed-{seed}" / f"loop-{i}")
+        for name, change in variants.items():
+            folder = work / f"seed-{seed}" / ("C-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))
+            res = loop_arm(deep_update(params, change), seq, shared, folder)
             ablation[name]["fitness"].append(res["fitness"])
             ablation[name]["taught"].append(res["taught"])
             log(f"seed {seed}: A {seq['A']:.4f} B {seq['B']:.4f} C[{name}] {res['fitness']:.4f}")

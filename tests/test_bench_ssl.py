@@ -42,6 +42,11 @@ def test_bench_ssl_arms_and_resume(tmp_path):
     assert all(0 <= t["precision"] <= 1 and 0 < t["recall"] <= 1 and t["truth"] > 0 for t in taught)
     assert set(result["ablation"]) >= {"loop (params.yaml)", "confidence only (no temporal rule)"}
     assert result["ablation"]["loop (params.yaml)"]["fitness"] == arms["C"]["fitness"]
+    # The calibrated row ran the filter's calibration on the tiny project's validation video (52).
+    arms_run = [json.loads(p.read_text()) for p in sorted((tmp_path / "work/seed-0").glob("C-*/result.json"))]
+    assert len(arms_run) == len(result["ablation"])
+    arm = next(a for a in arms_run if a["calibration"] is not None)
+    assert arm["calibration"]["videos"] == [52] and set(arm["calibration"]) >= {"sperm", "cluster"}
     weights = sorted((tmp_path / "work").rglob("weights.pt"))
     stamps = {p: p.stat().st_mtime_ns for p in weights}
 

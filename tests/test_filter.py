@@ -270,3 +270,40 @@ def test_temporal_rule_needs_the_tracks(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"no-tracks/{CLIP_B}.parquet.*visem-pl track"):
         filter_round(tmp_path / "predictions", tmp_path / "out", bands_of(), Temporal(), tmp_path / "no-tracks")
     assert not (tmp_path / "out" / "boxes.parquet").exists()
+
+
+def test_calibrated_threshold_is_the_lowest_reaching_the_target():
+    from visem_pl.tasks.pseudo.calibrate import threshold_for
+
+    # Ranked by score: 10 true boxes (0.9..0.81), then false 0.8, true 0.79..0.7 (10), false 0.69, 0.68.
+    conf = np.array([0.9 - 0.01 * i for i in range(10)] + [0.8] + [0.79 - 0.01 * i for i in range(10)] + [0.69, 0.68])
+    tp = np.array([True] * 10 + [False] + [True] * 10 + [False, False])
+    high, measured = threshold_for(conf, tp, target=0.95, min_boxes=5)
+    # Down to 0.70 the boxes are 20/21 = 0.952 precise; at 0.69, 20/22 = 0.909.
+    assert high == pytest.approx(0.70) and measured["boxes"] == 21 and measured["precision"] == 0.9524
+    high, _ = threshold_for(conf, tp, target=1.0, min_boxes=5)
+    assert high == pytest.approx(0.81), "only the boxes above the first false one are all right"
+    assert threshold_for(conf, tp, target=1.0, min_boxes=11)[0] is None, "a target out of reach is not forced"
+    # Ties: a threshold keeps every box scored like it, so a tie holding a false box moves together.
+    high, _ = threshold_for(np.array([0.9, 0.5, 0.5]), np.array([True, True, False]), target=1.0, min_boxes=1)
+    assert high == 0.9
+
+
+def test_calibrate_keeps_the_band_of_a_class_without_enough_boxes():
+    from visem_pl.tasks.pseudo.bands import Band
+    from visem_pl.tasks.pseudo.calibrate import Calibration, calibrate
+
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.05, 1.0, 200)
+    boxes = pd.DataFrame({"cls": 0, "conf": conf, "tp": conf > 0.4})  # sperm: every box above 0.4 is right
+    boxes = pd.concat([boxes, pd.DataFrame({"cls": [2] * 3, "conf": [0.9, 0.8, 0.7], "tp": True})])
+    bands = {k: Band(0.5, 0.6) for k in range(3)}
+    used, report = calibrate(boxes, bands, Calibration(enabled=True, target_precision=0.95, min_boxes=20))
+    kept = boxes[(boxes["cls"] == 0) & (boxes["conf"] >= used[0].high)]
+    below = boxes[(boxes["cls"] == 0) & (boxes["conf"] < used[0].high)]
+    assert kept["tp"].mean() >= 0.95 > pd.concat([kept, below.nlargest(1, "conf")])["tp"].mean()
+    assert used[0].high < 0.4 and used[0].low == used[0].high, "low never above the calibrated high"
+    assert used[1] == bands[1] and report["cluster"]["why"] == "fewer than 20 boxes"
+    assert used[2] == bands[2] and report["small_or_pinhead"]["validation_boxes"] == 3
+    with pytest.raises(ValueError, match="target_precision"):
+        Calibration(target_precision=1.5)

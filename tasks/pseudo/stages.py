@@ -22,12 +22,18 @@ def filter_stage(ws: Workspace, n: int) -> dict:
         raise ConfigError([f"{ws.params_path}: {exc}"]) from None
     qcfg = queue_config(ws)
     paths = ws.round(n)
+    calibration = calibration_config(ws)
+    calibrated = calibrate_bands(ws, n, bands, calibration) if calibration.enabled else None
+    if calibrated is not None:
+        bands = calibrated[0]
     temporal, check = temporal_config(ws), None
     if temporal is not None and temporal.enabled and temporal.check:
         temporal, check = check_temporal(ws, n, bands, temporal)
     stats = filter_round(paths.predictions, paths.pseudo, bands, temporal, paths.tracks)
     if check is not None:
         stats["temporal_check"] = check
+    if calibrated is not None:
+        stats["calibration"] = calibrated[1]
     # Disagreement with the previous round's model: its predictions, when that round was pseudo-labelled.
     prev = paths.previous.predictions if paths.previous is not None else None
     queue = build_queue(
@@ -50,21 +56,63 @@ def check_temporal(ws: Workspace, n: int, bands: dict, temporal):
     validation predictions and tracks the rule is used as configured."""
     import logging
 
-    from visem_pl.tasks.dataset.labels import read_ftid_tracks
     from visem_pl.tasks.pseudo.bands import decide_bands
     from visem_pl.tasks.pseudo.temporal import check_actions
 
     paths = ws.round(n)
-    videos = [v for v in ws.validation_videos() if (paths.validation_tracks / f"{v.id}.parquet").exists()]
-    if not videos or not (paths.validation_predictions / f"{videos[0].id}.parquet").exists():
+    videos = [v for v in _validation_inferred(ws, n) if (paths.validation_tracks / f"{v.id}.parquet").exists()]
+    if not videos:
         return temporal, {"skipped": "no validation videos tracked in this round"}
     boxes = decide_bands(paths.validation_predictions, bands, temporal, paths.validation_tracks)
-    last = {str(v.id): max(v.frames(), default=-1) for v in videos}
-    boxes = boxes[boxes["clip"].isin(last) & (boxes["frame"] <= boxes["clip"].map(last))]
-    truth = pd.concat([read_ftid_tracks(v).assign(clip=str(v.id)) for v in videos], ignore_index=True)
+    boxes, truth, last = _labelled_part(boxes, videos)
     used, report = check_actions(boxes, truth, temporal)
     logging.getLogger(__name__).info("temporal rule checked on validation videos %s: %s", sorted(last), report)
     return used, {"videos": sorted(int(v) for v in last), **report}
+
+
+def _validation_inferred(ws: Workspace, n: int) -> list:
+    """The validation videos round n's model ran over (`infer`)."""
+    paths = ws.round(n)
+    return [v for v in ws.validation_videos() if (paths.validation_predictions / f"{v.id}.parquet").exists()]
+
+
+def _labelled_part(boxes: pd.DataFrame, videos: list) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The validation boxes within the videos' labelled frames, their labelled boxes, and {video: last frame}."""
+    from visem_pl.tasks.dataset.labels import read_ftid_tracks
+
+    last = {str(v.id): max(v.frames(), default=-1) for v in videos}
+    boxes = boxes[boxes["clip"].isin(last) & (boxes["frame"] <= boxes["clip"].map(last))]
+    truth = pd.concat([read_ftid_tracks(v).assign(clip=str(v.id)) for v in videos], ignore_index=True)
+    return boxes, truth, last
+
+
+def calibrate_bands(ws: Workspace, n: int, bands: dict, cfg) -> tuple[dict, dict]:
+    """Per-class accept thresholds from round n's predictions on its labelled validation videos
+    (tasks/pseudo/calibrate.py); the configured bands, and why, when no video was inferred."""
+    from visem_pl.tasks.inference.clips import read_predictions
+    from visem_pl.tasks.pseudo.calibrate import calibrate
+    from visem_pl.tasks.pseudo.temporal import true_positives
+
+    videos = _validation_inferred(ws, n)
+    if not videos:
+        return bands, {"skipped": "no validation videos inferred in this round"}
+    boxes, truth, last = _labelled_part(read_predictions(ws.round(n).validation_predictions), videos)
+    used, report = calibrate(true_positives(boxes, truth), bands, cfg)
+    return used, {"videos": sorted(int(v) for v in last), **report}
+
+
+def calibration_config(ws: Workspace):
+    """params.yaml `filter.calibrate`; absent: off."""
+    from visem_pl.tasks.pseudo.calibrate import Calibration
+    from visem_pl.tasks.workspace.params import build
+
+    section = (ws.params().get("filter") or {}).get("calibrate") or {}
+    try:
+        return build(Calibration, section, f"{ws.params_path} filter.calibrate")
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError([str(exc)]) from None
 
 
 def temporal_config(ws: Workspace):

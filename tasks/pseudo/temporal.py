@@ -105,8 +105,8 @@ def check_actions(boxes: pd.DataFrame, truth: pd.DataFrame, cfg: Temporal) -> tu
     it demotes are less precise than it. Returns the config to use and what was measured."""
     from dataclasses import replace
 
-    accepted = _true_positives(boxes[boxes["band"] == ACCEPT], truth)
-    by_conf = _true_positives(boxes[boxes["band_conf"] == ACCEPT], truth)
+    accepted = true_positives(boxes[boxes["band"] == ACCEPT], truth)
+    by_conf = true_positives(boxes[boxes["band_conf"] == ACCEPT], truth)
     base = by_conf["tp"].mean() if len(by_conf) else float("nan")
     report = {"confidence": {"boxes": int(len(by_conf)), "precision": _round(base)}}
     changes = {}
@@ -127,7 +127,7 @@ def _round(v: float):
     return None if v is None or np.isnan(v) else round(float(v), 4)
 
 
-def _true_positives(boxes: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+def true_positives(boxes: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     """`boxes` with `tp`: matched to a labelled box of its frame (IoU >= 0.5, same class, most
     confident first; interpolated boxes, which have no score, last)."""
     from visem_pl.tasks.training.metrics import match_boxes
