@@ -63,7 +63,7 @@ from visem_pl.tasks.dataset.truth import truth_for  # noqa: E402
 from visem_pl.tasks.inference.clips import scored_frames  # noqa: E402
 from visem_pl.tasks.training.evaluate import EvalConfig, evaluate  # noqa: E402
 from visem_pl.tasks.training.metrics import match_boxes  # noqa: E402
-from visem_pl.tasks.training.train import TrainConfig, train  # noqa: E402
+from visem_pl.tasks.training.train import TrainConfig, fine_tune, train  # noqa: E402
 from visem_pl.tasks.workspace.io import write_json  # noqa: E402
 from visem_pl.tasks.workspace.paths import Workspace  # noqa: E402
 
@@ -74,6 +74,7 @@ ABLATION: dict[str, dict] = {
     "thresholds calibrated per class (P 0.95 on validation)": {
         "filter": {"calibrate": {"enabled": True, "target_precision": 0.95}}
     },
+    "fine-tune at lr0 / 5 (B too)": {"train": {"finetune_lr0": 0.000286}},
     "trusted_share 0.25": {"train": {"trusted_share": 0.25}},
     "trusted_share 0 (every frame alike)": {"train": {"trusted_share": 0.0}},
 }
@@ -166,6 +167,28 @@ def labelled_sequence(base: Workspace, seed: int, patience: int, max_chunks: int
         "A_weights": str(folder / f"chunk-{best:02d}" / "weights.pt"),
         "B_seed": chunk_seed(seed, best + 1),
     }
+
+
+def labelled_continuation(params: dict, base: Workspace, seq: dict, folder: Path) -> float:
+    """B for a row of the table: A + E on the labelled frames with the row's round recipe (`fine_tune`
+    of its `train` section). The chunk after A's best when that recipe is the chunks' own, else trained."""
+    import hashlib
+
+    chunk_cfg = replace(base.section("train", TrainConfig, drop=("restart_each_round",)), seed=seq["B_seed"])
+    ws = make_workspace(folder.parent / ".params", params)
+    cfg = replace(fine_tune(ws.section("train", TrainConfig, drop=("restart_each_round",))), seed=seq["B_seed"])
+    # trusted_share weighs labelled against pseudo-labelled crops: it changes nothing on labels alone.
+    if replace(cfg, trusted_share=0.0) == replace(chunk_cfg, trusted_share=0.0):
+        return seq["B"]
+    key = hashlib.sha256(repr(replace(cfg, trusted_share=0.0)).encode()).hexdigest()[:10]
+    out = folder / f"B-{key}"
+    if not (out / "weights.pt").exists():
+        log(f"{folder.name}: B with this row's round recipe (labelled only, from A)")
+        frames = pd.read_csv(base.prepared / "frames.csv")
+        train(frames[frames["split"] == "train"], out, cfg, init=seq["A_weights"])
+    frames = pd.read_csv(base.prepared / "frames.csv")
+    return fitness_of(out / "weights.pt", frames[frames["split"] == "val"], base.section("evaluate", EvalConfig),
+                      out / "eval.json")  # fmt: skip
 
 
 def predictions_of_a(params: dict, seq: dict, base: Workspace, folder: Path) -> Workspace:
@@ -262,7 +285,7 @@ def run(args) -> dict:
     if args.ablation:
         variants.update(ABLATION)
     arms: dict[str, dict] = {"A": {"fitness": [], "iterations": []}, "B": {"fitness": []}, "C": {"fitness": []}}
-    ablation: dict[str, dict] = {name: {"fitness": [], "taught": []} for name in variants}
+    ablation: dict[str, dict] = {name: {"fitness": [], "B": [], "taught": []} for name in variants}
     seqs = []
     for seed in range(args.seeds):
         seq = labelled_sequence(base, seed, args.patience, args.max_chunks, work / f"seed-{seed}" / "labelled")
@@ -274,7 +297,9 @@ def run(args) -> dict:
         for name, change in variants.items():
             folder = work / f"seed-{seed}" / ("C-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))
             res = loop_arm(deep_update(params, change), seq, shared, folder)
+            b = labelled_continuation(deep_update(params, change), base, seq, work / f"seed-{seed}" / "labelled")
             ablation[name]["fitness"].append(res["fitness"])
+            ablation[name]["B"].append(b)
             ablation[name]["taught"].append(res["taught"])
             log(f"seed {seed}: A {seq['A']:.4f} B {seq['B']:.4f} C[{name}] {res['fitness']:.4f}")
     loop = ablation["loop (params.yaml)"]
@@ -303,7 +328,9 @@ def run(args) -> dict:
             name: {
                 "fitness": v["fitness"],
                 "mean": mean(v["fitness"]),
-                "gain": mean(v["fitness"]) - max(mean(arms["A"]["fitness"]), mean(arms["B"]["fitness"])),
+                "B": v["B"],
+                "gain": mean(v["fitness"]) - max(mean(arms["A"]["fitness"]), mean(v["B"])),
+                "c_above_b_every_seed": all(c > b for c, b in zip(v["fitness"], v["B"])),
                 "taught_precision": mean([t["precision"] for t in v["taught"] if t["precision"] is not None]),
                 "taught_recall": mean([t["recall"] for t in v["taught"] if t["recall"] is not None]),
             }
@@ -323,10 +350,11 @@ def table(result: dict) -> str:
     p = result["pseudo"]
     lines.append(f"taught from the clips: P {p['precision']:.3f} R {p['recall']:.3f}")
     if len(result["ablation"]) > 1:
-        lines += ["", "C variant | fitness per seed | mean | gain | taught P | taught R", "---"]
+        lines += ["", "row | C per seed | C mean | B per seed | gain | C > B every seed | taught P | taught R", "---"]
         for name, v in result["ablation"].items():
-            lines.append(f"{name} | " + " ".join(f"{f:.4f}" for f in v["fitness"]) + f" | {v['mean']:.4f} | "
-                         f"{v['gain']:+.4f} | {v['taught_precision']:.3f} | {v['taught_recall']:.3f}")  # fmt: skip
+            c, b = (" ".join(f"{f:.4f}" for f in v[k]) for k in ("fitness", "B"))
+            lines.append(f"{name} | {c} | {v['mean']:.4f} | {b} | {v['gain']:+.4f} | {v['c_above_b_every_seed']} | "
+                         f"{v['taught_precision']:.3f} | {v['taught_recall']:.3f}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from visem_pl.tasks.training.evaluate import EvalConfig, evaluate
-from visem_pl.tasks.training.train import TrainConfig, train
+from visem_pl.tasks.training.train import TrainConfig, fine_tune, train
 from visem_pl.tasks.workspace.io import write_json
 from visem_pl.tasks.workspace.paths import Workspace
 
@@ -31,7 +31,7 @@ def main() -> None:
     eval_cfg = ws.section("evaluate", EvalConfig)
     frames = pd.read_csv(ws.prepared / "frames.csv")
     control_dir = Path(".cache/control-round-1")
-    info = train(frames[frames["split"] == "train"], control_dir, cfg, init=str(ws.round(0).weights))
+    info = train(frames[frames["split"] == "train"], control_dir, fine_tune(cfg), init=str(ws.round(0).weights))
     control = evaluate(control_dir / "weights.pt", frames[frames["split"] == "val"], eval_cfg)
     rows = {}
     for name, path in (

@@ -30,7 +30,7 @@ def prepare_stage(ws: Workspace, out: Path | None = None) -> dict:
 
 def train_stage(ws: Workspace, n: int) -> dict:
     """Train round n: from `train.model` for round 0 (or with `restart_each_round`), else from round n-1's weights."""
-    from visem_pl.tasks.training.train import TrainConfig, train
+    from visem_pl.tasks.training.train import TrainConfig, fine_tune, train
 
     cfg = ws.section("train", TrainConfig, drop=("restart_each_round",))
     restart = bool((ws.params().get("train") or {}).get("restart_each_round", False))
@@ -39,7 +39,7 @@ def train_stage(ws: Workspace, n: int) -> dict:
     if n == 0:
         frames = frames[frames["split"] == "train"]
     init = None if restart or paths.init_weights() is None else str(paths.init_weights())
-    return train(frames, paths.model_dir, cfg, init=init)
+    return train(frames, paths.model_dir, cfg if init is None else fine_tune(cfg), init=init)
 
 
 def evaluate_stage(ws: Workspace, n: int) -> dict:

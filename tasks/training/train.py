@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,12 @@ class TrainConfig:
     device: str = "auto"  # auto = first GPU when present, else cpu
     seed: int = 0
     workers: int = 2
-    lr0: float = 0.01
+    # AdamW at 0.002 x 5 / (4 + 3 classes): what Ultralytics' optimizer=auto picks for runs under
+    # 10,000 iterations (it then ignores lr0), written out so the rate is stated and can be changed.
+    optimizer: str = "AdamW"
+    lr0: float = 0.001429
+    # Rounds that start from earlier weights (round N+1 from round N): a converged model is moved less.
+    finetune_lr0: float = 0.001429
     warmup_epochs: float = 1.0
     val_crops: int = 64  # small crop set Ultralytics validates on at the last epoch
     # Share of crops cut from trusted frames (labelled or expert-reviewed) when the training
@@ -66,6 +71,11 @@ def crop_weights(frames: pd.DataFrame, trusted_share: float) -> list[float] | No
     if trusted.all() or not trusted.any():
         return None
     return list(np.where(trusted, trusted_share / trusted.sum(), (1 - trusted_share) / (~trusted).sum()))
+
+
+def fine_tune(cfg: TrainConfig) -> TrainConfig:
+    """The recipe of a round that starts from earlier weights: `finetune_lr0` instead of `lr0`."""
+    return replace(cfg, lr0=cfg.finetune_lr0)
 
 
 def train(
@@ -111,7 +121,10 @@ def train(
         exist_ok=True,
         plots=False,
         val=False,
+        optimizer=cfg.optimizer,
         lr0=cfg.lr0,
+        momentum=0.9,  # AdamW's beta1, and no bias warm-up: auto's settings
+        warmup_bias_lr=0.0,
         warmup_epochs=cfg.warmup_epochs,
         amp=False,
         verbose=False,

@@ -43,7 +43,7 @@ TINY = {
         "device": "cpu",
         "seed": 0,
         "workers": 0,
-        "lr0": 0.01,
+        "lr0": 0.001429,
         "warmup_epochs": 0.0,
         "val_crops": 8,
     },
