@@ -26,7 +26,9 @@ Protocol (fixed on 2026-11-27 before any method was tuned against it; docs/BENCH
   frame the model scored; the budget. Goal (issue 13): gain >= +0.02, C > B on every seed,
   accepted pseudo-labels P >= 0.95 at R >= 0.90.
 - Ablation (`--ablation`): the same C from the same A per seed with one setting changed
-  (`ABLATION` below); each row is named by what it changes.
+  (`ABLATION` below); each row is named by what it changes. A row that changes the round's
+  training recipe (e.g. the fine-tune rate) has its own B, trained with that recipe, so every
+  row compares C and B trained alike.
 
 Everything lands under `--workdir` (default .cache/bench-ssl) and resumes: a finished chunk or
 arm is never trained again (delete the folder to start over).
@@ -70,13 +72,11 @@ from visem_pl.tasks.workspace.paths import Workspace  # noqa: E402
 # One change to params.yaml each, applied to C only (A and B never read these sections).
 ABLATION: dict[str, dict] = {
     "confidence only (no temporal rule)": {"filter": {"temporal": {"enabled": False}}},
-    "temporal rule unchecked": {"filter": {"temporal": {"check": False}}},
     "thresholds calibrated per class (P 0.95 on validation)": {
         "filter": {"calibrate": {"enabled": True, "target_precision": 0.95}}
     },
     "fine-tune at lr0 / 5 (B too)": {"train": {"finetune_lr0": 0.000286}},
     "trusted_share 0.25": {"train": {"trusted_share": 0.25}},
-    "trusted_share 0 (every frame alike)": {"train": {"trusted_share": 0.0}},
 }
 
 
