@@ -1,7 +1,7 @@
 """`pseudo-label-round`: one round of the loop, driven by Prefect, recorded by DVC.
 
 train -> evaluate -> pseudo-label every clip (mapped per clip) -> filter + review queue ->
-export the queue to the experts -> wait for their review -> import -> merge -> quality -> report
+export the queue to the experts -> wait for their review -> import -> merge -> quality -> control -> report
 -> version (dvc push, git commit, tag round-N).
 
 Each step runs as its `dvc.yaml` stage (`dvc repro <stage>`), the same `visem-pl` command
@@ -141,7 +141,8 @@ def run_round(n: int, opts: RoundOptions) -> dict:
     review = review_round(n, opts)
     if review.get("stopped"):
         return review
-    for stage in (f"review@{n}", f"merge@{n}", f"quality@{n}", "report"):
+    # control@N: round N's weights trained the next round's budget on the labels alone, the bar round N+1 must clear.
+    for stage in (f"review@{n}", f"merge@{n}", f"quality@{n}", f"control@{n}", "report"):
         dvc_stage(ws, stage, n)
     from visem_pl.flows.artifacts import publish_round
 

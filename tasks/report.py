@@ -19,6 +19,7 @@ COLUMNS = (
     ("mAP50", "mAP50"),
     ("mAP50-95", "mAP50-95"),
     ("fitness", "fitness"),
+    ("control_fitness", "labels only"),
     ("accepted_boxes", "accepted"),
     ("review_items", "review"),
     ("accepted_precision", "acc. P"),
@@ -27,7 +28,9 @@ COLUMNS = (
     ("motility_mae_pp", "motil. MAE"),
 )
 CAPTION = (
-    "fitness = 0.1 mAP50 + 0.9 mAP50-95 on the validation videos; accepted = pseudo-label boxes kept, "
+    "fitness = 0.1 mAP50 + 0.9 mAP50-95 on the validation videos; labels only = the previous round's model "
+    "trained as long as this round on the labelled frames alone (`visem-pl control`), what this round must beat "
+    "for its pseudo-labels to have paid; accepted = pseudo-label boxes kept, "
     "review = frames queued for experts, acc. P/R = precision/recall of the accepted boxes against the "
     "synthetic truth (IoU >= 0.5); IDF1 = the round's tracks against the truth, or on real data the "
     "validation videos' against their labels (docs/TRACKING.md); motil. MAE = mean error of the PR/NP/IM "
@@ -62,6 +65,7 @@ def collect(ws: Workspace) -> dict:
         mae = mot.get("mae_pp") or mot.get("mae_pp_lab") or {}
         maes = [mae[k] for k in ("pr", "np", "im") if mae.get(k) is not None]
         overall = ev.get("overall", {})
+        control = (_read(ws.round(n - 1).metrics / "control.json") or {}) if n > 0 else {}
         accepted = q.get("accept", {}).get("all", {}) if q.get("truth") else {}
         rounds.append(
             {
@@ -69,6 +73,7 @@ def collect(ws: Workspace) -> dict:
                 "mAP50": overall.get("mAP50"),
                 "mAP50-95": overall.get("mAP50-95"),
                 "fitness": overall.get("fitness"),
+                "control_fitness": control.get("overall", {}).get("fitness"),
                 "precision": overall.get("precision"),
                 "recall": overall.get("recall"),
                 "accepted_boxes": sum(st["accept"].values()) if "accept" in st else None,

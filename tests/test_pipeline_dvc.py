@@ -84,6 +84,7 @@ def test_round0_runs_every_stage_in_order(rounds, workspace):
         "review@0",
         "merge@0",
         "evaluate@0",
+        "control@0",
         "quality@0",
         "report",
     ]
@@ -113,6 +114,15 @@ def test_round1_reuses_round0_and_trains_from_its_weights(rounds, workspace):
     assert info["frames"] == sum(merged["frames"].values())
     assert merged["frames"]["labelled"] == 6 and merged["frames"]["reviewed"] == 3
     assert rounds["weights1"] != rounds["weights0"]
+    # Round 0 (from the model .yaml) trains round0_epochs, round 1 (from round 0) epochs; the control
+    # (round 0 + round 1's budget on the labels alone) trains exactly as long, and the report shows both.
+    first = json.loads((workspace / "models/round-0/train.json").read_text())
+    assert first["iterations"] == 2 * info["iterations"] and info["config"]["lr0"] == info["config"]["finetune_lr0"]
+    control = json.loads((workspace / "metrics/rounds/round-0/control.json").read_text())
+    assert control["control_of_round"] == 1 and control["iterations"] == info["iterations"]
+    report = json.loads((workspace / "metrics/report.json").read_text())
+    assert report["rounds"]["1"]["control_fitness"] == control["overall"]["fitness"]
+    assert report["rounds"]["0"]["control_fitness"] is None
 
 
 def test_second_repro_does_nothing(rounds, workspace):

@@ -213,7 +213,7 @@ def test_resumed_round_finishes_with_dvc_clean(finished, project):
     assert "up to date" in status
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     for stage in ("train@1", "evaluate@1", "infer@1", "track@1", "motility@1", "filter@1", "review@1", "merge@1",
-                  "quality@1", "report"):  # fmt: skip
+                  "quality@1", "control@1", "report"):  # fmt: skip
         assert stage in lock, stage
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert params["pseudo_rounds"] == [0, 1] and [r["round"] for r in params["rounds"]] == [0, 1]

@@ -30,7 +30,7 @@ def prepare_stage(ws: Workspace, out: Path | None = None) -> dict:
 
 def train_stage(ws: Workspace, n: int) -> dict:
     """Train round n: from `train.model` for round 0 (or with `restart_each_round`), else from round n-1's weights."""
-    from visem_pl.tasks.training.train import TrainConfig, fine_tune, train
+    from visem_pl.tasks.training.train import TrainConfig, fine_tune, from_model, train
 
     cfg = ws.section("train", TrainConfig, drop=("restart_each_round",))
     restart = bool((ws.params().get("train") or {}).get("restart_each_round", False))
@@ -39,7 +39,7 @@ def train_stage(ws: Workspace, n: int) -> dict:
     if n == 0:
         frames = frames[frames["split"] == "train"]
     init = None if restart or paths.init_weights() is None else str(paths.init_weights())
-    return train(frames, paths.model_dir, cfg if init is None else fine_tune(cfg), init=init)
+    return train(frames, paths.model_dir, from_model(cfg) if init is None else fine_tune(cfg), init=init)
 
 
 def evaluate_stage(ws: Workspace, n: int) -> dict:
@@ -51,4 +51,30 @@ def evaluate_stage(ws: Workspace, n: int) -> dict:
     frames = pd.read_csv(ws.prepared / "frames.csv")
     result = evaluate(paths.weights, frames[frames["split"] == "val"], cfg)
     write_json(paths.metrics / "eval.json", result)
+    return result
+
+
+def control_stage(ws: Workspace, n: int) -> dict:
+    """The fair control for round n+1: round n's weights trained with round n+1's recipe and budget on the
+    labelled frames only (no pseudo-labels, no reviews), scored like the rounds. Round n+1 beating it is
+    what shows that the pseudo-labels paid, not the extra training; writes metrics/rounds/round-N/control.json."""
+    import shutil
+
+    from visem_pl.tasks.training.evaluate import EvalConfig, evaluate
+    from visem_pl.tasks.training.train import TrainConfig, fine_tune, train
+
+    cfg = ws.section("train", TrainConfig, drop=("restart_each_round",))
+    paths = ws.round(n)
+    if not paths.weights.exists():
+        raise FileNotFoundError(f"{paths.weights}: round {n} has no trained model yet (visem-pl train --round {n})")
+    frames = pd.read_csv(ws.prepared / "frames.csv")
+    scratch = ws.root / ".cache" / f"control-{n}"
+    try:
+        info = train(frames[frames["split"] == "train"], scratch, fine_tune(cfg), init=str(paths.weights))
+        result = evaluate(scratch / "weights.pt", frames[frames["split"] == "val"], ws.section("evaluate", EvalConfig))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result["control_of_round"] = n + 1
+    result["iterations"] = info["iterations"]
+    write_json(paths.metrics / "control.json", result)
     return result

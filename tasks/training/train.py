@@ -27,7 +27,10 @@ WEIGHTS_NAME = "weights.pt"
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "yolov8n.yaml"  # a model .yaml (from scratch) or local .pt weights
-    epochs: int = 10
+    epochs: int = 10  # per round that starts from earlier weights (round N+1 from round N)
+    # A round that starts from `model` (round 0, or every round with restart_each_round): a model
+    # learning from scratch needs several rounds' budget to converge (`visem-pl bench ssl`). 0 = epochs.
+    round0_epochs: int = 0
     batch: int = 32
     crop_size: int = 160  # crops cut at full resolution; also the training imgsz
     crops: int = 640  # crops per epoch's dataset
@@ -76,6 +79,11 @@ def crop_weights(frames: pd.DataFrame, trusted_share: float) -> list[float] | No
 def fine_tune(cfg: TrainConfig) -> TrainConfig:
     """The recipe of a round that starts from earlier weights: `finetune_lr0` instead of `lr0`."""
     return replace(cfg, lr0=cfg.finetune_lr0)
+
+
+def from_model(cfg: TrainConfig) -> TrainConfig:
+    """The recipe of a round that starts from `model`: `round0_epochs` when set."""
+    return replace(cfg, epochs=cfg.round0_epochs or cfg.epochs)
 
 
 def train(

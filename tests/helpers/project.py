@@ -36,6 +36,7 @@ TINY = {
     "train": {
         "model": "models/yolov8n.yaml",
         "restart_each_round": False,
+        "round0_epochs": 2,
         "epochs": 1,
         "batch": 8,
         "crop_size": 64,

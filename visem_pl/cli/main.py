@@ -168,6 +168,17 @@ def evaluate(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
 
 
 @app.command()
+def control(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
+    """Round N's weights + round N+1's budget on the labelled frames only: the control round N+1 must beat
+    for its pseudo-labels to have paid (metrics/rounds/round-N/control.json)."""
+    from visem_pl.tasks.training.stages import control_stage
+
+    with bad_input(FileNotFoundError):
+        result = control_stage(workspace(params), round_n)
+    typer.echo(json.dumps(result["overall"]))
+
+
+@app.command()
 def infer(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     """Pseudo-label every unlabelled clip with round N's model (resumable, one file per clip)."""
     from visem_pl.tasks.inference.stages import infer_stage
