@@ -55,6 +55,15 @@ def logs(server, run_id: str) -> str:
     return "\n".join(r["message"][:500] for r in rows)[-6000:]
 
 
+def logs_with(server, run_id: str, text: str, timeout: float = 60) -> str:
+    """The run's logs once they hold `text` (the worker ships logs in batches, later on a busy machine),
+    or as they are after `timeout` seconds."""
+    deadline = time.time() + left(timeout)
+    while text not in (found := logs(server, run_id)) and time.time() < deadline:
+        time.sleep(1)
+    return found
+
+
 def waiting_key(fr: dict) -> str | None:
     s = fr["state"]
     return s["state_details"].get("pause_key") if s["type"] == "PAUSED" else None
@@ -158,7 +167,7 @@ def test_round_waits_with_a_typed_review_form(waiting, prefect_server, project):
 def test_second_round_on_the_workspace_is_refused(waiting, prefect_server, project):
     other = start_run(project, prefect_server, "round=1")
     fr = wait_for(prefect_server, other, lambda f: f["state"]["type"] == "FAILED", "the refusal", timeout=180)
-    text = logs(prefect_server, other)
+    text = logs_with(prefect_server, other, "already running in this workspace")
     assert "already running in this workspace" in text and waiting["id"] in text
     assert waiting_key(prefect_server.get(f"/flow_runs/{waiting['id']}")) == "review-round-1-1"
     assert fr["state"]["type"] == "FAILED"
