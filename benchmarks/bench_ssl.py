@@ -77,6 +77,11 @@ ABLATION: dict[str, dict] = {
     },
     "fine-tune at lr0 / 5 (B too)": {"train": {"finetune_lr0": 0.000286}},
     "trusted_share 0.25": {"train": {"trusted_share": 0.25}},
+    # Upper bounds (synthetic truth; not a method): the loop's merged frames, each pseudo-labelled frame's
+    # labels replaced as said and nothing painted out. They tell which imperfection of the labels costs.
+    "bound: pseudo-labels without their false positives": {"_oracle": "clean"},
+    "bound: pseudo-labels with their matched boxes made exact": {"_oracle": "tight"},
+    "bound: the truth's boxes on the same frames": {"_oracle": "truth"},
 }
 
 
@@ -234,6 +239,32 @@ def taught_quality(ws: Workspace) -> dict:
             "boxes": n_pred, "truth": n_truth}  # fmt: skip
 
 
+def oracle_labels(ws: Workspace, mode: str) -> None:
+    """Rewrite the round's pseudo-label files from the synthetic truth: `clean` drops the boxes that match
+    no true box (IoU >= 0.5, class-aware), `tight` also replaces each matched box by its true box, `truth`
+    writes every true box of the frame."""
+    from visem_pl.tasks.dataset.labels import yolo_text
+    from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
+
+    truth = truth_for(ws.data_root())
+    for path in sorted((ws.round(0).pseudo / "labels").glob("*.txt")):
+        clip, frame = layout.split_item(path.stem)
+        gt = truth.frame(clip, frame)
+        ours = pd.DataFrame(read_yolo_labels(path), columns=["cls", "cx", "cy", "w", "h"])
+        if mode == "truth":
+            ours = gt.rename(columns={"class": "cls"})
+        else:
+            tp = match_boxes(ours.assign(conf=1.0), gt) if len(gt) and len(ours) else np.zeros(len(ours), bool)
+            ours = ours[tp]
+            if mode == "tight" and len(ours):
+                cols = ["cx", "cy", "w", "h"]
+                iou = box_iou(xywhn_to_xyxy(ours[cols].to_numpy(), layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT),
+                              xywhn_to_xyxy(gt[cols].to_numpy(), layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT))  # fmt: skip
+                iou[ours["cls"].to_numpy()[:, None] != gt["class"].to_numpy()[None, :]] = 0.0
+                ours = ours.assign(**{c: gt[c].to_numpy()[iou.argmax(axis=1)] for c in cols})
+        path.write_text(yolo_text(ours[["cls", "cx", "cy", "w", "h"]].itertuples(index=False)))
+
+
 def loop_arm(params: dict, seq: dict, shared: Workspace, folder: Path) -> dict:
     """C: the loop's filter, review and merge over A's predictions, then A trained one chunk on the merged set."""
     from visem_pl.tasks.pseudo.stages import filter_stage, merge_stage
@@ -246,6 +277,7 @@ def loop_arm(params: dict, seq: dict, shared: Workspace, folder: Path) -> dict:
     if folder.exists():
         shutil.rmtree(folder)  # an interrupted arm starts over
     params = deep_update(params, {"train": {"seed": seq["B_seed"]}})
+    oracle = params.pop("_oracle", None)
     ws = make_workspace(folder, params)
     link(shared.prepared, ws.prepared)
     link(shared.round(0).model_dir, ws.round(0).model_dir)
@@ -254,7 +286,16 @@ def loop_arm(params: dict, seq: dict, shared: Workspace, folder: Path) -> dict:
     log(f"{folder.parent.name}/{folder.name}: filter, review, merge, train one chunk on the merged set")
     pseudo = filter_stage(ws, 0)
     review = review_stage(ws, 0)
-    merged = merge_stage(ws, 0)
+    if oracle:
+        from visem_pl.tasks.pseudo.merge import merge_round
+
+        oracle_labels(ws, oracle)
+        labelled = pd.read_csv(ws.prepared / "frames.csv")
+        reviewed = [(0, ws.round(0).reviewed / "labels")]
+        merged = merge_round(0, labelled[labelled["split"] == "train"], ws.round(0).pseudo / "labels", reviewed,
+                             ws.clips(), ws.round(0).merged)  # fmt: skip
+    else:
+        merged = merge_stage(ws, 0)
     train_stage(ws, 1)
     frames = pd.read_csv(ws.prepared / "frames.csv")
     fit = fitness_of(ws.round(1).weights, frames[frames["split"] == "val"], ws.section("evaluate", EvalConfig),

@@ -441,3 +441,25 @@ def test_merge_round_rejects_unknown_clips_and_frames_past_the_end(synth_root, t
     (tmp_path / "p2" / f"11_30_60_frame_{FRAMES_PER_CLIP}.txt").write_text("")
     with pytest.raises(ValueError, match=rf"11_30_60\.mp4:0: frames \[{FRAMES_PER_CLIP}\] are past the clip's end"):
         merge_round(0, empty, tmp_path / "p2", [], clips, "m2")
+
+
+def test_painting_never_touches_a_pseudo_label():
+    """A doubtful box on an accepted one (the same cell detected twice) is not painted, and no pixel inside
+    an accepted box is, even where a doubtful box's grown mask reaches it; other doubtful boxes are painted."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+    accepted = np.array([[0, 0.25, 0.5, 0.05, 0.06], [0, 0.6, 0.5, 0.05, 0.06]])
+    doubtful = pd.DataFrame(
+        [(0.252, 0.5, 0.05, 0.06), (0.64, 0.5, 0.05, 0.06), (0.8, 0.2, 0.05, 0.06)],  # duplicate, neighbour, alone
+        columns=["cx", "cy", "w", "h"],
+    )
+    out = mask_boxes(frame, doubtful, keep=accepted)
+
+    def changed(cx, cy, bw, bh) -> float:
+        x0, x1, y0, y1 = int((cx - bw / 2) * W), int((cx + bw / 2) * W), int((cy - bh / 2) * H), int((cy + bh / 2) * H)
+        return float((out[y0:y1, x0:x1] != frame[y0:y1, x0:x1]).any(axis=2).mean())
+
+    assert changed(*accepted[0, 1:]) == 0.0 and changed(*accepted[1, 1:]) == 0.0
+    assert changed(0.8, 0.2, 0.05, 0.06) > 0.9, "a doubtful box on no pseudo-label is painted out"
+    assert changed(0.665, 0.5, 0.02, 0.06) > 0.9, "the neighbour's part outside the accepted box is painted"
+    assert (mask_boxes(frame, doubtful.iloc[:1], keep=accepted) == frame).all(), "a duplicate alone: frame untouched"

@@ -6,7 +6,10 @@ saw the whole frame). Every box keeps its provenance (label source and round) in
 
 A pseudo-labelled frame is only partly labelled: the doubtful boxes (review and reject bands)
 may be cells. Ultralytics has no ignore regions, so those boxes are painted out of the frame
-(inpainted from their surroundings) rather than taught as background.
+(inpainted from their surroundings) rather than taught as background. Never over a pseudo-label:
+a doubtful box on an accepted one is mostly a second detection of the same cell (NMS keeps boxes
+that overlap less than its IoU), and painting it erased 11 % of the accepted cells of a strong
+round 0 while their labels stayed (`visem-pl bench ssl`, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -35,18 +38,38 @@ def _stems(folder: Path) -> dict[str, Path]:
 MASK_GROW = 1.3
 
 
-def mask_boxes(frame, boxes: pd.DataFrame):
-    """The frame with `boxes` (normalised cx, cy, w, h) inpainted from their surroundings."""
+# A doubtful box overlapping an accepted one this much (IoU) is taken for the same cell: not painted.
+SAME_CELL_IOU = 0.3
+
+
+def _rect(cx: float, cy: float, bw: float, bh: float, w: int, h: int, grow: float) -> tuple[int, int, int, int]:
+    """Pixel rectangle of a normalised box grown by `grow`."""
+    bw, bh = bw * w * grow, bh * h * grow
+    x0, y0 = int(max(0, cx * w - bw / 2)), int(max(0, cy * h - bh / 2))
+    return x0, y0, int(min(w, cx * w + bw / 2 + 1)), int(min(h, cy * h + bh / 2 + 1))
+
+
+def mask_boxes(frame, boxes: pd.DataFrame, keep: np.ndarray | None = None):
+    """The frame with `boxes` (normalised cx, cy, w, h) inpainted from their surroundings, except where
+    the frame's pseudo-labels `keep` (rows cls, cx, cy, w, h) are: a box overlapping one of them at
+    SAME_CELL_IOU or more is left alone, and no pixel inside a kept box is painted."""
+    keep = np.zeros((0, 5)) if keep is None else np.asarray(keep, dtype=np.float64).reshape(-1, 5)
+    if len(keep) and not boxes.empty:
+        from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
+
+        iou = box_iou(xywhn_to_xyxy(boxes[["cx", "cy", "w", "h"]].to_numpy(), 1, 1), xywhn_to_xyxy(keep[:, 1:], 1, 1))
+        boxes = boxes[iou.max(axis=1) < SAME_CELL_IOU]
     if boxes.empty:
         return frame
     h, w = frame.shape[:2]
     mask = np.zeros((h, w), np.uint8)
     for b in boxes.itertuples():
-        bw, bh = b.w * w * MASK_GROW, b.h * h * MASK_GROW
-        x0, y0 = int(max(0, b.cx * w - bw / 2)), int(max(0, b.cy * h - bh / 2))
-        x1, y1 = int(min(w, b.cx * w + bw / 2 + 1)), int(min(h, b.cy * h + bh / 2 + 1))
+        x0, y0, x1, y1 = _rect(b.cx, b.cy, b.w, b.h, w, h, MASK_GROW)
         mask[y0:y1, x0:x1] = 255
-    return cv2.inpaint(frame, mask, 3, cv2.INPAINT_TELEA)
+    for _, cx, cy, bw, bh in keep:
+        x0, y0, x1, y1 = _rect(cx, cy, bw, bh, w, h, 1.0)
+        mask[y0:y1, x0:x1] = 0
+    return cv2.inpaint(frame, mask, 3, cv2.INPAINT_TELEA) if mask.any() else frame
 
 
 def merge_round(
@@ -113,14 +136,14 @@ def merge_round(
             source, rnd, label_src = chosen[stem]
             image = out / "images" / f"{stem}.jpg"
             label = out / "labels" / f"{stem}.txt"
+            parsed = read_yolo_labels(label_src)
             if source == PSEUDO and (clip_name, index) in doubtful_by_frame:
-                frame = mask_boxes(frame, doubtful_by_frame[(clip_name, index)])
+                frame = mask_boxes(frame, doubtful_by_frame[(clip_name, index)], keep=parsed)
             ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
             if not ok:
                 raise ValueError(f"{known[clip_name].path}:0: frame {index} cannot be encoded")
             with atomic_path(image) as tmp:
                 tmp.write_bytes(jpg.tobytes())
-            parsed = read_yolo_labels(label_src)
             with atomic_path(label) as tmp:
                 tmp.write_text(label_src.read_text())
             frames.append({"image": portable(image), "label": portable(label), "source": source, "round": rnd})
