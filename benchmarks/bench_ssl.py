@@ -72,11 +72,16 @@ from visem_pl.tasks.workspace.paths import Workspace  # noqa: E402
 # One change to params.yaml each, applied to C only (A and B never read these sections).
 ABLATION: dict[str, dict] = {
     "confidence only (no temporal rule)": {"filter": {"temporal": {"enabled": False}}},
+    "trusted_share 0.25": {"train": {"trusted_share": 0.25}},
+    # Cluster and pinhead boxes all go to review (painted out of pseudo-labelled frames): those classes
+    # learn from labelled and reviewed frames only, sperm from the pseudo-labels too.
+    "sperm pseudo-labels only": {
+        "filter": {"bands": {"cluster": {"low": 0.1, "high": 1.0}, "small_or_pinhead": {"low": 0.1, "high": 1.0}}}
+    },
     "thresholds calibrated per class (P 0.95 on validation)": {
         "filter": {"calibrate": {"enabled": True, "target_precision": 0.95}}
     },
     "fine-tune at lr0 / 5 (B too)": {"train": {"finetune_lr0": 0.000286}},
-    "trusted_share 0.25": {"train": {"trusted_share": 0.25}},
     # Upper bounds (synthetic truth; not a method): the loop's merged frames, each pseudo-labelled frame's
     # labels replaced as said and nothing painted out. They tell which imperfection of the labels costs.
     "bound: pseudo-labels without their false positives": {"_oracle": "clean"},
@@ -324,7 +329,7 @@ def run(args) -> dict:
     params, base = twin_and_split(work, project)
     variants = {"loop (params.yaml)": {}}
     if args.ablation:
-        variants.update(ABLATION)
+        variants.update({k: v for k, v in ABLATION.items() if not args.rows or any(r in k for r in args.rows)})
     arms: dict[str, dict] = {"A": {"fitness": [], "iterations": []}, "B": {"fitness": []}, "C": {"fitness": []}}
     ablation: dict[str, dict] = {name: {"fitness": [], "B": [], "taught": []} for name in variants}
     seqs = []
@@ -405,6 +410,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patience", type=int, default=2, help="chunks without gain that stop arm A")
     parser.add_argument("--max-chunks", type=int, default=12)
     parser.add_argument("--ablation", action="store_true", help="also every row of ABLATION (C only)")
+    parser.add_argument("--rows", nargs="*", default=None, help="only the ablation rows whose names contain one")
     parser.add_argument("--workdir", default=str(REPO / ".cache" / "bench-ssl"))
     parser.add_argument("--params", default=None, help="params.yaml (default: the project's)")
     parser.add_argument("--json", action="store_true", help="print the JSON result (only) on stdout")
