@@ -66,9 +66,13 @@ def clip_output(out_dir: Path, clip: Clip) -> Path:
 def fingerprint(model_sha: str, cfg: InferConfig, clip: Clip, backend: str) -> dict:
     """What a finished clip's file records; `backend` is the chosen configuration's label (e.g.
     "openvino/2026.4.1/bf16/b8/throughput"), so that another backend, precision or batch size, or
-    another OpenVINO release, redoes the clips."""
+    another OpenVINO release, redoes the clips. `clip_file` identifies the recording, so a clip of another
+    dataset that has the same name is redone too."""
+    from visem_pl.tasks.dataset.identity import file_id
+
     params = {k: v for k, v in asdict(cfg).items() if k not in BACKEND_KEYS}
-    return {"model_sha256": model_sha, "params": params, "backend": backend, "clip": clip.name}
+    return {"model_sha256": model_sha, "params": params, "backend": backend, "clip": clip.name,
+            "clip_file": file_id(clip.path)}  # fmt: skip
 
 
 def is_done(path: Path, expected: dict) -> bool:
@@ -274,11 +278,20 @@ def scored_frames(path: Path) -> list[int]:
     return list(range(0, meta["frames_scored"] * meta["params"]["stride"], meta["params"]["stride"]))
 
 
-def read_predictions(out_dir: Path | str) -> pd.DataFrame:  # noqa: F821
-    """All clips' predictions as one table (columns of SCHEMA)."""
+def prediction_files(out_dir: Path | str, clips: list[str] | None = None) -> list[Path]:
+    """The clips' prediction files in `out_dir`, by name; `clips` (names): only theirs, the dataset's
+    (a folder may still hold another dataset's files), else every file there."""
+    out_dir = Path(out_dir)
+    if clips is None:
+        return sorted(out_dir.glob("*.parquet"))
+    return [p for p in (out_dir / f"{name}.parquet" for name in sorted(clips)) if p.exists()]
+
+
+def read_predictions(out_dir: Path | str, clips: list[str] | None = None) -> pd.DataFrame:  # noqa: F821
+    """The clips' predictions (`prediction_files`) as one table (columns of SCHEMA)."""
     import pandas as pd
 
-    files = sorted(Path(out_dir).glob("*.parquet"))
+    files = prediction_files(out_dir, clips)
     if not files:
         return pd.DataFrame({name: pd.Series(dtype=t.to_pandas_dtype()) for name, t in zip(SCHEMA.names, SCHEMA.types)})
     return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)

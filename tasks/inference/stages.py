@@ -11,7 +11,7 @@ import pandas as pd
 
 from visem_pl.tasks.dataset.reader import Clip
 from visem_pl.tasks.inference.clips import InferConfig, choose_backend, infer_clips, pending
-from visem_pl.tasks.workspace.io import write_json
+from visem_pl.tasks.workspace.io import remove_other_clips, write_json
 from visem_pl.tasks.workspace.paths import Workspace
 
 
@@ -45,11 +45,17 @@ def infer_stage(ws: Workspace, n: int, progress: bool = False) -> dict:
     choice = choose_round_backend(ws, n) if clips else None
     run = dict(progress=progress, cache_dir=ws.exports_cache, choice=choice)
     cfg = infer_config(ws)
+    # Predictions of another dataset's clips (data.root changed) must not be read as this one's.
+    removed = remove_other_clips(paths.predictions, clips) + remove_other_clips(paths.validation_predictions,
+                                                                                validation)  # fmt: skip
     stats = infer_clips(paths.weights, clips, paths.predictions, cfg, **run)
     paths.validation_predictions.mkdir(parents=True, exist_ok=True)  # a DVC output, even when there is none
     if validation and choice is not None:
         stats["validation"] = infer_clips(paths.weights, validation, paths.validation_predictions, cfg, **run)
-    write_json(paths.metrics / "infer.json", {**stats, "backend": choice.record() if choice else None})
+    if removed:
+        stats["removed_other_dataset"] = removed
+    record = {**stats, "backend": choice.record() if choice else None, "computed_from": ws.computed_from(n)}
+    write_json(paths.metrics / "infer.json", record)
     return {**stats, "backend": choice.label if choice else None}
 
 

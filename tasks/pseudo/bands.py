@@ -54,10 +54,13 @@ def assign_bands(pred: pd.DataFrame, bands: dict[int, Band]) -> pd.Series:
     return pd.Series(band, index=pred.index, name="band")
 
 
-def decide_bands(pred_dir: Path | str, bands: dict[int, Band], temporal=None, tracks_dir: Path | None = None):
-    """Every box of the prediction files in `pred_dir` with its band (and, with `temporal` enabled, the
-    temporal rule applied with the tracks in `tracks_dir`): columns band, band_conf, provenance, track."""
-    pred = read_predictions(pred_dir)
+def decide_bands(
+    pred_dir: Path | str, bands: dict[int, Band], temporal=None, tracks_dir: Path | None = None, clips=None
+):
+    """Every box of the prediction files in `pred_dir` (of `clips`, names, when given) with its band (and,
+    with `temporal` enabled, the temporal rule applied with the tracks in `tracks_dir`): columns band,
+    band_conf, provenance, track."""
+    pred = read_predictions(pred_dir, clips)
     pred["box"] = pred.groupby("clip").cumcount().astype(np.int64)  # row in its clip's file, as tracks say
     pred["band"] = assign_bands(pred, bands)
     if temporal is not None and temporal.enabled:
@@ -68,14 +71,20 @@ def decide_bands(pred_dir: Path | str, bands: dict[int, Band], temporal=None, tr
 
 
 def filter_round(
-    pred_dir: Path | str, out_dir: Path | str, bands: dict[int, Band], temporal=None, tracks_dir: Path | None = None
+    pred_dir: Path | str,
+    out_dir: Path | str,
+    bands: dict[int, Band],
+    temporal=None,
+    tracks_dir: Path | None = None,
+    clips: list[str] | None = None,
 ) -> dict:
     """Write `boxes.parquet` (every box with its band), `labels/` (accepted pseudo-labels per
     frame) and `review_queue.csv` (the review band) under `out_dir`; return counts.
 
     `temporal` (a `tasks.pseudo.temporal.Temporal`, enabled) also decides bands by the round's tracks
-    in `tracks_dir`; every box then says how its band was decided (`provenance`)."""
-    pred = decide_bands(pred_dir, bands, temporal, tracks_dir)
+    in `tracks_dir`; every box then says how its band was decided (`provenance`). `clips`: the names of
+    the clips to read (the dataset's), else every file in `pred_dir`."""
+    pred = decide_bands(pred_dir, bands, temporal, tracks_dir, clips)
     out = Path(out_dir)
     labels = out / "labels"
     labels.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.truth import TruthStore
-from visem_pl.tasks.inference.clips import scored_frames
+from visem_pl.tasks.inference.clips import prediction_files, scored_frames
 from visem_pl.tasks.pseudo.bands import ACCEPT, REVIEW
 from visem_pl.tasks.training.metrics import match_boxes
 
@@ -26,14 +26,17 @@ BANDS = {
 }
 
 
-def pseudo_label_quality(boxes: pd.DataFrame, pred_dir: Path, truth: TruthStore) -> dict:
-    """{band: {class: {precision, recall, boxes, truth}}} over all scored frames of all clips."""
+def pseudo_label_quality(
+    boxes: pd.DataFrame, pred_dir: Path, truth: TruthStore, clips: list[str] | None = None
+) -> dict:
+    """{band: {class: {precision, recall, boxes, truth}}} over all scored frames of all clips (`clips`, names:
+    of these only)."""
     tally = {b: np.zeros((3, 3), dtype=np.int64) for b in BANDS}  # per class: tp, n_pred, n_truth
     if "band_conf" not in boxes:  # a round filtered before the temporal rule existed
         boxes = boxes.assign(band_conf=boxes["band"])
     boxes = boxes.assign(conf=boxes["conf"].fillna(0.0))  # interpolated boxes: no score, matched last
     grouped = {k: g for k, g in boxes.groupby(["clip", "frame"])}
-    for path in sorted(Path(pred_dir).glob("*.parquet")):
+    for path in prediction_files(pred_dir, clips):
         clip = path.stem
         gt_clip = truth.clip(clip)
         gt_by_frame = {f: g for f, g in gt_clip.groupby("frame")}

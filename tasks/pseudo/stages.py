@@ -29,7 +29,8 @@ def filter_stage(ws: Workspace, n: int) -> dict:
     temporal, check = temporal_config(ws), None
     if temporal is not None and temporal.enabled and temporal.check:
         temporal, check = check_temporal(ws, n, bands, temporal)
-    stats = filter_round(paths.predictions, paths.pseudo, bands, temporal, paths.tracks)
+    clips = [c.name for c in ws.clips()]  # the dataset's: the folders may hold another one's (data.root changed)
+    stats = filter_round(paths.predictions, paths.pseudo, bands, temporal, paths.tracks, clips)
     if check is not None:
         stats["temporal_check"] = check
     if calibrated is not None:
@@ -42,10 +43,12 @@ def filter_stage(ws: Workspace, n: int) -> dict:
         qcfg,
         prev_dir=prev if prev is not None and prev.is_dir() else None,
         boxes=pd.read_parquet(paths.boxes),  # the bands filter decided, the temporal rule's included
+        clips=clips,
     )
     write_queue(queue, paths.queue_csv)
     init_review_folder(paths.review_folder, n)
     stats["queue_items"] = len(queue)
+    stats["computed_from"] = ws.computed_from(n)
     write_json(paths.metrics / "pseudo.json", stats)
     return stats
 
@@ -63,7 +66,8 @@ def check_temporal(ws: Workspace, n: int, bands: dict, temporal):
     videos = [v for v in _validation_inferred(ws, n) if (paths.validation_tracks / f"{v.id}.parquet").exists()]
     if not videos:
         return temporal, {"skipped": "no validation videos tracked in this round"}
-    boxes = decide_bands(paths.validation_predictions, bands, temporal, paths.validation_tracks)
+    names = [str(v.id) for v in videos]
+    boxes = decide_bands(paths.validation_predictions, bands, temporal, paths.validation_tracks, names)
     boxes, truth, last = _labelled_part(boxes, videos)
     used, report = check_actions(boxes, truth, temporal)
     logging.getLogger(__name__).info("temporal rule checked on validation videos %s: %s", sorted(last), report)
@@ -96,7 +100,8 @@ def calibrate_bands(ws: Workspace, n: int, bands: dict, cfg) -> tuple[dict, dict
     videos = _validation_inferred(ws, n)
     if not videos:
         return bands, {"skipped": "no validation videos inferred in this round"}
-    boxes, truth, last = _labelled_part(read_predictions(ws.round(n).validation_predictions), videos)
+    names = [str(v.id) for v in videos]
+    boxes, truth, last = _labelled_part(read_predictions(ws.round(n).validation_predictions, names), videos)
     used, report = calibrate(true_positives(boxes, truth), bands, cfg)
     return used, {"videos": sorted(int(v) for v in last), **report}
 
@@ -172,6 +177,8 @@ def quality_stage(ws: Workspace, n: int) -> dict:
         result = {"truth": False}
     else:
         boxes = pd.read_parquet(paths.boxes)
-        result = {"truth": True, **pseudo_label_quality(boxes, paths.predictions, truth)}
+        clips = [c.name for c in ws.clips()]
+        result = {"truth": True, **pseudo_label_quality(boxes, paths.predictions, truth, clips)}
+    result["computed_from"] = ws.computed_from(n)
     write_json(paths.metrics / "quality.json", result)
     return result

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from visem_pl.tasks.dataset import layout
-from visem_pl.tasks.inference.clips import scored_frames
+from visem_pl.tasks.inference.clips import prediction_files, scored_frames
 from visem_pl.tasks.pseudo.bands import REJECT, REVIEW, Band, assign_bands
 from visem_pl.tasks.review.queue import COMPONENTS, QUEUE_COLUMNS
 from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
@@ -117,14 +117,15 @@ def score_frames(
     bands: dict[int, Band],
     prev_dir: Path | str | None = None,
     filtered: pd.DataFrame | None = None,
+    clips: list[str] | None = None,
 ) -> pd.DataFrame:
     """Every frame with a review-band box, with its three components (QUEUE_COLUMNS less priority).
 
     `filtered`: the round's filtered boxes (`filter`'s boxes.parquet, with its `band` column), whose
     bands may come from the temporal rule too (an isolated confident box demoted to review); without
-    them bands are decided by confidence here."""
+    them bands are decided by confidence here. `clips`: only these clips' files (names)."""
     rows = []
-    for path in sorted(Path(pred_dir).glob("*.parquet")):
+    for path in prediction_files(pred_dir, clips):
         clip = path.stem
         if filtered is not None:
             pred = filtered[(filtered["clip"] == clip) & (filtered["band"] != REJECT)]
@@ -191,5 +192,6 @@ def build_queue(
     cfg: QueueConfig,
     prev_dir: Path | str | None = None,
     boxes: pd.DataFrame | None = None,
+    clips: list[str] | None = None,
 ) -> pd.DataFrame:
-    return prioritise(score_frames(pred_dir, bands, prev_dir, filtered=boxes), cfg)
+    return prioritise(score_frames(pred_dir, bands, prev_dir, filtered=boxes, clips=clips), cfg)

@@ -12,7 +12,7 @@ import pandas as pd
 from visem_pl.tasks.dataset.labels import read_ftid_tracks
 from visem_pl.tasks.dataset.layout import CLASS_NAMES
 from visem_pl.tasks.tracking.link import TrackConfig
-from visem_pl.tasks.workspace.io import atomic_path, write_json
+from visem_pl.tasks.workspace.io import atomic_path, remove_other_clips, write_json
 from visem_pl.tasks.workspace.paths import Workspace
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,8 @@ def track_stage(ws: Workspace, n: int) -> dict:
     cfg, trial = resolve_track_config(ws, n)
     paths = ws.round(n)
     clips = ws.clips()
+    removed = remove_other_clips(paths.tracks, clips) + remove_other_clips(paths.validation_tracks,
+                                                                           ws.validation_clips())  # fmt: skip
     done = []
     for i, clip in enumerate(clips, 1):
         done.append(track_clip(clip, paths.predictions, paths.tracks, cfg))
@@ -107,12 +109,14 @@ def track_stage(ws: Workspace, n: int) -> dict:
         "clips": len(clips),
         "skipped": sum(d["skipped"] for d in done),
         "method": cfg.method,
+        **({"removed_other_dataset": removed} if removed else {}),
         **({"method_trial": trial} if trial else {}),
         **tracking_scores(ws, n, cfg),
     }
     validation = validation_scores(ws, n, cfg)
     if validation:
         stats["validation"] = validation
+    stats["computed_from"] = ws.computed_from(n)
     write_json(paths.metrics / "track.json", stats)
     return stats
 
@@ -147,10 +151,12 @@ def validation_scores(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
 
 
 def round_tracks(ws: Workspace, n: int) -> dict:
-    """{clip: (tracks, what its file records)} for every track file of round n, read once."""
+    """{clip: (tracks, what its file records)} for every clip of the dataset that round n tracked, read once."""
     from visem_pl.tasks.tracking.clips import read_tracks
 
-    return {path.stem: read_tracks(path) for path in sorted(ws.round(n).tracks.glob("*.parquet"))}
+    folder = ws.round(n).tracks
+    files = [folder / f"{c.name}.parquet" for c in sorted(ws.clips(), key=lambda c: c.name)]
+    return {path.stem: read_tracks(path) for path in files if path.exists()}
 
 
 def truth_box_tracks(ws: Workspace, cfg: TrackConfig, tracks: dict) -> dict:
@@ -249,8 +255,6 @@ def motility_stage(ws: Workspace, n: int) -> dict:
         raise FileNotFoundError(f"{paths.tracks}: no tracks (run `visem-pl track --round {n}` first)")
     per_clip, per_tracks, by_participant = [], [], {}
     for clip, (tracks, meta) in round_files.items():
-        if clip not in clips:
-            raise ValueError(f"{paths.tracks / clip}.parquet: clip {clip} is not in the dataset {ws.data_root()}")
         per, share = _clip_shares(tracks, meta, cfg)
         participant = clips[clip].video_id
         detected = int((tracks["source"] == "detected").sum())
@@ -311,5 +315,6 @@ def motility_stage(ws: Workspace, n: int) -> dict:
                  for k, v in names.items()} for p in participants]  # fmt: skip
         labs = [{k: (None if v is None or np.isnan(v) else v) for k, v in row.items()} for row in labs]
         result["mae_pp_lab"] = _mae(participants, labs)
+    result["computed_from"] = ws.computed_from(n)
     write_json(paths.metrics / "motility.json", result)
     return result

@@ -50,6 +50,7 @@ def evaluate_stage(ws: Workspace, n: int) -> dict:
     paths = ws.round(n)
     frames = pd.read_csv(ws.prepared / "frames.csv")
     result = evaluate(paths.weights, frames[frames["split"] == "val"], cfg)
+    result["computed_from"] = ws.computed_from(n)
     write_json(paths.metrics / "eval.json", result)
     return result
 
@@ -76,5 +77,6 @@ def control_stage(ws: Workspace, n: int) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
     result["control_of_round"] = n + 1
     result["iterations"] = info["iterations"]
+    result["computed_from"] = ws.computed_from(n)  # round n's weights, the control's start
     write_json(paths.metrics / "control.json", result)
     return result

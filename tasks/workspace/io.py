@@ -68,3 +68,26 @@ def file_sha256(path: Path | str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def remove_other_clips(folder: Path | str, clips) -> list[str]:
+    """Delete the per-clip files (`<clip>.parquet`) in `folder` of clips not in `clips`, and say so.
+
+    A round's per-clip outputs are kept between runs so finished clips are not redone; once the
+    workspace points at another dataset, the old dataset's files would otherwise be read as this
+    one's. Returns the names removed."""
+    import logging
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    keep = {c.name for c in clips}
+    removed = sorted(p.stem for p in folder.glob("*.parquet") if p.stem not in keep)
+    for name in removed:
+        (folder / f"{name}.parquet").unlink()
+    if removed:
+        logging.getLogger(__name__).warning(
+            "%s: removed %d file(s) of clips that are not in the dataset now (e.g. %s)",
+            folder, len(removed), ", ".join(removed[:3]),
+        )  # fmt: skip
+    return removed

@@ -79,6 +79,21 @@ class Workspace:
 
         return locate(self.data_root()).clips()
 
+    def dataset_id(self) -> str:
+        """The id of the dataset `data.root` names now (tasks/dataset/identity.py)."""
+        from visem_pl.tasks.dataset.identity import dataset_id
+        from visem_pl.tasks.dataset.reader import locate
+
+        return dataset_id(locate(self.data_root()))
+
+    def computed_from(self, n: int) -> dict:
+        """What a metric of round n is computed from: the round's weights and the dataset. Every metric
+        file records it, and `visem-pl report` marks an entry stale when either changed since."""
+        from visem_pl.tasks.workspace.io import file_sha256
+
+        weights = self.round(n).weights
+        return {"weights_sha256": file_sha256(weights) if weights.exists() else None, "dataset": self.dataset_id()}
+
     def validation_videos(self) -> list:
         """The annotated videos of the validation split (params.yaml `split`), the labelled ones the
         tracks are scored on where the dataset has no synthetic truth."""
