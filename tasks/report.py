@@ -39,8 +39,52 @@ CAPTION = (
 )
 
 
+# The row keys each metric file of a round gives (control.json: of the round before).
+SOURCES = {
+    "eval": ("mAP50", "mAP50-95", "fitness", "precision", "recall"),
+    "control": ("control_fitness",),
+    "pseudo": ("accepted_boxes", "review_items"),
+    "quality": ("accepted_precision", "accepted_recall"),
+    "track": ("tracking_idf1",),
+    "motility": ("motility_mae_pp",),
+}
+STALE_MARK = "*"
+
+
 def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def staleness(record: dict | None, current: dict) -> str | None:
+    """Why a metric file's `computed_from` record (Workspace.computed_from) is not the workspace's now,
+    or None when it is."""
+    if record is None:
+        return "it records nothing of the weights and data it was computed from"
+    reasons = []
+    if record.get("weights_sha256") != current["weights_sha256"]:
+        reasons.append("the round's weights changed since" if current["weights_sha256"] else "the weights are gone")
+    if record.get("dataset") != current["dataset"]:
+        reasons.append("data.root names another dataset now")
+    return " and ".join(reasons) or None
+
+
+def _current(ws: Workspace):
+    """round -> what its metrics should have been computed from now (each weights file hashed once)."""
+    from functools import cache
+
+    from visem_pl.tasks.workspace.io import file_sha256
+
+    try:
+        dataset = ws.dataset_id()
+    except (OSError, ValueError, KeyError):  # data.root missing or unreadable: nothing is current
+        dataset = None
+
+    @cache
+    def current(n: int) -> dict:
+        weights = ws.round(n).weights
+        return {"weights_sha256": file_sha256(weights) if weights.exists() else None, "dataset": dataset}
+
+    return current
 
 
 def collect(ws: Workspace) -> dict:
@@ -51,39 +95,46 @@ def collect(ws: Workspace) -> dict:
     """
     found = (ws.metrics / "rounds").glob("round-*")
     numbers = sorted(int(m.group(1)) for p in found if (m := re.fullmatch(r"round-(\d+)", p.name)))
+    current = _current(ws)
     rounds = []
     for n in numbers:
         metrics = ws.round(n).metrics
-        ev = _read(metrics / "eval.json") or {}
-        q = _read(metrics / "quality.json") or {}
-        st = _read(metrics / "pseudo.json") or {}
+        files = {name: _read(metrics / f"{name}.json") for name in SOURCES if name != "control"}
+        files["control"] = _read(ws.round(n - 1).metrics / "control.json") if n > 0 else None
+        stale = {}
+        for name, record in files.items():
+            why = record and staleness(record.get("computed_from"), current(n - 1 if name == "control" else n))
+            if why:
+                stale.update({key: f"{name}.json: {why}" for key in SOURCES[name]})
+        ev, q, st = files["eval"] or {}, files["quality"] or {}, files["pseudo"] or {}
         # Against the synthetic truth where there is one, else (real data) against the validation
         # videos' labelled track ids and the lab's motility values.
-        track = _read(metrics / "track.json") or {}
+        track = files["track"] or {}
         tr = track.get("tracking") or (track.get("validation") or {}).get("tracking") or {}
-        mot = _read(metrics / "motility.json") or {}
+        mot = files["motility"] or {}
         mae = mot.get("mae_pp") or mot.get("mae_pp_lab") or {}
         maes = [mae[k] for k in ("pr", "np", "im") if mae.get(k) is not None]
         overall = ev.get("overall", {})
-        control = (_read(ws.round(n - 1).metrics / "control.json") or {}) if n > 0 else {}
+        control = files["control"] or {}
         accepted = q.get("accept", {}).get("all", {}) if q.get("truth") else {}
-        rounds.append(
-            {
-                "round": n,
-                "mAP50": overall.get("mAP50"),
-                "mAP50-95": overall.get("mAP50-95"),
-                "fitness": overall.get("fitness"),
-                "control_fitness": control.get("overall", {}).get("fitness"),
-                "precision": overall.get("precision"),
-                "recall": overall.get("recall"),
-                "accepted_boxes": sum(st["accept"].values()) if "accept" in st else None,
-                "review_items": st.get("review_items"),
-                "accepted_precision": accepted.get("precision"),
-                "accepted_recall": accepted.get("recall"),
-                "tracking_idf1": tr.get("idf1"),
-                "motility_mae_pp": round(sum(maes) / len(maes), 1) if maes else None,
-            }
-        )
+        row = {
+            "round": n,
+            "mAP50": overall.get("mAP50"),
+            "mAP50-95": overall.get("mAP50-95"),
+            "fitness": overall.get("fitness"),
+            "control_fitness": control.get("overall", {}).get("fitness"),
+            "precision": overall.get("precision"),
+            "recall": overall.get("recall"),
+            "accepted_boxes": sum(st["accept"].values()) if "accept" in st else None,
+            "review_items": st.get("review_items"),
+            "accepted_precision": accepted.get("precision"),
+            "accepted_recall": accepted.get("recall"),
+            "tracking_idf1": tr.get("idf1"),
+            "motility_mae_pp": round(sum(maes) / len(maes), 1) if maes else None,
+        }
+        # Keys whose file was computed from other weights or data than the workspace's now, and why.
+        row["stale"] = {k: v for k, v in stale.items() if row.get(k) is not None}
+        rounds.append(row)
     return {"rounds": {str(r["round"]): r for r in rounds}, "latest": rounds[-1] if rounds else {}}
 
 
@@ -109,5 +160,19 @@ def fmt(v, key: str = "") -> str:
 
 
 def rows(data: dict) -> list[list[str]]:
-    """The table's cells, one list per round, in `COLUMNS` order."""
-    return [[fmt(row.get(k), k) for k, _ in COLUMNS] for row in data["rounds"].values()]
+    """The table's cells, one list per round, in `COLUMNS` order; a stale value marked `STALE_MARK`."""
+    return [
+        [fmt(row.get(k), k) + (STALE_MARK if k in row.get("stale", {}) else "") for k, _ in COLUMNS]
+        for row in data["rounds"].values()
+    ]
+
+
+def stale_notes(data: dict) -> list[str]:
+    """One line per round and metric file that is stale: what the mark in the table means."""
+    notes = []
+    for row in data["rounds"].values():
+        for why in sorted(set(row.get("stale", {}).values())):
+            notes.append(
+                f"{STALE_MARK} round {row['round']}, {why}: not this workspace's result; `dvc repro` redoes it"
+            )
+    return notes

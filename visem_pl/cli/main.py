@@ -290,7 +290,7 @@ def report(
     from rich.console import Console
     from rich.table import Table
 
-    from visem_pl.tasks.report import CAPTION, COLUMNS, rows
+    from visem_pl.tasks.report import CAPTION, COLUMNS, rows, stale_notes
 
     table = Table(title="Pseudo-labelling rounds", caption=CAPTION)
     for _, title in COLUMNS:
@@ -298,7 +298,10 @@ def report(
     for cells in rows(data):
         table.add_row(*cells)
     # Never narrower than the table: piped or in `make demo`, rich would assume 80 columns and cut titles.
-    Console(width=max(Console().width, 110)).print(table)
+    console = Console(width=max(Console().width, 110))
+    console.print(table)
+    for note in stale_notes(data):
+        console.print(note, markup=False, highlight=False)
 
 
 @app.command()
