@@ -22,6 +22,9 @@ from helpers.imports import covered, stage_code
 from helpers.project import TINY, make_workspace, run, write_params
 from helpers.trees import tree_digest
 
+from visem_pl.tasks.dataset.identity import file_id
+from visem_pl.tasks.inference.clips import prediction_meta
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -226,19 +229,84 @@ def test_editing_any_module_a_stage_runs_makes_it_stale(rounds, workspace):
     assert "up to date" in run(["dvc", "status"], ws).stdout
 
 
-def test_real_data_stops_at_the_review_and_has_no_truth(tmp_path):
-    """A dataset without the twin's _truth/ (a lab's real unzip): `dvc repro` stops at review@0 saying
-    what is left and how, and quality@0 says there is no truth instead of guessing."""
-    ws = make_workspace(tmp_path / "project", {**TINY, "data": {"root": "data/real"}})
+def _clips_of(folder: Path) -> set[str]:
+    return {p.stem for p in folder.glob("*.parquet")}
+
+
+def test_another_dataset_never_mixes_with_the_last_and_real_data_waits_for_review(tmp_path):
+    """A workspace that ran round 0 on the synthetic twin (and handed its queue to experts) is pointed
+    at another dataset with no _truth/ (a lab's real unzip: other clips, some with the same names):
+    every round output then holds the new dataset's clips only, the shared names predicted anew; the old
+    experts' store is refused; the report marks the figures the new data did not recompute yet as stale;
+    the new queue exports; and `dvc repro` stops at review@0 (after evaluate@0) saying what is left,
+    while quality@0 says there is no truth instead of guessing."""
+    ws = make_workspace(tmp_path / "project", TINY)
+    run(["dvc", "repro"], ws)
+    old_clips = _clips_of(ws / "data/rounds/round-0/predictions")
+    run(["visem-pl", "review", "export", "--round", "0", "--format", "labelstudio"], ws)  # the twin's experts
+
+    # The other dataset: another seed, more clips per video (shared names: <id>_30_60), another "other" id.
+    other = {**TINY["synth"], "seed": 1, "rest_clips_per_video": 2}
+    write_params(ws, {**TINY, "synth": other})
     run(["visem-pl", "synth", "data/real", "--params", "params.yaml"], ws)
     shutil.rmtree(ws / "data/real/_truth")
+    write_params(ws, {**TINY, "data": {"root": "data/real"}})
+    new_clips = {p.stem for p in (ws / "data/real").rglob("*.mp4") if "_" in p.stem}
+    shared = old_clips & new_clips
+    assert shared and old_clips - new_clips and new_clips - old_clips, (old_clips, new_clips)
+
+    proc = run(["dvc", "repro", "review@0"], ws, check=False)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "review/round-0: this review queue was made for another dataset" in log, log[-3000:]
+    rounds = ws / "data/rounds/round-0"
+    for sub in ("predictions", "tracks"):
+        assert _clips_of(rounds / sub) == new_clips, sub
+    assert _clips_of(rounds / "validation/predictions") == {"52"}
+    mp4s = {p.stem: p for p in (ws / "data/real").rglob("*.mp4")}
+    for clip in shared:  # predicted anew from the new recording, not kept because the name is the same
+        assert prediction_meta(rounds / "predictions" / f"{clip}.parquet")["clip_file"] == file_id(mp4s[clip])
+    boxes = pd.read_parquet(rounds / "pseudo/boxes.parquet")
+    assert set(boxes["clip"]) <= new_clips and len(boxes)
+    queue = pd.read_csv(rounds / "pseudo/queue.csv")
+    assert len(queue) and set(queue["clip"]) <= new_clips
+
+    # Computed on the new data: fitness (evaluate@0 runs before the review wait), accepted, IDF1. Left from
+    # the twin: quality@0 and motility@0, which review@0 does not need (the tiny clips' motility has no
+    # value to mark: motility.json has n 0 there).
+    report = json.loads(run(["visem-pl", "report", "--json"], ws).stdout)["rounds"]["0"]
+    assert report["motility_mae_pp"] is None
+    assert set(report["stale"]) == {"accepted_precision", "accepted_recall"}, report["stale"]
+    assert all("data.root names another dataset now" in why for why in report["stale"].values())
+    table = run(["visem-pl", "report"], ws).stdout
+    (header,) = [[c.strip() for c in line.split("┃")] for line in table.splitlines() if "┃ round" in line]
+    (row,) = [[c.strip() for c in line.split("│")] for line in table.splitlines() if line.startswith("│")]
+    assert row[1] == "0" and {h for h, c in zip(header, row) if c.endswith("*")} == {"acc. P", "acc. R"}, row
+    assert "* round 0, quality.json: the round's weights changed since and data.root names another dataset now" in (
+        " ".join(table.split())
+    )
+
+    shutil.move(ws / "review/round-0", ws / "review-round-0.old")
+    run(["visem-pl", "review", "export", "--round", "0", "--format", "labelstudio"], ws)
+    (batch,) = (ws / "review/round-0/exports").iterdir()
+    tasks = json.loads((batch / "tasks.json").read_text())
+    items = {Path(t["data"]["image"]).stem for t in tasks}
+    assert items == set(queue["item"])
+
     proc = run(["dvc", "repro"], ws, check=False)
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    queued = len((ws / "data/rounds/round-0/pseudo/queue.csv").read_text().splitlines()) - 1
-    assert queued > 0
-    assert f"round 0 is waiting for {queued} reviewed items in review/round-0/" in log, log[-3000:]
+    queued = len(queue)
+    fitness = json.loads((ws / "metrics/rounds/round-0/eval.json").read_text())["overall"]["fitness"]
+    assert f"round 0 (its model: validation fitness {fitness:.3f}) is waiting for {queued} of {queued} items" in log, (
+        log[-3000:]
+    )
     assert "visem-pl review export --round 0" in log and "visem-pl review import --round 0" in log
-    assert not (ws / "data/rounds/round-0/reviewed").exists() and not (ws / "data/rounds/round-0/merged").exists()
+    status = json.loads(run(["visem-pl", "review", "status", "--round", "0", "--json"], ws).stdout)
+    assert status["states"]["exported"] == queued and status["queue"] == "review/round-0", status
     run(["dvc", "repro", "quality@0"], ws)
-    assert json.loads((ws / "metrics/rounds/round-0/quality.json").read_text()) == {"truth": False}
+    quality = json.loads((ws / "metrics/rounds/round-0/quality.json").read_text())
+    assert set(quality.pop("computed_from")) == {"weights_sha256", "dataset"}
+    assert quality == {"truth": False}
+    report = json.loads(run(["visem-pl", "report", "--json"], ws).stdout)["rounds"]["0"]
+    assert report["stale"] == {} and report["accepted_precision"] is None, report

@@ -31,22 +31,39 @@ def store_of(ws: Workspace, n: int, store: Path | None = None) -> QueueStore:
     return QueueStore(store if store is not None else ws.round(n).review_folder)
 
 
+def current_dataset(ws: Workspace) -> str | None:
+    """The id of the workspace's dataset; None where there is none to compare a store with (a store
+    given by path, used outside a workspace)."""
+    from visem_pl.tasks.dataset.reader import DatasetNotFound
+    from visem_pl.tasks.workspace.errors import ConfigError
+
+    try:
+        return ws.dataset_id()
+    except (ConfigError, DatasetNotFound):
+        return None
+
+
 def answering_store(ws: Workspace, n: int, store: Path | None, first: str) -> QueueStore:
-    """The store answers go into; refused when no queue was handed out yet (`first` says how)."""
+    """The store answers go into; refused when no queue was handed out yet (`first` says how) or when it
+    was made for another dataset."""
     st = store_of(ws, n, store)
     if not st.exists():
         raise Refused([f"{st.root}: no review queue here; {first} first (`visem-pl review {first} --round {n} ...`)"])
+    st.check_dataset(current_dataset(ws))
     return st
 
 
 def opened_store(ws: Workspace, n: int, store: Path | None = None) -> QueueStore:
-    """The store, started from the queue `filter` wrote when nobody has opened it yet."""
+    """The store, started from the queue `filter` wrote when nobody has opened it yet; refused when it
+    was made for another dataset."""
     paths = ws.round(n)
     st = store_of(ws, n, store)
+    dataset = current_dataset(ws)
     if not st.exists():
         if not paths.queue_csv.exists():
             raise Refused([f"{paths.queue_csv}: no review queue for round {n}; run `dvc repro filter@{n}` first"])
-        st.init(read_queue(paths.queue_csv), n)
+        st.init(read_queue(paths.queue_csv), n, dataset)
+    st.check_dataset(dataset)
     return st
 
 

@@ -30,11 +30,31 @@ def review_stage(ws: Workspace, n: int) -> dict:
     experts = QueueStore(paths.review_folder)
     if truth is not None and not experts.exists():
         return simulate_review(n, paths.pseudo, paths.reviewed, truth, ws.clips(), cfg)
-    return collect_review(n, paths.pseudo, paths.reviewed, experts)
+    return collect_review(n, paths.pseudo, paths.reviewed, experts, ws.dataset_id(), model_fitness(ws, n))
 
 
-def collect_review(round_n: int, pseudo_dir: Path, out_dir: Path, store: QueueStore) -> dict:
-    """Copy the experts' answers of every queued item from `store`, or say what is left and how."""
+def model_fitness(ws: Workspace, n: int) -> float | None:
+    """Round n's validation fitness (evaluate@N, which dvc.yaml runs before this stage, so a round that
+    waits for its experts already shows its own model's score), said to whoever the round waits for."""
+    import json
+
+    path = ws.round(n).metrics / "eval.json"
+    return json.loads(path.read_text())["overall"]["fitness"] if path.exists() else None
+
+
+def collect_review(
+    round_n: int,
+    pseudo_dir: Path,
+    out_dir: Path,
+    store: QueueStore,
+    dataset: str | None = None,
+    fitness: float | None = None,
+) -> dict:
+    """Copy the experts' answers of every queued item from `store` (refused when it was made for another
+    dataset than `dataset`, an id), or say what is left and how (`fitness`: the round's model's, said)."""
+    if store.exists():
+        store.check_dataset(dataset)
+    model = f" (its model: validation fitness {fitness:.3f})" if fitness is not None else ""
     queue = read_queue(Path(pseudo_dir) / "queue.csv")
     items = list(queue["item"])
     how = (
@@ -43,7 +63,9 @@ def collect_review(round_n: int, pseudo_dir: Path, out_dir: Path, store: QueueSt
         f"then `dvc repro` again"
     )
     if items and not store.exists():
-        raise ReviewPending(f"round {round_n} is waiting for {len(items)} reviewed items in {store.root}/: {how}")
+        raise ReviewPending(
+            f"round {round_n}{model} is waiting for {len(items)} reviewed items in {store.root}/: {how}"
+        )
     if store.exists() and list(store.queue()["item"]) != items:
         raise ValueError(
             f"{store.queue_csv}:0: answers a different queue than {Path(pseudo_dir) / 'queue.csv'} "
@@ -54,7 +76,7 @@ def collect_review(round_n: int, pseudo_dir: Path, out_dir: Path, store: QueueSt
         left = [i for i in items if state[i]["state"] != REVIEWED]
         if left:
             raise ReviewPending(
-                f"round {round_n} is waiting for {len(left)} of {len(items)} items "
+                f"round {round_n}{model} is waiting for {len(left)} of {len(items)} items "
                 f"(e.g. {', '.join(left[:3])}) in {store.root}/: {how}"
             )
     store.copy_labels(items, Path(out_dir))

@@ -66,10 +66,12 @@ class QueueStore:
     def exists(self) -> bool:
         return self.state_json.exists()
 
-    def init(self, queue: pd.DataFrame, round_n: int) -> None:
-        """Start the lifecycle from a queue (every item pending); a second call with the same queue
-        does nothing, with another queue it refuses (answers belong to the queue they were given for)."""
+    def init(self, queue: pd.DataFrame, round_n: int, dataset: str | None = None) -> None:
+        """Start the lifecycle from a queue (every item pending) of the dataset `dataset` (its id); a second
+        call with the same queue does nothing, with another queue it refuses (answers belong to the queue
+        they were given for)."""
         if self.exists():
+            self.check_dataset(dataset)
             if list(self.queue()["item"]) != list(queue["item"]):
                 raise ValueError(
                     f"{self.queue_csv}:0: holds another queue than the one given "
@@ -81,6 +83,7 @@ class QueueStore:
         self.labels.mkdir(parents=True, exist_ok=True)
         state = {
             "round": int(round_n),
+            "dataset": dataset,
             "exports": [],
             "imports": [],
             "items": {
@@ -89,6 +92,20 @@ class QueueStore:
             },
         }
         self.save(state)
+
+    def check_dataset(self, dataset: str | None) -> None:
+        """Refuse a store made for another dataset (tasks/dataset/identity.py): its frames and answers are
+        that dataset's, even where clip names are the same. A store that recorded none, or no `dataset`
+        to compare with, is taken as is."""
+        made_for = self.state().get("dataset")
+        if None not in (made_for, dataset) and made_for != dataset:
+            raise Refused(
+                [
+                    f"{self.root}: this review queue was made for another dataset (id {made_for}; data.root "
+                    f"names dataset {dataset} now), so its frames and answers are not this dataset's; move the "
+                    f"folder away (e.g. to {self.root.name}.old) and review the new queue"
+                ]
+            )
 
     def queue(self) -> pd.DataFrame:
         return read_queue(self.queue_csv)
