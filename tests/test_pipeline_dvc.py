@@ -286,6 +286,8 @@ def test_another_dataset_never_mixes_with_the_last_and_real_data_waits_for_revie
         " ".join(table.split())
     )
 
+    old_status = json.loads(run(["visem-pl", "review", "status", "--round", "0", "--json"], ws).stdout)
+    assert "this review queue was made for another dataset" in old_status["warning"], old_status
     shutil.move(ws / "review/round-0", ws / "review-round-0.old")
     run(["visem-pl", "review", "export", "--round", "0", "--format", "labelstudio"], ws)
     (batch,) = (ws / "review/round-0/exports").iterdir()
@@ -304,6 +306,7 @@ def test_another_dataset_never_mixes_with_the_last_and_real_data_waits_for_revie
     assert "visem-pl review export --round 0" in log and "visem-pl review import --round 0" in log
     status = json.loads(run(["visem-pl", "review", "status", "--round", "0", "--json"], ws).stdout)
     assert status["states"]["exported"] == queued and status["queue"] == "review/round-0", status
+    assert "warning" not in status
     run(["dvc", "repro", "quality@0"], ws)
     quality = json.loads((ws / "metrics/rounds/round-0/quality.json").read_text())
     assert set(quality.pop("computed_from")) == {"weights_sha256", "dataset"}

@@ -74,6 +74,10 @@ def status(ws: Workspace, n: int, store: Path | None = None) -> dict:
     found = next((QueueStore(c) for c in candidates if QueueStore(c).exists()), None)
     if found is not None:
         where, data = str(found.root), found.status(merged_items(paths.merged / "frames.csv"))
+        try:  # status only reads: it shows an old dataset's store, saying so, where the others refuse it
+            found.check_dataset(current_dataset(ws))
+        except Refused as exc:
+            data["warning"] = exc.lines[0]
     elif store is None and paths.queue_csv.exists():
         where, data = str(paths.queue_csv), queue_status(read_queue(paths.queue_csv))
     else:

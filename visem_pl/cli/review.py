@@ -63,6 +63,8 @@ def status(
         f"{data['left']} of {data['items']} items left to review"
         + (f"; reviewers: {', '.join(data['reviewers'])}" if data["reviewers"] else "")
     )
+    if "warning" in data:
+        console.print(f"warning: {data['warning']}", markup=False, highlight=False)
 
 
 @review_app.command("export")
