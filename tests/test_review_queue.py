@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -36,6 +41,8 @@ from visem_pl.tasks.review.priority import QueueConfig, build_queue
 from visem_pl.tasks.review.queue import EXPORTED, QUEUE_COLUMNS, REVIEWED
 from visem_pl.tasks.review.stages import ReviewPending, collect_review
 from visem_pl.tasks.review.store import ImportRefused, QueueStore
+
+REPO = Path(__file__).resolve().parent.parent
 
 # --- priority --------------------------------------------------------------------------------------
 
@@ -457,3 +464,82 @@ def test_collect_review_waits_then_copies(queue_round, exported_ls, tmp_path):
         p.name: p.read_text() for p in store.labels.iterdir()
     }
     assert store.state()["items"][ITEMS[0]]["state"] == REVIEWED
+
+
+# A review import killed (SIGKILL) right after its k-th file operation (rename, copy, unlink), k = 0, 1, ...
+# until one run finishes: every point between the journal, the archived copy, each label, state.json and
+# the journal's removal.
+KILL_AFTER = """
+import os, shutil, signal, sys
+limit, done = int(sys.argv[1]), [0]
+def counted(op):
+    def run(*args, **kwargs):
+        if done[0] == limit:
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = op(*args, **kwargs)
+        done[0] += 1
+        return result
+    return run
+os.replace, os.unlink, shutil.copyfile = counted(os.replace), counted(os.unlink), counted(shutil.copyfile)
+from visem_pl.cli.main import app
+sys.argv = ["visem-pl", *sys.argv[2:]]
+app()
+"""
+
+
+def test_a_killed_import_leaves_the_store_as_before_or_fully_imported(exported_ls, tmp_path, run_cli):
+    store, _, good, path = exported_ls
+    rc, _, err = run_cli("review", "import", path, "--round", "0", "--reviewer", "dr-a", "--store", store.root)
+    assert rc == 0, err
+    other = json.loads(json.dumps(good))
+    for task in other:  # the second expert changes every frame: each label file is rewritten
+        task["annotations"][0]["result"] = task["annotations"][0]["result"][:1]
+    second = tmp_path / "second.json"
+    second.write_text(json.dumps(other))
+    args = ["review", "import", second, "--round", "0", "--reviewer", "dr-c", "--store", store.root, "--replace"]
+    pristine = tmp_path / "pristine"
+    shutil.copytree(store.root, pristine)
+    before = tree_digest(pristine)
+    reference = tmp_path / "reference"  # the import, uninterrupted
+    shutil.copytree(pristine, reference)
+    rc, _, err = run_cli(*args[:-3], "--store", reference, "--replace")
+    assert rc == 0, err
+
+    def answers(root: Path) -> tuple[dict, dict]:
+        items = QueueStore(root).state()["items"]
+        return {i: (e["state"], e["reviewer"]) for i, e in items.items()}, tree_digest(root / "labels")
+
+    outcomes = []
+    for k in range(40):
+        shutil.rmtree(store.root)
+        shutil.copytree(pristine, store.root)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        proc = subprocess.run([sys.executable, "-c", KILL_AFTER, str(k), *map(str, args)], env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        rc, out, err = run_cli("review", "status", "--round", "0", "--store", store.root, "--json")
+        assert rc == 0, err
+        state = store.state()
+        if len(state["imports"]) == 1:  # undone: exactly as before, and said so (unless nothing had started)
+            undone = "was interrupted; it was undone and the store is as before it: import second.json again" in err
+            assert tree_digest(store.root) == before, k
+            outcomes.append("undone" if undone else "untouched")
+        else:  # recorded: complete, and said so
+            assert "was interrupted after it was recorded; it is complete" in err, err
+            assert answers(store.root) == answers(reference)
+            assert len(list(store.imports.iterdir())) == 2 and not store.journal.exists()
+            outcomes.append("complete")
+        rc, out, err = run_cli(*args)  # and the import then works as if nothing had happened
+        assert rc == 0 and "interrupted" not in err, err
+        assert json.loads(out.splitlines()[-1])["unchanged"] is (outcomes[-1] == "complete")
+    else:
+        raise AssertionError("the import never finished")
+    # Killed before the journal: untouched; after it, the archived copy, each label: undone; after
+    # state.json (the commit point), before the journal is removed: complete.
+    changed = json.loads(out.splitlines()[-1])["changed"]
+    first = outcomes.index("complete")
+    assert outcomes[0] == "untouched" and set(outcomes[1:first]) == {"undone"}, outcomes
+    assert set(outcomes[first:]) == {"complete"} and first - 1 >= 2 + changed, outcomes
+    assert answers(store.root) == answers(reference)

@@ -27,8 +27,12 @@ def require_reviewer(reviewer: str | None) -> str:
 
 
 def store_of(ws: Workspace, n: int, store: Path | None = None) -> QueueStore:
-    """The experts' queue store of round n (`review/round-N/` unless another folder is given)."""
-    return QueueStore(store if store is not None else ws.round(n).review_folder)
+    """The experts' queue store of round n (`review/round-N/` unless another folder is given), with an
+    import a crash interrupted finished or undone (logged as a warning saying which)."""
+    st = QueueStore(store if store is not None else ws.round(n).review_folder)
+    if st.exists():
+        st.recover()
+    return st
 
 
 def current_dataset(ws: Workspace) -> str | None:
@@ -73,6 +77,7 @@ def status(ws: Workspace, n: int, store: Path | None = None) -> dict:
     candidates = [store] if store is not None else [paths.review_folder, paths.reviewed / "queue"]
     found = next((QueueStore(c) for c in candidates if QueueStore(c).exists()), None)
     if found is not None:
+        found.recover()
         where, data = str(found.root), found.status(merged_items(paths.merged / "frames.csv"))
         try:  # status only reads: it shows an old dataset's store, saying so, where the others refuse it
             found.check_dataset(current_dataset(ws))

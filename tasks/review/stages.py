@@ -54,6 +54,7 @@ def collect_review(
     dataset than `dataset`, an id), or say what is left and how (`fitness`: the round's model's, said)."""
     if store.exists():
         store.check_dataset(dataset)
+        store.recover()
     model = f" (its model: validation fitness {fitness:.3f})" if fitness is not None else ""
     queue = read_queue(Path(pseudo_dir) / "queue.csv")
     items = list(queue["item"])

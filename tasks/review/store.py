@@ -8,6 +8,7 @@ exports/<batch>/, imports/ (every file as it came back) and labels/<item>.txt (t
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ class QueueStore:
     labels = property(lambda self: self.root / "labels")
     exports = property(lambda self: self.root / "exports")
     imports = property(lambda self: self.root / "imports")
+    # An import in progress: written before the first label changes, removed after state.json (the commit
+    # point). Left behind by a crash, it says how to put the store back as it was (`recover`).
+    journal = property(lambda self: self.root / "import.journal.json")
 
     def exists(self) -> bool:
         return self.state_json.exists()
@@ -201,6 +205,7 @@ class QueueStore:
         """Check, then import all or nothing: labels, the archived original, the states."""
         original = Path(original)
         digest = file_sha256(original)
+        self.recover()
         state = self.state()
         for done in state["imports"]:
             if done["sha256"] == digest:
@@ -215,6 +220,15 @@ class QueueStore:
             archived = archived.with_name(f"{stamp(when)}_{safe_name(reviewer)}_{k}_{safe_name(original.name)}")
             k += 1
         archived.parent.mkdir(parents=True, exist_ok=True)
+        # What every label the import may write held before (None: no file), so that a kill at any point
+        # before state.json is saved can be undone by the next command.
+        previous = {}
+        for item, _ in answers.boxes:
+            path = self.labels / f"{item}.txt"
+            previous[item] = path.read_text() if path.exists() else None
+        rel = archived.relative_to(self.root).as_posix()
+        write_json(self.journal, {"file": rel, "sha256": digest, "source": original.name, "started_at": when,
+                                  "previous": previous})  # fmt: skip
         shutil.copyfile(original, archived)
         changed = []
         for item, boxes in answers.boxes:
@@ -226,7 +240,6 @@ class QueueStore:
             write_text(path, text)
             entry.update({"state": REVIEWED, "reviewer": reviewer, "reviewed_at": when, "import": archived.name})
             changed.append(item)
-        rel = archived.relative_to(self.root).as_posix()
         state["imports"].append(
             {
                 "file": rel,
@@ -240,8 +253,43 @@ class QueueStore:
                 "changed": changed,
             }
         )
-        self.save(state)  # the commit point: written last
+        self.save(state)  # the commit point
+        self.journal.unlink()
         return {"imported": len(answers.boxes), "changed": len(changed), "unchanged": False, "file": rel}
+
+    def recover(self) -> str | None:
+        """Finish or undo an import a crash interrupted, and say which (None when there was none).
+
+        state.json is the commit point: if it lists the journal's file, the import is complete and only
+        the journal is left to remove; otherwise every label the import may have written is put back as it
+        was and its archived copy removed, so the store is exactly as before the import."""
+        if not self.journal.exists():
+            for tmp in self.root.glob(f".{self.journal.name}.*.tmp"):  # killed while writing the journal
+                tmp.unlink(missing_ok=True)
+            return None
+        journal = json.loads(self.journal.read_text())
+        done = any(i["file"] == journal["file"] and i["sha256"] == journal["sha256"] for i in self.state()["imports"])
+        if not done:
+            for item, text in journal["previous"].items():
+                path = self.labels / f"{item}.txt"
+                if text is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    write_text(path, text)
+            (self.root / journal["file"]).unlink(missing_ok=True)
+        for tmp in [*self.labels.glob(".*.tmp"), *self.root.glob(".*.tmp")]:  # atomic writes cut short
+            tmp.unlink(missing_ok=True)
+        self.journal.unlink()
+        source, started = journal["source"], journal["started_at"]
+        message = (
+            f"{self.root}: the import of {source} started {started} was interrupted after it was recorded; "
+            f"it is complete"
+            if done
+            else f"{self.root}: the import of {source} started {started} was interrupted; it was undone and "
+            f"the store is as before it: import {source} again"
+        )
+        logging.getLogger(__name__).warning(message)
+        return message
 
     def copy_labels(self, items: list[str], out_dir: Path) -> None:
         """The answers of `items` into `out_dir/labels/` (what the review stage hands to merge)."""
