@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from visem_pl.tasks.report import COLUMNS, collect, fmt, rows, stale_notes
+from visem_pl.tasks.report import COLUMNS, collect, fmt, notes, rows
 from visem_pl.tasks.workspace.paths import Workspace
 
 
@@ -32,9 +32,9 @@ def round_markdown(n: int, data: dict) -> str:
         "|" + "---|" * len(COLUMNS),
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows(data)]
-    notes = stale_notes(data)
-    if notes:
-        lines += ["", *notes]
+    below = notes(data)
+    if below:
+        lines += ["", *below]
     if n > 0:
         lines += [
             "",

@@ -10,7 +10,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 
 from visem_pl.flows.steps import infer_clip, prepare_backend, track_clip
-from visem_pl.tasks.inference.stages import infer_config
+from visem_pl.tasks.inference.stages import infer_config, on_bad_clip
 from visem_pl.tasks.tracking.stages import resolve_track_config
 from visem_pl.tasks.workspace.paths import Workspace
 
@@ -41,12 +41,14 @@ def pseudo_label_clips(workspace: str, n: int, params_file: str = "params.yaml",
         unmapped(cfg),
         unmapped(cache_dir),
         unmapped(choice),
+        unmapped(on_bad_clip(ws)),
     )
-    totals = {"clips": len(clips), "predicted": 0, "skipped": 0, "boxes": 0, "workers": []}
+    totals = {"clips": len(clips), "predicted": 0, "skipped": 0, "boxes": 0, "workers": [], "bad_clips": {}}
     for done, future in enumerate(as_completed(futures), start=1):
         stats = future.result()
         for key in ("predicted", "skipped", "boxes"):
             totals[key] += stats[key]
+        totals["bad_clips"].update(stats.get("bad_clips", {}))
         if stats["pid"] not in totals["workers"]:
             totals["workers"].append(stats["pid"])  # which processes ran clips (threads: this one)
         update_progress_artifact(progress, progress=100.0 * done / max(1, len(clips)))
@@ -61,7 +63,11 @@ def pseudo_label_clips(workspace: str, n: int, params_file: str = "params.yaml",
                                      unmapped(cfg), unmapped(cache_dir), unmapped(choice)):  # fmt: skip
             future.result()
         resolve_track_config(ws, n)  # `track.method: auto`: one trial here, read from its cache by every task
-        tracked = track_clip.map(unmapped(workspace), unmapped(params_file), unmapped(n), clips,
-                                 [Path(c["path"]).stem for c in clips])  # fmt: skip
+        if totals["bad_clips"]:
+            logger.warning("round %d: %d clip(s) left out (on_bad_clip: skip): %s", n, len(totals["bad_clips"]),
+                           "; ".join(totals["bad_clips"].values()))  # fmt: skip
+        linked = [c for c in clips if Path(c["path"]).stem not in totals["bad_clips"]]
+        tracked = track_clip.map(unmapped(workspace), unmapped(params_file), unmapped(n), linked,
+                                 [Path(c["path"]).stem for c in linked])  # fmt: skip
         totals["tracks"] = sum(t.result().get("tracks", 0) for t in tracked)
     return totals

@@ -56,10 +56,14 @@ def prepare_backend(workspace: str, params_file: str, n: int) -> dict:
     tags=["visem-infer"],
     **RECORDED,
 )
-def infer_clip(weights: str, clip: dict, clip_name: str, out_dir: str, cfg: dict, cache_dir: str, choice: dict) -> dict:
+def infer_clip(
+    weights: str, clip: dict, clip_name: str, out_dir: str, cfg: dict, cache_dir: str, choice: dict,
+    on_bad_clip: str = "fail",
+) -> dict:  # fmt: skip
     """Pseudo-label one clip into `<out_dir>/<clip>.parquet` with the round's chosen backend (skipped
     when already done for this model, backend and parameters); retried on failure, e.g. a worker
-    lost mid-clip."""
+    lost mid-clip. A clip that cannot be decoded, with `on_bad_clip: skip`, is reported in the
+    result's `bad_clips` instead of failing the round."""
     from visem_pl.tasks.dataset.reader import Clip
     from visem_pl.tasks.inference.clips import InferConfig, infer_clips
     from visem_pl.tasks.inference.tuning import Choice
@@ -74,6 +78,7 @@ def infer_clip(weights: str, clip: dict, clip_name: str, out_dir: str, cfg: dict
         progress=False,
         cache_dir=cache_dir,
         choice=Choice.from_record(choice),
+        on_bad_clip=on_bad_clip,
     )
     return {"clip": clip_name, "pid": os.getpid(), **stats}
 

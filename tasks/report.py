@@ -101,6 +101,7 @@ def collect(ws: Workspace) -> dict:
         metrics = ws.round(n).metrics
         files = {name: _read(metrics / f"{name}.json") for name in SOURCES if name != "control"}
         files["control"] = _read(ws.round(n - 1).metrics / "control.json") if n > 0 else None
+        left_out = (_read(metrics / "infer.json") or {}).get("bad_clips") or {}
         stale = {}
         for name, record in files.items():
             why = record and staleness(record.get("computed_from"), current(n - 1 if name == "control" else n))
@@ -134,6 +135,8 @@ def collect(ws: Workspace) -> dict:
         }
         # Keys whose file was computed from other weights or data than the workspace's now, and why.
         row["stale"] = {k: v for k, v in stale.items() if row.get(k) is not None}
+        if left_out:  # clips inference could not decode (on_bad_clip: skip): {clip: reason}
+            row["bad_clips"] = left_out
         rounds.append(row)
     return {"rounds": {str(r["round"]): r for r in rounds}, "latest": rounds[-1] if rounds else {}}
 
@@ -165,6 +168,17 @@ def rows(data: dict) -> list[list[str]]:
         [fmt(row.get(k), k) + (STALE_MARK if k in row.get("stale", {}) else "") for k, _ in COLUMNS]
         for row in data["rounds"].values()
     ]
+
+
+def notes(data: dict) -> list[str]:
+    """The lines under the table: stale figures (`stale_notes`), then clips a round left out."""
+    lines = stale_notes(data)
+    for row in data["rounds"].values():
+        bad = row.get("bad_clips") or {}
+        if bad:
+            lines.append(f"round {row['round']}: {len(bad)} clip(s) left out (data.on_bad_clip: skip), not decodable:")
+            lines += [f"  {clip}: {why}" for clip, why in sorted(bad.items())]
+    return lines
 
 
 def stale_notes(data: dict) -> list[str]:

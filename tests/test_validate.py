@@ -25,11 +25,14 @@ SUMMARY_KEYS = ["videos", "images", "label_files", "frames_without_labels", "box
 # ---------------------------------------------------------------- helpers
 
 
-def check_bad(tree, run_cli, expected: list[tuple[Path, int, str]], *cli_args: str, deep: bool = False):
+def check_bad(
+    tree, run_cli, expected: list[tuple[Path, int, str]], *cli_args: str, deep: bool = False, on_bad_clip="skip"
+):
     """validate() reports exactly `expected` (path, line, message fragment), in any order; the CLI
     exits 2, prints nothing on stdout and every one of those problems on stderr; no file changes."""
     before = tree_digest(tree.root)
-    report = validate(tree.root, deep=deep)
+    report = validate(tree.root, deep=deep, on_bad_clip=on_bad_clip)
+    cli_args = (*cli_args, "--on-bad-clip", on_bad_clip)
     got = sorted(((p.path, p.line, p.message) for p in report.problems), key=lambda t: (str(t[0]), t[1]))
     want = sorted(expected, key=lambda t: (str(t[0]), t[1]))
     assert [(p, n) for p, n, _ in got] == [(p, n) for p, n, _ in want], [str(p) for p in report.problems]
@@ -371,7 +374,18 @@ def test_unreadable_mp4(small_tree, run_cli, which, damage):
     }[which]
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2] if damage == "half" else b"\x00\x01garbage" * 300)
-    check_bad(small_tree, run_cli, [(path, 0, "cannot be opened as a video (truncated or not an mp4)")])
+    problem = (path, 0, "cannot be opened as a video (truncated or not an mp4)")
+    if which == "annotated":  # labelled videos are strict whatever on_bad_clip says
+        check_bad(small_tree, run_cli, [problem], on_bad_clip="skip")
+        return
+    check_bad(small_tree, run_cli, [problem], on_bad_clip="fail")
+    # skip (the default): the clip's problem, not the dataset's; the round goes on without it.
+    report = validate(small_tree.root)
+    assert report.ok and [(p.path, p.line) for p in report.bad_clips] == [(path, 0)]
+    assert report.summary["bad_clips"] == {path.stem: report.bad_clips[0].message}
+    assert problem[2] in report.bad_clips[0].message
+    rc, out, err = run_cli("validate", small_tree.root)
+    assert rc == 0 and f"warning: {path}:0: cannot be opened" in err
 
 
 def test_missing_annotated_mp4(small_tree, run_cli):
@@ -385,8 +399,12 @@ def test_unparseable_clip_name(small_tree, run_cli, bad_name):
     bad = clip.with_name(bad_name)
     clip.rename(bad)
     report = check_bad(
-        small_tree, run_cli, [(bad, 0, f"clip name '{bad_name}' is not <id>_<start>_<stop>.mp4 with start < stop")]
+        small_tree,
+        run_cli,
+        [(bad, 0, f"clip name '{bad_name}' is not <id>_<start>_<stop>.mp4 with start < stop")],
+        on_bad_clip="fail",
     )
+    assert [p.path for p in validate(small_tree.root).bad_clips] == [bad]  # skip: left out, reported
     assert report.summary["clips"] == {"annotated_rest": 0, "other": 1}
 
 
@@ -484,8 +502,12 @@ def test_problems_in_different_files_are_all_reported(small_tree, run_cli):
             (clip, 0, "cannot be opened as a video"),
             (semen, 1, "missing column 'Immotile sperm (%)' (found unexpected 'Immotile (%)' instead?)"),
         ],
+        on_bad_clip="fail",
     )
     assert len(report.problems) == 6
+    # skip: the same five problems of labelled data and CSVs, the clip reported apart.
+    report = validate(small_tree.root)
+    assert len(report.problems) == 5 and [p.path for p in report.bad_clips] == [clip]
 
 
 def test_max_problems_caps_the_report(small_tree, run_cli):

@@ -36,6 +36,9 @@ class Report:
     summary: dict
     problems: list[Problem] = field(default_factory=list)
     truncated: int = 0  # problems found beyond the cap
+    # Unlabelled clips that cannot be read, with `on_bad_clip: skip`: quarantined, not errors. A lab's
+    # round has 502 clips; one truncated download must not stop the other 501.
+    bad_clips: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -257,12 +260,28 @@ def check_csv(path: Path, expected: tuple[str, ...], problems: _Problems) -> set
     return ids
 
 
+ON_BAD_CLIP = ("skip", "fail")  # params.yaml data.on_bad_clip (the inference stage reads the same)
+
+
 def validate(
-    root: Path | str, deep: bool = False, max_problems: int = DEFAULT_MAX_PROBLEMS, dataset: Dataset | None = None
+    root: Path | str,
+    deep: bool = False,
+    max_problems: int = DEFAULT_MAX_PROBLEMS,
+    dataset: Dataset | None = None,
+    on_bad_clip: str = "skip",
 ) -> Report:
-    """Validate the whole tree; `deep` decodes every frame instead of checking its JPEG structure."""
+    """Validate the whole tree; `deep` decodes every frame instead of checking its JPEG structure.
+
+    `on_bad_clip`: `skip` reports an unlabelled clip that cannot be read (or is misnamed) in
+    `bad_clips` and the summary's `bad_clips`, present only then (the round goes on without it);
+    `fail` makes it a problem.
+    The labelled videos, their labels and the CSVs are always strict."""
+    if on_bad_clip not in ON_BAD_CLIP:
+        raise ValueError(f"on_bad_clip must be one of {', '.join(ON_BAD_CLIP)}, not {on_bad_clip!r}")
     ds = dataset or locate(root)
     problems = _Problems(max_problems)
+    bad_clips: list[Problem] = []
+    clip_problem = problems.add if on_bad_clip == "fail" else (lambda p, line, m: bad_clips.append(Problem(p, line, m)))
     summary = empty_summary()
     boxes: Counter = Counter()
     tracks: dict[int, set] = {0: set(), 1: set(), 2: set()}
@@ -310,13 +329,15 @@ def validate(
             problems.add(video.mp4, 0, "missing annotated video")
 
     for path in ds.odd_clip_files:
-        problems.add(path, 0, f"clip name '{path.name}' is not <id>_<start>_<stop>.mp4 with start < stop")
+        clip_problem(path, 0, f"clip name '{path.name}' is not <id>_<start>_<stop>.mp4 with start < stop")
     for clip in ds.clips():
         summary["clips"][clip.group] += 1
         try:
             probe_video(clip.path)
         except ValueError as exc:
-            problems.add(clip.path, 0, str(exc))
+            clip_problem(clip.path, 0, str(exc))
+    if bad_clips:  # only then: a sound dataset's summary stays exactly the real totals (README)
+        summary["bad_clips"] = {p.path.stem: p.message for p in bad_clips}
 
     participants: set[int] = set()
     for name, expected in layout.CLINICAL_HEADERS.items():
@@ -330,4 +351,4 @@ def validate(
     for cls, name in enumerate(layout.CLASS_NAMES):
         summary["boxes"][name] = boxes[cls]
         summary["tracks"][name] = len(tracks[cls])
-    return Report(summary=summary, problems=problems.items, truncated=problems.extra)
+    return Report(summary=summary, problems=problems.items, truncated=problems.extra, bad_clips=bad_clips)

@@ -442,9 +442,10 @@ class _Batch:
 class _Feeder(threading.Thread):
     """Decode + letterbox in a thread; batches on a bounded queue."""
 
-    def __init__(self, sources: list[Source], batch: int, letterbox, depth: int):
+    def __init__(self, sources: list[Source], batch: int, letterbox, depth: int, skip_errors: tuple = ()):
         super().__init__(name="visem-decode", daemon=True)
         self.sources, self.batch, self.letterbox = sources, batch, letterbox
+        self.skip_errors = skip_errors  # a source raising one of these fails alone; the others go on
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.halt = threading.Event()
 
@@ -461,10 +462,16 @@ class _Feeder(threading.Thread):
         try:
             batch = _Batch(self.batch, self.letterbox)
             for si, (_, frames) in enumerate(self.sources):
-                for index, frame in frames(batch.slot):
-                    done = batch.add(index, frame)
-                    if done is not None and not self._put(("batch", si, *done)):
+                try:
+                    for index, frame in frames(batch.slot):
+                        done = batch.add(index, frame)
+                        if done is not None and not self._put(("batch", si, *done)):
+                            return
+                except self.skip_errors as exc:
+                    batch.flush()  # its partial batch is dropped: the source yields the error, not boxes
+                    if not self._put(("failed", si, exc)):
                         return
+                    continue
                 done = batch.flush()
                 if done is not None and not self._put(("batch", si, *done)):
                     return
@@ -548,11 +555,13 @@ def _postprocess_ultralytics(raw, img_hw, orig_hws, conf, iou, max_det, nc, end2
 
 
 def predict_sources(
-    backend, sources: list[Source], cfg, depth: int | None = None
-) -> Iterator[tuple[object, list[FrameBoxes]]]:
+    backend, sources: list[Source], cfg, depth: int | None = None, skip_errors: tuple = ()
+) -> Iterator[tuple[object, list[FrameBoxes] | BaseException]]:
     """Yield (key, [(index, xywhn, cls, conf) per frame]) for each (key, frames factory), in order.
 
-    `cfg` needs imgsz, batch, conf, iou, max_det. Batches never span two sources.
+    `cfg` needs imgsz, batch, conf, iou, max_det. Batches never span two sources. A source whose
+    frames raise one of `skip_errors` yields (key, that exception) instead, its boxes dropped; any
+    other exception ends the pass.
     """
     from ultralytics.data.augment import LetterBox
     from ultralytics.utils.checks import check_imgsz
@@ -560,9 +569,10 @@ def predict_sources(
     imgsz = check_imgsz(cfg.imgsz, stride=backend.stride, min_dim=2)
     letterbox = _Letterbox(LetterBox(imgsz, auto=True, stride=backend.stride))
     nc = len(backend.names)
-    feeder = _Feeder(sources, cfg.batch, letterbox, depth or 2 * backend.slots + 1)
+    feeder = _Feeder(sources, cfg.batch, letterbox, depth or 2 * backend.slots + 1, tuple(skip_errors))
     inflight: deque = deque()
     done: dict[int, list[FrameBoxes]] = {}
+    failed: dict[int, BaseException] = {}
     slot = 0
 
     def finish() -> None:
@@ -580,7 +590,8 @@ def predict_sources(
     def ready():
         while ended and not any(f[1] == ended[0] for f in inflight):
             si = ended.popleft()
-            yield sources[si][0], done.pop(si, [])
+            boxes = done.pop(si, [])
+            yield sources[si][0], failed.pop(si) if si in failed else boxes
 
     feeder.start()
     try:
@@ -595,6 +606,10 @@ def predict_sources(
                 inflight.append((slot, si, indices, arr.shape[1:3], origs, arr))  # arr: kept alive
                 slot = (slot + 1) % backend.slots
             elif item[0] == "end":
+                ended.append(item[1])
+                yield from ready()
+            elif item[0] == "failed":
+                failed[item[1]] = item[2]
                 ended.append(item[1])
                 yield from ready()
             elif item[0] == "error":

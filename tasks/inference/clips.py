@@ -14,6 +14,7 @@ while the next computes. Memory is bounded by the queue, not by the clip's lengt
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,6 +27,8 @@ import pyarrow.parquet as pq
 from visem_pl.tasks.dataset.reader import Clip
 from visem_pl.tasks.workspace import offline
 from visem_pl.tasks.workspace.io import atomic_path, file_sha256
+
+log = logging.getLogger(__name__)
 
 SCHEMA = pa.schema(
     [
@@ -90,6 +93,15 @@ def is_done(path: Path, expected: dict) -> bool:
     return {k: found.get(k) for k in expected} == expected
 
 
+class ClipError(ValueError):
+    """A clip that cannot be opened or stops decoding before its end: a problem of that clip alone."""
+
+
+# Decoding may end this many frames before the count the container reports (an MP4's edit list or a
+# dropped last frame) without the clip being cut off; a truncated download stops far earlier.
+END_SLACK_FRAMES, END_SLACK_SHARE = 2, 0.01
+
+
 def iter_frames(path: Path, stride: int, into: Callable[[], np.ndarray | None] | None = None, threads: int = 0):
     """Yield (frame index, BGR frame) for every `stride`-th frame, decoding sequentially.
 
@@ -101,8 +113,9 @@ def iter_frames(path: Path, stride: int, into: Callable[[], np.ndarray | None] |
     """
     cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads] if threads else [])
     if not cap.isOpened():
-        raise ValueError(f"{path}:0: cannot be opened as a video")
+        raise ClipError(f"{path}:0: cannot be opened as a video (truncated or not an mp4)")
     try:
+        reported = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         index = 0
         while True:
             if index % stride == 0:
@@ -113,6 +126,8 @@ def iter_frames(path: Path, stride: int, into: Callable[[], np.ndarray | None] |
             elif not cap.grab():  # skipped frames are demuxed but never converted
                 break
             index += 1
+        if reported > 0 and index < reported - max(END_SLACK_FRAMES, END_SLACK_SHARE * reported):
+            raise ClipError(f"{path}:0: decoding stopped at frame {index} of the {reported} its container reports")
     finally:
         cap.release()
 
@@ -141,12 +156,15 @@ def trial_frames(clips: list[Clip], cfg: InferConfig, stride: int = 32) -> list[
     lb = LetterBox(check_imgsz(cfg.imgsz, stride=stride, min_dim=2), auto=True, stride=stride)
     frames = []
     for clip in clips:
-        for _, frame in iter_frames(clip.path, cfg.stride):
-            frames.append(lb(image=frame))
-            if len(frames) == TRIAL_FRAMES:
-                return frames
+        try:
+            for _, frame in iter_frames(clip.path, cfg.stride):
+                frames.append(lb(image=frame))
+                if len(frames) == TRIAL_FRAMES:
+                    return frames
+        except ClipError:  # a bad clip is the pass's to record (infer_clips); any readable frame times as well
+            continue
     if not frames:
-        raise ValueError("no frames to time inference on: every clip is empty")
+        raise ValueError("no frames to time inference on: every clip is empty or unreadable")
     return frames
 
 
@@ -215,13 +233,18 @@ def infer_clips(
     cache_dir: Path | str | None = None,
     choice=None,
     backend=None,
+    on_bad_clip: str = "fail",
 ) -> dict:
     """Predictions for every clip into `out_dir/<clip>.parquet`; returns counts of done/skipped.
 
     `cache_dir` holds exported models and trial results (default `.cache/exports` under the
     working directory); `choice` (a `tuning.Choice`) is the configuration to run, measured here
     when not given; `backend`, that configuration already loaded (else it is loaded here).
+    `on_bad_clip`: `skip` records a clip that cannot be opened or stops decoding partway in the
+    result's `bad_clips` ({clip: reason}, present only then; no output for it) and goes on; `fail` raises ClipError.
     """
+    if on_bad_clip not in ("skip", "fail"):
+        raise ValueError(f"on_bad_clip must be skip or fail, not {on_bad_clip!r}")
     offline.quiet_ultralytics()
     from rich.progress import Progress
 
@@ -248,7 +271,15 @@ def infer_clips(
     sources = [(clip, (lambda into=None, c=clip: iter_frames(c.path, cfg.stride, into, threads))) for clip in todo]
     with Progress(disable=not progress, transient=False) as bar:
         task = bar.add_task("pseudo-labelling clips", total=len(clips), completed=stats["skipped"])
-        for clip, boxes in predict_sources(backend, sources, cfg):
+        skip_errors = (ClipError,) if on_bad_clip == "skip" else ()
+        for clip, boxes in predict_sources(backend, sources, cfg, skip_errors=skip_errors):
+            if isinstance(boxes, ClipError):
+                # No output: an earlier one was another recording's (the fingerprint changed) or partial.
+                clip_output(out_dir, clip).unlink(missing_ok=True)
+                stats.setdefault("bad_clips", {})[clip.name] = str(boxes)  # present only then
+                log.warning("%s: left out of the round (on_bad_clip: skip)", boxes)
+                bar.advance(task)
+                continue
             table = _table(clip, boxes)
             meta = {
                 **fingerprint(model_sha, cfg, clip, backend.label),

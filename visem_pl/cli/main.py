@@ -48,15 +48,25 @@ def validate(
     deep: bool = typer.Option(False, help="Decode every frame instead of checking JPEG structure."),
     max_problems: int = typer.Option(200, help="Report at most this many problems."),
     metrics: Optional[Path] = typer.Option(None, help="Also write the summary to this JSON file."),
+    on_bad_clip: str = typer.Option(
+        "skip",
+        help="skip: an unreadable unlabelled clip is reported and left out (params.yaml data.on_bad_clip); "
+        "fail: it is an error like any other problem.",
+    ),
 ) -> None:
     """Check every label line, frame, video and CSV; print a summary or every problem (exit 2)."""
     from visem_pl.tasks.dataset.reader import DatasetNotFound
+    from visem_pl.tasks.dataset.validate import ON_BAD_CLIP
     from visem_pl.tasks.dataset.validate import validate as run
 
+    if on_bad_clip not in ON_BAD_CLIP:
+        fail([f"--on-bad-clip: must be one of {', '.join(ON_BAD_CLIP)}, not {on_bad_clip!r}"])
     with bad_input(DatasetNotFound):
-        report = run(root, deep=deep, max_problems=max_problems)
+        report = run(root, deep=deep, max_problems=max_problems, on_bad_clip=on_bad_clip)
     if not report.ok:
         fail([str(p) for p in report.problems], report.truncated)
+    for p in report.bad_clips:
+        typer.echo(f"warning: {p}: clip left out of every round (on_bad_clip: skip)", err=True)
     if metrics:
         from visem_pl.tasks.workspace.io import write_json
 
@@ -181,10 +191,15 @@ def control(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
 @app.command()
 def infer(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
     """Pseudo-label every unlabelled clip with round N's model (resumable, one file per clip)."""
+    from visem_pl.tasks.inference.clips import ClipError
     from visem_pl.tasks.inference.stages import infer_stage
 
     with bad_input():
-        stats = infer_stage(workspace(params), round_n, progress=sys.stderr.isatty())
+        try:
+            stats = infer_stage(workspace(params), round_n, progress=sys.stderr.isatty())
+        except ClipError as exc:  # data.on_bad_clip: fail, or a labelled validation video (always strict)
+            fail([str(exc), "a clip that cannot be decoded stops the round where data.on_bad_clip is fail "
+                  "(skip leaves it out); a labelled validation video always does"])  # fmt: skip
     typer.echo(json.dumps(stats))
 
 
@@ -290,7 +305,7 @@ def report(
     from rich.console import Console
     from rich.table import Table
 
-    from visem_pl.tasks.report import CAPTION, COLUMNS, rows, stale_notes
+    from visem_pl.tasks.report import CAPTION, COLUMNS, notes, rows
 
     table = Table(title="Pseudo-labelling rounds", caption=CAPTION)
     for _, title in COLUMNS:
@@ -300,7 +315,7 @@ def report(
     # Never narrower than the table: piped or in `make demo`, rich would assume 80 columns and cut titles.
     console = Console(width=max(Console().width, 110))
     console.print(table)
-    for note in stale_notes(data):
+    for note in notes(data):
         console.print(note, markup=False, highlight=False)
 
 
