@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # A project small enough for tests: three videos, one epoch, small image sizes.
 TINY = {
-    "data": {"root": "data/synthetic"},
+    "data": {"root": "data/synthetic", "on_bad_clip": "skip"},
     "split": {"val_ids": [52], "train_ids": None},
     "synth": {
         "seed": 0,
