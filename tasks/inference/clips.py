@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from visem_pl.tasks.dataset.reader import Clip
+from visem_pl.tasks.dataset.validate import ON_BAD_CLIP
 from visem_pl.tasks.workspace import offline
 from visem_pl.tasks.workspace.io import atomic_path, file_sha256
 
@@ -243,8 +244,8 @@ def infer_clips(
     `on_bad_clip`: `skip` records a clip that cannot be opened or stops decoding partway in the
     result's `bad_clips` ({clip: reason}, present only then; no output for it) and goes on; `fail` raises ClipError.
     """
-    if on_bad_clip not in ("skip", "fail"):
-        raise ValueError(f"on_bad_clip must be skip or fail, not {on_bad_clip!r}")
+    if on_bad_clip not in ON_BAD_CLIP:
+        raise ValueError(f"on_bad_clip must be one of {', '.join(ON_BAD_CLIP)}, not {on_bad_clip!r}")
     offline.quiet_ultralytics()
     from rich.progress import Progress
 

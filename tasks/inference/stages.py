@@ -39,12 +39,6 @@ def left_out(ws: Workspace, n: int) -> dict[str, str]:
     return json.loads(record.read_text()).get("bad_clips", {}) if record.exists() else {}
 
 
-def inferred_clips(ws: Workspace, n: int) -> list[Clip]:
-    """The dataset's clips less those round n's inference left out: what later stages go over."""
-    bad = left_out(ws, n)
-    return [c for c in ws.clips() if c.name not in bad]
-
-
 def int8_frames(ws: Workspace, n: int):
     """Round n's INT8 calibration frames (its labelled training frames) and validation frames."""
     from visem_pl.tasks.inference.int8 import round_frames

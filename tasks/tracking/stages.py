@@ -94,12 +94,13 @@ def _labelled_boxes(clip, src, video):
 def track_stage(ws: Workspace, n: int) -> dict:
     """Link every clip's predictions of round n into tracks (data/rounds/round-N/tracks/, resumable);
     where the dataset has truth, score them, and the tracker alone on the truth boxes (track.json)."""
-    from visem_pl.tasks.inference.stages import inferred_clips, left_out
+    from visem_pl.tasks.inference.stages import left_out
     from visem_pl.tasks.tracking.clips import track_clip
 
     cfg, trial = resolve_track_config(ws, n)
     paths = ws.round(n)
-    clips = inferred_clips(ws, n)  # a clip inference left out (on_bad_clip: skip) has nothing to link
+    bad = left_out(ws, n)  # a clip inference left out (on_bad_clip: skip) has nothing to link
+    clips = [c for c in ws.clips() if c.name not in bad]
     removed = remove_other_clips(paths.tracks, clips) + remove_other_clips(paths.validation_tracks,
                                                                            ws.validation_clips())  # fmt: skip
     done = []
@@ -110,7 +111,7 @@ def track_stage(ws: Workspace, n: int) -> dict:
         "clips": len(clips),
         "skipped": sum(d["skipped"] for d in done),
         "method": cfg.method,
-        **({"bad_clips": left_out(ws, n)} if left_out(ws, n) else {}),
+        **({"bad_clips": bad} if bad else {}),
         **({"removed_other_dataset": removed} if removed else {}),
         **({"method_trial": trial} if trial else {}),
         **tracking_scores(ws, n, cfg),
