@@ -10,7 +10,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 
 from visem_pl.flows.steps import infer_clip, prepare_backend, track_clip
-from visem_pl.tasks.inference.stages import infer_config, on_bad_clip
+from visem_pl.tasks.inference.stages import infer_config
 from visem_pl.tasks.tracking.stages import resolve_track_config
 from visem_pl.tasks.workspace.paths import Workspace
 
@@ -41,7 +41,7 @@ def pseudo_label_clips(workspace: str, n: int, params_file: str = "params.yaml",
         unmapped(cfg),
         unmapped(cache_dir),
         unmapped(choice),
-        unmapped(on_bad_clip(ws)),
+        unmapped(ws.on_bad_clip()),
     )
     totals = {"clips": len(clips), "predicted": 0, "skipped": 0, "boxes": 0, "workers": [], "bad_clips": {}}
     for done, future in enumerate(as_completed(futures), start=1):

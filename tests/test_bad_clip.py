@@ -129,7 +129,8 @@ def test_a_round_goes_on_without_its_bad_clips_and_says_so_at_every_step(damaged
     cwd = project(base, "skip", root, weights)
 
     # validate: each is that clip's problem, not the dataset's (the cut one: its last frame does not decode).
-    rc, out, err = run_cli("validate", root, "--metrics", base / "dataset.json")
+    # The project's params.yaml does not name data.on_bad_clip: skip is the default (dvc.yaml's validate).
+    rc, out, err = run(cwd, "validate", str(root), "--params", "params.yaml", "--metrics", str(base / "dataset.json"))
     assert rc == 0, err
     assert f"{unopenable}.mp4:0: cannot be opened" in err and "left out of every round (on_bad_clip: skip)" in err
     assert f"{cut}.mp4:0: frame {FRAMES - 1} of {FRAMES} cannot be decoded" in err
@@ -172,10 +173,15 @@ def test_on_bad_clip_fail_stops_at_the_clip_and_labelled_data_stays_strict(damag
     rc, out, err = run(cwd, "infer", "--round", "0")
     assert rc == 2 and f"{unopenable}.mp4:0: cannot be opened" in err and "Traceback" not in err
     assert "data.on_bad_clip is fail" in err
+    rc, out, err = run(cwd, "validate", str(root), "--params", "params.yaml")  # as dvc.yaml runs it
+    assert rc == 2 and f"{unopenable}.mp4:0: cannot be opened" in err
+    rc, out, err = run(cwd, "validate", str(root), "--params", "params.yaml", "--on-bad-clip", "skip")
+    assert rc == 0 and "left out of every round" in err  # the option wins over params.yaml
 
     bad = project(base, "typo", root, weights, on_bad_clip="ignore")
-    rc, out, err = run(bad, "infer", "--round", "0")
-    assert rc == 2 and "data.on_bad_clip: must be one of skip, fail, not 'ignore'" in err
+    for step in (("infer", "--round", "0"), ("validate", str(root), "--params", "params.yaml")):
+        rc, out, err = run(bad, *step)
+        assert rc == 2 and "data.on_bad_clip: must be one of skip, fail, not 'ignore'" in err, step
 
     # A broken label file is an error whatever on_bad_clip says.
     label = small_tree.label(11, 0)

@@ -250,7 +250,7 @@ def test_another_dataset_never_mixes_with_the_last_and_real_data_waits_for_revie
     write_params(ws, {**TINY, "synth": other})
     run(["visem-pl", "synth", "data/real", "--params", "params.yaml"], ws)
     shutil.rmtree(ws / "data/real/_truth")
-    write_params(ws, {**TINY, "data": {"root": "data/real", "on_bad_clip": "skip"}})
+    write_params(ws, {**TINY, "data": {"root": "data/real"}})  # data.on_bad_clip absent: skip, the default
     new_clips = {p.stem for p in (ws / "data/real").rglob("*.mp4") if "_" in p.stem}
     shared = old_clips & new_clips
     assert shared and old_clips - new_clips and new_clips - old_clips, (old_clips, new_clips)

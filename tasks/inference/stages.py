@@ -10,7 +10,6 @@ from __future__ import annotations
 import pandas as pd
 
 from visem_pl.tasks.dataset.reader import Clip
-from visem_pl.tasks.dataset.validate import ON_BAD_CLIP
 from visem_pl.tasks.inference.clips import InferConfig, choose_backend, infer_clips, pending
 from visem_pl.tasks.workspace.io import remove_other_clips, write_json
 from visem_pl.tasks.workspace.paths import Workspace
@@ -18,17 +17,6 @@ from visem_pl.tasks.workspace.paths import Workspace
 
 def infer_config(ws: Workspace) -> InferConfig:
     return ws.section("infer", InferConfig)
-
-
-def on_bad_clip(ws: Workspace) -> str:
-    """params.yaml `data.on_bad_clip`: what a clip that cannot be decoded does to the round."""
-    from visem_pl.tasks.workspace.errors import ConfigError
-
-    value = (ws.params().get("data") or {}).get("on_bad_clip", "skip")
-    if value not in ON_BAD_CLIP:
-        choices = ", ".join(ON_BAD_CLIP)
-        raise ConfigError([f"{ws.params_path} data.on_bad_clip: must be one of {choices}, not {value!r}"])
-    return value
 
 
 def left_out(ws: Workspace, n: int) -> dict[str, str]:
@@ -70,7 +58,7 @@ def infer_stage(ws: Workspace, n: int, progress: bool = False) -> dict:
                                                                                 validation)  # fmt: skip
     # A clip that cannot be decoded is the clip's problem (skip: recorded, left out); the labelled
     # validation videos are always strict.
-    stats = infer_clips(paths.weights, clips, paths.predictions, cfg, on_bad_clip=on_bad_clip(ws), **run)
+    stats = infer_clips(paths.weights, clips, paths.predictions, cfg, on_bad_clip=ws.on_bad_clip(), **run)
     paths.validation_predictions.mkdir(parents=True, exist_ok=True)  # a DVC output, even when there is none
     if validation and choice is not None:
         stats["validation"] = infer_clips(paths.weights, validation, paths.validation_predictions, cfg, **run)

@@ -73,6 +73,16 @@ class Workspace:
             raise ConfigError([f"{self.params_path}: data.root is required ({exc})"]) from None
         return root if root.is_absolute() else self.root / root
 
+    def on_bad_clip(self) -> str:
+        """params.yaml `data.on_bad_clip` (default skip): what a clip that cannot be decoded does to the round."""
+        from visem_pl.tasks.dataset.validate import ON_BAD_CLIP
+
+        value = (self.params().get("data") or {}).get("on_bad_clip", "skip")
+        if value not in ON_BAD_CLIP:
+            choices = ", ".join(ON_BAD_CLIP)
+            raise ConfigError([f"{self.params_path} data.on_bad_clip: must be one of {choices}, not {value!r}"])
+        return value
+
     def clips(self) -> list:
         """Every unlabelled clip of the dataset `data.root` names."""
         from visem_pl.tasks.dataset.reader import locate

@@ -48,18 +48,22 @@ def validate(
     deep: bool = typer.Option(False, help="Decode every frame instead of checking JPEG structure."),
     max_problems: int = typer.Option(200, help="Report at most this many problems."),
     metrics: Optional[Path] = typer.Option(None, help="Also write the summary to this JSON file."),
-    on_bad_clip: str = typer.Option(
-        "skip",
-        help="skip: an unreadable unlabelled clip is reported and left out (params.yaml data.on_bad_clip); "
-        "fail: it is an error like any other problem.",
+    on_bad_clip: Optional[str] = typer.Option(
+        None,
+        help="skip (default): an unreadable unlabelled clip is reported and left out; "
+        "fail: it is an error like any other problem. Default: --params' data.on_bad_clip, else skip.",
     ),
+    params: Optional[Path] = typer.Option(None, help="params.yaml whose data.on_bad_clip sets the default."),
 ) -> None:
     """Check every label line, frame, video and CSV; print a summary or every problem (exit 2)."""
     from visem_pl.tasks.dataset.reader import DatasetNotFound
     from visem_pl.tasks.dataset.validate import ON_BAD_CLIP
     from visem_pl.tasks.dataset.validate import validate as run
 
-    if on_bad_clip not in ON_BAD_CLIP:
+    if on_bad_clip is None:
+        with bad_input():
+            on_bad_clip = workspace(params).on_bad_clip() if params else "skip"
+    elif on_bad_clip not in ON_BAD_CLIP:
         fail([f"--on-bad-clip: must be one of {', '.join(ON_BAD_CLIP)}, not {on_bad_clip!r}"])
     with bad_input(DatasetNotFound):
         report = run(root, deep=deep, max_problems=max_problems, on_bad_clip=on_bad_clip)
