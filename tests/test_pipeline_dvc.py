@@ -116,6 +116,10 @@ def test_round1_reuses_round0_and_trains_from_its_weights(rounds, workspace):
     merged = json.loads((workspace / "data/rounds/round-0/merged/stats.json").read_text())
     assert info["frames"] == sum(merged["frames"].values())
     assert merged["frames"]["labelled"] == 6 and merged["frames"]["reviewed"] == 3
+    # merge.frames_per_clip 2 of each clip's 3 scored frames: the bound held, reviewed frames beyond it.
+    frames = pd.read_csv(workspace / "data/rounds/round-0/merged/frames.csv")
+    per_clip = frames[frames["source"] == "pseudo"]["image"].map(lambda p: Path(p).stem.split("_frame_")[0])
+    assert 0 < merged["frames"]["pseudo"] < merged["pseudo_frames_available"] and per_clip.value_counts().max() <= 2
     assert rounds["weights1"] != rounds["weights0"]
     # Round 0 (from the model .yaml) trains round0_epochs, round 1 (from round 0) epochs; the control
     # (round 0 + round 1's budget on the labels alone) trains exactly as long, and the report shows both.

@@ -17,7 +17,7 @@ from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.reader import locate
 from visem_pl.tasks.dataset.truth import truth_for
 from visem_pl.tasks.pseudo.bands import filter_round, parse_bands
-from visem_pl.tasks.pseudo.merge import mask_boxes, merge_round
+from visem_pl.tasks.pseudo.merge import MergeConfig, choose_frames, completeness, mask_boxes, merge_round
 from visem_pl.tasks.review.expert import SIMULATED_EXPERT, SIMULATED_TIME, ReviewConfig, expert_answer, simulate_review
 from visem_pl.tasks.review.priority import QueueConfig, build_queue
 from visem_pl.tasks.review.queue import read_queue, write_queue
@@ -427,6 +427,51 @@ def test_doubtful_boxes_are_painted_out_of_pseudo_labelled_frames_only(merge_inp
     assert changed_out < 1.5 and kept_out < 1.5  # elsewhere only JPEG noise
     assert kept_in < 1.5 and changed_in > max(3 * kept_in, 2.0), (kept_in, changed_in)  # frame 0's cell is gone
     assert as_painted_in < changed_in / 3, (as_painted_in, changed_in)  # ... replaced by its surroundings
+
+
+def test_choose_frames_spreads_over_the_clip_and_prefers_the_most_complete():
+    frames = list(range(0, 30, 3))  # 10 scored frames: runs [0 3 6 9] [12 15 18] [21 24 27]
+    complete = {0: 0.5, 3: 0.5, 6: 0.9, 9: 0.1, 12: 0.2, 15: 1.0, 18: 0.3, 21: 0.7, 24: 0.7, 27: 0.0}
+    assert choose_frames(frames, complete, 3) == [6, 15, 21]  # 21 and 24 tie: the earlier
+    assert choose_frames(frames[::-1], {}, 2) == [0, 15]  # no scores: the first of each run
+    assert choose_frames(frames, complete, 0) == frames and choose_frames(frames, complete, 10) == frames
+    with pytest.raises(ValueError, match="merge.frames_per_clip must be >= 0"):
+        MergeConfig(frames_per_clip=-1)
+
+
+def test_completeness_is_the_share_of_a_frames_likely_cells_that_are_pseudo_labels():
+    boxes = pd.DataFrame(
+        {
+            "clip": ["a", "a", "a", "a", "a", "b"],
+            "frame": [0, 0, 0, 0, 3, 0],
+            "band": ["accept", "accept", "review", "reject", "review", "accept"],
+        }
+    )
+    assert completeness(boxes) == {("a", 0): 2 / 3, ("a", 3): 0.0, ("b", 0): 1.0}  # rejects are not cells
+    assert completeness(boxes.iloc[:0]) == {}
+
+
+def test_merge_round_keeps_a_bounded_choice_of_pseudo_labelled_frames(merge_inputs, tmp_path):
+    """merge.frames_per_clip: at most that many pseudo-labelled frames per clip, the most complete of
+    each stretch; reviewed frames are all kept beyond the bound."""
+    ds, labelled, pseudo, reviewed, _ = merge_inputs
+    for stem in ("11_30_60_frame_3", "84_0_30_frame_1"):
+        (pseudo / f"{stem}.txt").write_text("0 0.400000 0.400000 0.030000 0.040000\n")
+    complete = {("11_30_60", 0): 0.4, ("11_30_60", 3): 0.8, ("84_0_30", 1): 0.2, ("84_0_30", 2): 0.9}
+    stats = merge_round(1, labelled, pseudo, reviewed, ds.clips(), "merged", frames_per_clip=1, complete=complete)
+    frames = pd.read_csv(tmp_path / "merged" / "frames.csv")
+    stems = {Path(p).stem: src for p, src in zip(frames["image"], frames["source"]) if src != "labelled"}
+    assert stems == {
+        "11_30_60_frame_3": "pseudo",
+        "84_0_30_frame_2": "pseudo",
+        "11_30_60_frame_4": "reviewed",
+        "11_30_60_frame_6": "reviewed",
+        "84_0_30_frame_5": "reviewed",
+    }
+    assert sorted(p.stem for p in (tmp_path / "merged" / "images").glob("*.jpg")) == sorted(stems)
+    assert stats["frames"]["pseudo"] == 2 and stats["pseudo_frames_available"] == 4
+    manifest = pd.read_csv(tmp_path / "merged" / "manifest.csv")
+    assert not manifest["image"].str.contains("11_30_60_frame_0|84_0_30_frame_1").any()
 
 
 def test_merge_round_rejects_unknown_clips_and_frames_past_the_end(synth_root, tmp_path, monkeypatch):

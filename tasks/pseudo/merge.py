@@ -4,6 +4,11 @@ Frames of the unlabelled clips are decoded once and written as JPEGs beside thei
 the next round trains from plain files. A reviewed frame replaces its pseudo-labels (the expert
 saw the whole frame). Every box keeps its provenance (label source and round) in `manifest.csv`.
 
+A real clip has about 490 scored frames, nearly alike at 50 fps, and training only ever cuts
+`train.crops` crops per epoch: `merge.frames_per_clip` keeps a bounded choice of each clip's
+pseudo-labelled frames, spread over the clip and preferring the frames whose pseudo-labels are
+most complete (`choose_frames`). 502 clips x 16 frames is about 8,000 JPEGs instead of 246,000.
+
 A pseudo-labelled frame is only partly labelled: the doubtful boxes (review and reject bands)
 may be cells. Ultralytics has no ignore regions, so those boxes are painted out of the frame
 (inpainted from their surroundings) rather than taught as background. Never over a pseudo-label:
@@ -14,6 +19,7 @@ round 0 while their labels stayed (`visem-pl bench ssl`, docs/BENCHMARKS.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -28,6 +34,38 @@ from visem_pl.tasks.workspace.io import atomic_path, write_json
 from visem_pl.tasks.workspace.paths import portable
 
 LABELLED, PSEUDO, REVIEWED = "labelled", "pseudo", "reviewed"
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    # Pseudo-labelled frames kept per clip (0 = every one). Reviewed frames are always kept, beyond it.
+    frames_per_clip: int = 16
+
+    def __post_init__(self):
+        if int(self.frames_per_clip) < 0:
+            raise ValueError("merge.frames_per_clip must be >= 0 (0 = every pseudo-labelled frame)")
+
+
+def choose_frames(frames: list[int], completeness: dict[int, float], k: int) -> list[int]:
+    """At most `k` of a clip's pseudo-labelled `frames`, spread over the clip: the frames, in time order,
+    are cut into k runs of (nearly) equal length and each run gives its most complete frame (the
+    highest `completeness`, the share of the frame's likely cells that are pseudo-labels; ties: the
+    earlier frame). k = 0 keeps every frame."""
+    frames = sorted(frames)
+    if k == 0 or len(frames) <= k:
+        return frames
+    runs = np.array_split(np.asarray(frames), k)
+    return [int(max(run, key=lambda f: (completeness.get(int(f), 0.0), -f))) for run in runs]
+
+
+def completeness(boxes: pd.DataFrame) -> dict[tuple[str, int], float]:
+    """{(clip, frame): accepted / (accepted + review-band) boxes} from `filter`'s boxes: how much of
+    what the model half-saw on a frame its pseudo-labels cover (the rest is painted out or lost)."""
+    if boxes.empty:
+        return {}
+    seen = boxes[boxes["band"].isin(["accept", "review"])]
+    counts = seen.assign(accepted=seen["band"] == "accept").groupby(["clip", "frame"])["accepted"].agg(["sum", "size"])
+    return {(c, int(f)): float(a / n) for (c, f), a, n in zip(counts.index, counts["sum"], counts["size"])}
 
 
 def _stems(folder: Path) -> dict[str, Path]:
@@ -47,6 +85,20 @@ def _rect(cx: float, cy: float, bw: float, bh: float, w: int, h: int, grow: floa
     bw, bh = bw * w * grow, bh * h * grow
     x0, y0 = int(max(0, cx * w - bw / 2)), int(max(0, cy * h - bh / 2))
     return x0, y0, int(min(w, cx * w + bw / 2 + 1)), int(min(h, cy * h + bh / 2 + 1))
+
+
+def _bounded(chosen: dict[str, tuple[str, int, Path]], k: int, complete: dict) -> dict[str, tuple[str, int, Path]]:
+    """`chosen` with at most k pseudo-labelled frames per clip (`choose_frames`); reviewed ones all stay."""
+    by_clip: dict[str, list[int]] = {}
+    for stem, (source, _, _) in chosen.items():
+        if source == PSEUDO:
+            clip, frame = layout.split_item(stem)
+            by_clip.setdefault(clip, []).append(frame)
+    keep = set()
+    for clip, frames in by_clip.items():
+        scores = {f: complete.get((clip, f), 0.0) for f in frames}
+        keep.update(layout.frame_item(clip, f) for f in choose_frames(frames, scores, k))
+    return {s: v for s, v in chosen.items() if v[0] != PSEUDO or s in keep}
 
 
 def mask_boxes(frame, boxes: pd.DataFrame, keep: np.ndarray | None = None):
@@ -81,6 +133,8 @@ def merge_round(
     out_dir: Path | str,
     doubtful: pd.DataFrame | None = None,
     provenance: dict | None = None,
+    frames_per_clip: int = 0,
+    complete: dict[tuple[str, int], float] | None = None,
 ) -> dict:
     """Write `images/`, `labels/`, `frames.csv` (image, label, source, round) and `manifest.csv`
     (one row per box with its source and round) under `out_dir`.
@@ -89,6 +143,8 @@ def merge_round(
     `doubtful` (columns clip, frame, cx, cy, w, h) are painted out of pseudo-labelled frames.
     `provenance`: {(clip, frame): how each pseudo-label of the frame was accepted, in label order}
     (confidence, promoted, interpolated: tasks/pseudo/temporal.py), the manifest's `rule`.
+    `frames_per_clip` (0 = all): the pseudo-labelled frames kept per clip (`choose_frames`, by
+    `complete`: {(clip, frame): completeness}); reviewed frames are all kept.
     """
     provenance = provenance or {}
     doubtful_by_frame = (
@@ -100,6 +156,9 @@ def merge_round(
     chosen: dict[str, tuple[str, int, Path]] = {s: (PSEUDO, round_n, p) for s, p in _stems(pseudo_labels).items()}
     for rnd, folder in sorted(reviewed):
         chosen.update({s: (REVIEWED, rnd, p) for s, p in _stems(folder).items()})
+    pseudo_available = sum(source == PSEUDO for source, _, _ in chosen.values())
+    if frames_per_clip:
+        chosen = _bounded(chosen, int(frames_per_clip), complete or {})
     by_clip: dict[str, set[int]] = {}
     for stem in chosen:
         clip, frame = layout.split_item(stem)
@@ -175,6 +234,9 @@ def merge_round(
         boxes_df.to_csv(tmp, index=False, float_format="%.6f")
     stats = {
         "frames": {s: int((frames_df.source == s).sum()) for s in (LABELLED, PSEUDO, REVIEWED)},
+        # pseudo-labelled frames there were; `frames.pseudo` of them were kept (merge.frames_per_clip)
+        "pseudo_frames_available": int(pseudo_available),
+        "frames_per_clip": int(frames_per_clip),
         "boxes": {
             s: {n: int(((boxes_df.source == s) & (boxes_df.cls == k)).sum()) for k, n in enumerate(layout.CLASS_NAMES)}
             for s in (LABELLED, PSEUDO, REVIEWED)

@@ -138,8 +138,9 @@ def temporal_config(ws: Workspace):
 
 def merge_stage(ws: Workspace, n: int) -> dict:
     """Round n+1's training set: labelled frames + accepted pseudo-labels + reviewed labels of rounds 0..n."""
-    from visem_pl.tasks.pseudo.merge import merge_round
+    from visem_pl.tasks.pseudo.merge import MergeConfig, completeness, merge_round
 
+    cfg = ws.section("merge", MergeConfig)
     paths = ws.round(n)
     labelled = pd.read_csv(ws.prepared / "frames.csv")
     labelled = labelled[labelled["split"] == "train"]
@@ -154,6 +155,8 @@ def merge_stage(ws: Workspace, n: int) -> dict:
         paths.merged,
         doubtful=boxes[boxes["band"] != "accept"],
         provenance=_provenance(boxes),
+        frames_per_clip=cfg.frames_per_clip,
+        complete=completeness(boxes),
     )
 
 

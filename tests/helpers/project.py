@@ -59,6 +59,7 @@ TINY = {
         "temporal": {"enabled": True, "floor": 0.001},
     },
     "review": {"max_items": 3, "add_missed": 1.0, "fix_iou": 0.1, "seed": 0},
+    "merge": {"frames_per_clip": 2},  # of a tiny clip's 3 scored frames: the bound bites
     "rounds": [{"round": 0, "data": "data/prepared", "init": "models/yolov8n.yaml"}],
     "pseudo_rounds": [0],
 }
