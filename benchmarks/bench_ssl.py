@@ -82,6 +82,8 @@ ABLATION: dict[str, dict] = {
         "filter": {"calibrate": {"enabled": True, "target_precision": 0.95}}
     },
     "fine-tune at lr0 / 5 (B too)": {"train": {"finetune_lr0": 0.000286}},
+    "every pseudo-labelled frame (merge.frames_per_clip 0)": {"merge": {"frames_per_clip": 0}},
+    "merge.frames_per_clip 4": {"merge": {"frames_per_clip": 4}},
     # Upper bounds (synthetic truth; not a method): the loop's merged frames, each pseudo-labelled frame's
     # labels replaced as said and nothing painted out. They tell which imperfection of the labels costs.
     "bound: pseudo-labels without their false positives": {"_oracle": "clean"},
@@ -292,13 +294,15 @@ def loop_arm(params: dict, seq: dict, shared: Workspace, folder: Path) -> dict:
     pseudo = filter_stage(ws, 0)
     review = review_stage(ws, 0)
     if oracle:
-        from visem_pl.tasks.pseudo.merge import merge_round
+        from visem_pl.tasks.pseudo.merge import MergeConfig, completeness, merge_round
 
         oracle_labels(ws, oracle)
         labelled = pd.read_csv(ws.prepared / "frames.csv")
         reviewed = [(0, ws.round(0).reviewed / "labels")]
+        bound = ws.section("merge", MergeConfig).frames_per_clip
+        complete = completeness(pd.read_parquet(ws.round(0).boxes))
         merged = merge_round(0, labelled[labelled["split"] == "train"], ws.round(0).pseudo / "labels", reviewed,
-                             ws.clips(), ws.round(0).merged)  # fmt: skip
+                             ws.clips(), ws.round(0).merged, frames_per_clip=bound, complete=complete)  # fmt: skip
     else:
         merged = merge_stage(ws, 0)
     train_stage(ws, 1)
@@ -315,6 +319,16 @@ def loop_arm(params: dict, seq: dict, shared: Workspace, folder: Path) -> dict:
     }
     write_json(result_file, result)
     return result
+
+
+def c_folder(name: str, params: dict) -> str:
+    """A C arm's folder: the row's name and a key of the sections C reads, so a finished arm is reused
+    only while they are what it was run with (a changed params.yaml runs the row again)."""
+    import hashlib
+
+    read = {k: params.get(k) for k in ("filter", "review", "merge", "train", "_oracle")}
+    key = hashlib.sha256(json.dumps(read, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return "C-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + "-" + key
 
 
 def mean(values: list[float]) -> float:
@@ -341,7 +355,7 @@ def run(args) -> dict:
         arms["B"]["fitness"].append(seq["B"])
         shared = predictions_of_a(params, seq, base, work / f"seed-{seed}" / "round-0")
         for name, change in variants.items():
-            folder = work / f"seed-{seed}" / ("C-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))
+            folder = work / f"seed-{seed}" / c_folder(name, deep_update(params, change))
             res = loop_arm(deep_update(params, change), seq, shared, folder)
             b = labelled_continuation(deep_update(params, change), base, seq, work / f"seed-{seed}" / "labelled")
             ablation[name]["fitness"].append(res["fitness"])
