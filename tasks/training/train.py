@@ -76,6 +76,18 @@ def crop_weights(frames: pd.DataFrame, trusted_share: float) -> list[float] | No
     return list(np.where(trusted, trusted_share / trusted.sum(), (1 - trusted_share) / (~trusted).sum()))
 
 
+def training_crops(frames: pd.DataFrame, workdir: Path, cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
+    """The crops a round trains and validates on, cut from `frames` (columns image, label[, source])
+    under `workdir`: `crops` per epoch's dataset (trusted frames weighted by `trusted_share`), `val_crops`."""
+    pairs = [(r.image, r.label if isinstance(r.label, str) else "") for r in frames.itertuples()]
+    if not pairs:
+        raise ValueError("no training frames")
+    weights = crop_weights(frames, cfg.trusted_share)
+    train_imgs = cut_crops(pairs, workdir / "crops_train", cfg.crops, cfg.crop_size, seed=cfg.seed, weights=weights)
+    val_imgs = cut_crops(pairs, workdir / "crops_val", cfg.val_crops, cfg.crop_size, seed=cfg.seed + 1)
+    return train_imgs, val_imgs
+
+
 def fine_tune(cfg: TrainConfig) -> TrainConfig:
     """The recipe of a round that starts from earlier weights: `finetune_lr0` instead of `lr0`."""
     return replace(cfg, lr0=cfg.finetune_lr0)
@@ -105,14 +117,8 @@ def train(
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    pairs = [(r.image, r.label if isinstance(r.label, str) else "") for r in frames.itertuples()]
-    if not pairs:
-        raise ValueError("no training frames")
     started = time.time()
-    weights = crop_weights(frames, cfg.trusted_share)
-    train_imgs = cut_crops(pairs, workdir / "crops_train", cfg.crops, cfg.crop_size, seed=cfg.seed, weights=weights)
-    val_imgs = cut_crops(pairs, workdir / "crops_val", cfg.val_crops, cfg.crop_size, seed=cfg.seed + 1)
-    data = write_yolo_data(workdir, train_imgs, val_imgs)
+    data = write_yolo_data(workdir, *training_crops(frames, workdir, cfg))
     source = init or cfg.model
     model = YOLO(source)
     model.train(
@@ -158,8 +164,8 @@ def train(
     info = {
         "source": source,
         "config": asdict(cfg),
-        "frames": len(pairs),
-        "labelled_frames": sum(1 for _, lbl in pairs if lbl),
+        "frames": len(frames),
+        "labelled_frames": int(frames["label"].map(lambda v: isinstance(v, str) and v != "").sum()),
         "iterations": iterations,
         "seconds": round(time.time() - started, 1),
     }

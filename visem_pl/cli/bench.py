@@ -87,3 +87,25 @@ def ssl(
     argv += ["--out", str(out)] if out else []
     sys.argv = argv
     runpy.run_path(str(script), run_name="__main__")
+
+
+@bench_app.command("scale")
+def scale(
+    clips: list[int] = typer.Option([50, 150, 502], help="round sizes in clips (repeatable)"),
+    frames: int = typer.Option(1470, help="frames of each clip and video (1,470: a real 30 s clip)"),
+    seed: int = typer.Option(0, help="the drawn detections' seed"),
+    workdir: Path = typer.Option(None, help="where the workspaces are built (default .cache/bench-scale)"),
+    params: Path = typer.Option(None, help="params.yaml (default: the project's)"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON result (only) on stdout"),
+    out: Path = typer.Option(None, help="also write the JSON result to this file"),
+) -> None:
+    """Every post-inference stage of a real-size round (N clips, detections drawn from the truth, no
+    detector): seconds, peak memory and DVC-tracked bytes per stage (benchmarks/bench_scale.py)."""
+    script = REPO / "benchmarks" / "bench_scale.py"
+    if not script.exists():
+        raise typer.BadParameter(f"{script} is missing (benchmarks live in a source checkout)")
+    argv = [str(script), "--clips", *map(str, clips), "--frames", str(frames), "--seed", str(seed)]
+    argv += (["--workdir", str(workdir)] if workdir else []) + (["--params", str(params)] if params else [])
+    argv += (["--json"] if json_out else []) + (["--out", str(out)] if out else [])
+    sys.argv = argv
+    runpy.run_path(str(script), run_name="__main__")
