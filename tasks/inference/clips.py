@@ -28,6 +28,7 @@ from visem_pl.tasks.dataset.reader import Clip
 from visem_pl.tasks.dataset.validate import ON_BAD_CLIP
 from visem_pl.tasks.workspace import offline
 from visem_pl.tasks.workspace.io import atomic_path, file_sha256
+from visem_pl.tasks.workspace.progress import progress as report
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,20 @@ class ClipError(ValueError):
 # Decoding may end this many frames before the count the container reports (an MP4's edit list or a
 # dropped last frame) without the clip being cut off; a truncated download stops far earlier.
 END_SLACK_FRAMES, END_SLACK_SHARE = 2, 0.01
+
+
+def frames_at(path: Path, frames):
+    """Yield (index, BGR frame) for the given frame indices of a video in order, decoding once up to the
+    last one; ValueError naming the frames past its end."""
+    wanted = set(int(f) for f in frames)
+    if wanted:
+        for index, frame in iter_frames(Path(path), 1):
+            if index in wanted:
+                wanted.discard(index)
+                yield index, frame
+                if not wanted:
+                    return
+        raise ValueError(f"{path}:0: frames {sorted(wanted)[:5]} are past the clip's end")
 
 
 def iter_frames(path: Path, stride: int, into: Callable[[], np.ndarray | None] | None = None, threads: int = 0):
@@ -235,6 +250,7 @@ def infer_clips(
     choice=None,
     backend=None,
     on_bad_clip: str = "fail",
+    description: str = "infer",
 ) -> dict:
     """Predictions for every clip into `out_dir/<clip>.parquet`; returns counts of done/skipped.
 
@@ -243,12 +259,11 @@ def infer_clips(
     when not given; `backend`, that configuration already loaded (else it is loaded here).
     `on_bad_clip`: `skip` records a clip that cannot be opened or stops decoding partway in the
     result's `bad_clips` ({clip: reason}, present only then; no output for it) and goes on; `fail` raises ClipError.
+    `progress` shows how far it got on stderr as `description` (tasks/workspace/progress.py).
     """
     if on_bad_clip not in ON_BAD_CLIP:
         raise ValueError(f"on_bad_clip must be one of {', '.join(ON_BAD_CLIP)}, not {on_bad_clip!r}")
     offline.quiet_ultralytics()
-    from rich.progress import Progress
-
     from visem_pl.tasks.inference.backends import predict_sources
 
     out_dir = Path(out_dir)
@@ -270,8 +285,7 @@ def infer_clips(
     cfg = replace(cfg, batch=choice.config.batch)  # the measured batch size, where it was auto
     threads = 1 if choice.config.device == "cpu" else 0  # see iter_frames
     sources = [(clip, (lambda into=None, c=clip: iter_frames(c.path, cfg.stride, into, threads))) for clip in todo]
-    with Progress(disable=not progress, transient=False) as bar:
-        task = bar.add_task("pseudo-labelling clips", total=len(clips), completed=stats["skipped"])
+    with report(description, len(clips), completed=stats["skipped"], enabled=progress) as bar:
         skip_errors = (ClipError,) if on_bad_clip == "skip" else ()
         for clip, boxes in predict_sources(backend, sources, cfg, skip_errors=skip_errors):
             if isinstance(boxes, ClipError):
@@ -279,7 +293,7 @@ def infer_clips(
                 clip_output(out_dir, clip).unlink(missing_ok=True)
                 stats.setdefault("bad_clips", {})[clip.name] = str(boxes)  # present only then
                 log.warning("%s: left out of the round (on_bad_clip: skip)", boxes)
-                bar.advance(task)
+                bar.advance()
                 continue
             table = _table(clip, boxes)
             meta = {
@@ -292,7 +306,7 @@ def infer_clips(
                 pq.write_table(table, tmp)
             stats["predicted"] += 1
             stats["boxes"] += table.num_rows
-            bar.advance(task)
+            bar.advance()
     return stats
 
 

@@ -44,9 +44,10 @@ def choose_round_backend(ws: Workspace, n: int):
     return choose_backend(paths.weights, ws.clips(), infer_config(ws), ws.exports_cache, int8_frames=int8_frames(ws, n))
 
 
-def infer_stage(ws: Workspace, n: int, progress: bool = False) -> dict:
+def infer_stage(ws: Workspace, n: int, progress: bool = True) -> dict:
     """Pseudo-label every clip, and run the labelled validation videos the same way (tracking is scored
-    on them); metrics/rounds/round-N/infer.json records the configuration and its trial."""
+    on them); metrics/rounds/round-N/infer.json records the configuration and its trial. `progress`:
+    how far it got, on stderr (False: silent)."""
     paths = ws.round(n)
     clips = ws.clips()
     validation = ws.validation_clips()
@@ -61,7 +62,8 @@ def infer_stage(ws: Workspace, n: int, progress: bool = False) -> dict:
     stats = infer_clips(paths.weights, clips, paths.predictions, cfg, on_bad_clip=ws.on_bad_clip(), **run)
     paths.validation_predictions.mkdir(parents=True, exist_ok=True)  # a DVC output, even when there is none
     if validation and choice is not None:
-        stats["validation"] = infer_clips(paths.weights, validation, paths.validation_predictions, cfg, **run)
+        stats["validation"] = infer_clips(paths.weights, validation, paths.validation_predictions, cfg,
+                                          description="infer validation", **run)  # fmt: skip
     if removed:
         stats["removed_other_dataset"] = removed
     record = {**stats, "backend": choice.record() if choice else None, "computed_from": ws.computed_from(n)}

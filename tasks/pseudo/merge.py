@@ -29,9 +29,10 @@ import pandas as pd
 from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.labels import read_yolo_labels
 from visem_pl.tasks.dataset.reader import Clip
-from visem_pl.tasks.inference.clips import iter_frames
+from visem_pl.tasks.inference.clips import frames_at
 from visem_pl.tasks.workspace.io import atomic_path, write_json
 from visem_pl.tasks.workspace.paths import portable
+from visem_pl.tasks.workspace.progress import progress as report
 
 LABELLED, PSEUDO, REVIEWED = "labelled", "pseudo", "reviewed"
 
@@ -135,6 +136,7 @@ def merge_round(
     provenance: dict | None = None,
     frames_per_clip: int = 0,
     complete: dict[tuple[str, int], float] | None = None,
+    progress: bool = True,
 ) -> dict:
     """Write `images/`, `labels/`, `frames.csv` (image, label, source, round) and `manifest.csv`
     (one row per box with its source and round) under `out_dir`.
@@ -144,7 +146,8 @@ def merge_round(
     `provenance`: {(clip, frame): how each pseudo-label of the frame was accepted, in label order}
     (confidence, promoted, interpolated: tasks/pseudo/temporal.py), the manifest's `rule`.
     `frames_per_clip` (0 = all): the pseudo-labelled frames kept per clip (`choose_frames`, by
-    `complete`: {(clip, frame): completeness}); reviewed frames are all kept.
+    `complete`: {(clip, frame): completeness}); reviewed frames are all kept. `progress`: the clips
+    decoded so far, on stderr (False: silent).
     """
     provenance = provenance or {}
     doubtful_by_frame = (
@@ -186,46 +189,41 @@ def merge_round(
                     "h": b[4],
                 }
             )
-    for clip_name in sorted(by_clip):
-        wanted = by_clip[clip_name]
-        for index, frame in iter_frames(known[clip_name].path, 1):
-            if index not in wanted:
-                continue
-            stem = layout.frame_item(clip_name, index)
-            source, rnd, label_src = chosen[stem]
-            image = out / "images" / f"{stem}.jpg"
-            label = out / "labels" / f"{stem}.txt"
-            parsed = read_yolo_labels(label_src)
-            if source == PSEUDO and (clip_name, index) in doubtful_by_frame:
-                frame = mask_boxes(frame, doubtful_by_frame[(clip_name, index)], keep=parsed)
-            ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
-            if not ok:
-                raise ValueError(f"{known[clip_name].path}:0: frame {index} cannot be encoded")
-            with atomic_path(image) as tmp:
-                tmp.write_bytes(jpg.tobytes())
-            with atomic_path(label) as tmp:
-                tmp.write_text(label_src.read_text())
-            frames.append({"image": portable(image), "label": portable(label), "source": source, "round": rnd})
-            rules = provenance.get((clip_name, index), []) if source == PSEUDO else []
-            for i, b in enumerate(parsed):
-                boxes.append(
-                    {
-                        "image": portable(image),
-                        "source": source,
-                        "round": rnd,
-                        "rule": rules[i] if len(rules) == len(parsed) else ("confidence" if source == PSEUDO else ""),
-                        "cls": int(b[0]),
-                        "cx": b[1],
-                        "cy": b[2],
-                        "w": b[3],
-                        "h": b[4],
-                    }
-                )
-            wanted.discard(index)
-            if not wanted:
-                break
-        if wanted:
-            raise ValueError(f"{known[clip_name].path}:0: frames {sorted(wanted)[:5]} are past the clip's end")
+    with report("merge", len(by_clip), enabled=progress) as bar:
+        for clip_name in sorted(by_clip):
+            for index, frame in frames_at(known[clip_name].path, by_clip[clip_name]):
+                stem = layout.frame_item(clip_name, index)
+                source, rnd, label_src = chosen[stem]
+                image = out / "images" / f"{stem}.jpg"
+                label = out / "labels" / f"{stem}.txt"
+                parsed = read_yolo_labels(label_src)
+                if source == PSEUDO and (clip_name, index) in doubtful_by_frame:
+                    frame = mask_boxes(frame, doubtful_by_frame[(clip_name, index)], keep=parsed)
+                ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                if not ok:
+                    raise ValueError(f"{known[clip_name].path}:0: frame {index} cannot be encoded")
+                with atomic_path(image) as tmp:
+                    tmp.write_bytes(jpg.tobytes())
+                with atomic_path(label) as tmp:
+                    tmp.write_text(label_src.read_text())
+                frames.append({"image": portable(image), "label": portable(label), "source": source, "round": rnd})
+                rules = provenance.get((clip_name, index), []) if source == PSEUDO else []
+                fallback = "confidence" if source == PSEUDO else ""
+                for i, b in enumerate(parsed):
+                    boxes.append(
+                        {
+                            "image": portable(image),
+                            "source": source,
+                            "round": rnd,
+                            "rule": rules[i] if len(rules) == len(parsed) else fallback,
+                            "cls": int(b[0]),
+                            "cx": b[1],
+                            "cy": b[2],
+                            "w": b[3],
+                            "h": b[4],
+                        }
+                    )
+            bar.advance(note=f"{len(frames) - len(labelled)} frames written")
     frames_df = pd.DataFrame(frames, columns=["image", "label", "source", "round"])
     boxes_df = pd.DataFrame(boxes, columns=["image", "source", "round", "rule", "cls", "cx", "cy", "w", "h"])
     with atomic_path(out / "frames.csv") as tmp:

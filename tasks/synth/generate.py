@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from visem_pl.tasks.dataset import layout
+from visem_pl.tasks.workspace.progress import progress as report
 
 from .clinical import motility_percentages, write_clinical
 from .config import SynthConfig
@@ -84,31 +85,21 @@ def _init_worker() -> None:
 
 
 def _run_all(jobs: list[Job], workers: int, progress: bool) -> list[dict]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     results: list[dict | None] = [None] * len(jobs)
     # Longest jobs first so that two workers finish together.
     order = sorted(range(len(jobs)), key=lambda i: (-jobs[i].n_frames, i))
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=not progress,
-        transient=False,
-    ) as bar:
-        task = bar.add_task("synthesising videos and clips", total=len(jobs))
+    with report("synth", len(jobs), "videos and clips", enabled=progress) as bar:
         if workers == 1 or len(jobs) <= 1:
             for i in order:
                 results[i] = run_job(jobs[i])
-                bar.advance(task)
+                bar.advance()
         else:
             ctx = mp.get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
                 futures = {pool.submit(run_job, jobs[i]): i for i in order}
                 for fut in as_completed(futures):
                     results[futures[fut]] = fut.result()
-                    bar.advance(task)
+                    bar.advance()
     return results  # type: ignore[return-value]
 
 

@@ -14,6 +14,7 @@ from visem_pl.tasks.dataset.layout import CLASS_NAMES
 from visem_pl.tasks.tracking.link import TrackConfig
 from visem_pl.tasks.workspace.io import atomic_path, remove_other_clips, write_json
 from visem_pl.tasks.workspace.paths import Workspace
+from visem_pl.tasks.workspace.progress import progress as report
 
 log = logging.getLogger(__name__)
 CLUSTER = CLASS_NAMES.index("cluster")
@@ -91,9 +92,10 @@ def _labelled_boxes(clip, src, video):
     return _labelled_range(read_boxes(src), video), (width, height, stride)
 
 
-def track_stage(ws: Workspace, n: int) -> dict:
+def track_stage(ws: Workspace, n: int, progress: bool = True) -> dict:
     """Link every clip's predictions of round n into tracks (data/rounds/round-N/tracks/, resumable);
-    where the dataset has truth, score them, and the tracker alone on the truth boxes (track.json)."""
+    where the dataset has truth, score them, and the tracker alone on the truth boxes (track.json).
+    `progress`: how far it got, on stderr (False: silent)."""
     from visem_pl.tasks.inference.stages import left_out
     from visem_pl.tasks.tracking.clips import track_clip
 
@@ -104,9 +106,10 @@ def track_stage(ws: Workspace, n: int) -> dict:
     removed = remove_other_clips(paths.tracks, clips) + remove_other_clips(paths.validation_tracks,
                                                                            ws.validation_clips())  # fmt: skip
     done = []
-    for i, clip in enumerate(clips, 1):
-        done.append(track_clip(clip, paths.predictions, paths.tracks, cfg))
-        log.info("tracked %d/%d clips (%s)", i, len(clips), clip.name)
+    with report("track", len(clips), enabled=progress) as bar:
+        for clip in clips:
+            done.append(track_clip(clip, paths.predictions, paths.tracks, cfg))
+            bar.advance()
     stats = {
         "clips": len(clips),
         "skipped": sum(d["skipped"] for d in done),

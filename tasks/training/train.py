@@ -6,8 +6,11 @@ Round 0 starts from a model `.yaml` (from scratch) or from local weights (e.g. C
 
 from __future__ import annotations
 
+import logging
 import shutil
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -20,6 +23,8 @@ from visem_pl.tasks.training.crops import cut_crops
 from visem_pl.tasks.workspace import offline
 from visem_pl.tasks.workspace.device import pick_device
 from visem_pl.tasks.workspace.io import atomic_path, write_json
+from visem_pl.tasks.workspace.progress import is_terminal
+from visem_pl.tasks.workspace.progress import progress as report
 
 WEIGHTS_NAME = "weights.pt"
 
@@ -104,10 +109,12 @@ def train(
     cfg: TrainConfig,
     init: str | None = None,
     workdir: Path | str | None = None,
+    progress: bool = True,
 ) -> dict:
     """Cut crops from `frames` (columns image, label), train, write `weights.pt` + `train.json`.
 
-    `init` overrides `cfg.model` with earlier weights (round N+1 from round N).
+    `init` overrides `cfg.model` with earlier weights (round N+1 from round N). `progress`: one step
+    per epoch with its mean losses, on stderr (False: silent).
     """
     offline.quiet_ultralytics()
     from ultralytics import YOLO
@@ -121,37 +128,47 @@ def train(
     data = write_yolo_data(workdir, *training_crops(frames, workdir, cfg))
     source = init or cfg.model
     model = YOLO(source)
-    model.train(
-        data=str(data),
-        epochs=cfg.epochs,
-        imgsz=cfg.crop_size,
-        batch=cfg.batch,
-        device=pick_device(cfg.device),
-        workers=cfg.workers,
-        seed=cfg.seed,
-        deterministic=True,
-        project=str(workdir.resolve()),
-        name="run",
-        exist_ok=True,
-        plots=False,
-        val=False,
-        optimizer=cfg.optimizer,
-        lr0=cfg.lr0,
-        momentum=0.9,  # AdamW's beta1, and no bias warm-up: auto's settings
-        warmup_bias_lr=0.0,
-        warmup_epochs=cfg.warmup_epochs,
-        amp=False,
-        verbose=False,
-        # Microscopy has no up or down and heads have one physical size.
-        flipud=0.5,
-        fliplr=0.5,
-        degrees=0.0,
-        scale=0.1,
-        mosaic=1.0,
-        close_mosaic=0,
-        hsv_h=0.0,
-        hsv_s=0.0,
-    )
+    # One line per epoch whatever the interval: an epoch is long, and its losses belong in the log.
+    with report("train", cfg.epochs, "epochs", enabled=progress, interval=0) as bar, _no_batch_bars():
+
+        def epoch_done(trainer) -> None:
+            # By the trainer's own epoch: the final validation runs this callback once more, at epochs + 1.
+            done = min(trainer.epoch + 1, cfg.epochs)
+            if done > bar.completed:
+                bar.advance(done - bar.completed, note=_losses(trainer.tloss))
+
+        model.add_callback("on_fit_epoch_end", epoch_done)
+        model.train(
+            data=str(data),
+            epochs=cfg.epochs,
+            imgsz=cfg.crop_size,
+            batch=cfg.batch,
+            device=pick_device(cfg.device),
+            workers=cfg.workers,
+            seed=cfg.seed,
+            deterministic=True,
+            project=str(workdir.resolve()),
+            name="run",
+            exist_ok=True,
+            plots=False,
+            val=False,
+            optimizer=cfg.optimizer,
+            lr0=cfg.lr0,
+            momentum=0.9,  # AdamW's beta1, and no bias warm-up: auto's settings
+            warmup_bias_lr=0.0,
+            warmup_epochs=cfg.warmup_epochs,
+            amp=False,
+            verbose=False,
+            # Microscopy has no up or down and heads have one physical size.
+            flipud=0.5,
+            fliplr=0.5,
+            degrees=0.0,
+            scale=0.1,
+            mosaic=1.0,
+            close_mosaic=0,
+            hsv_h=0.0,
+            hsv_s=0.0,
+        )
     run = workdir / "run"
     best = run / "weights" / "last.pt"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -172,3 +189,26 @@ def train(
     write_json(out_dir / "train.json", info)
     shutil.rmtree(workdir, ignore_errors=True)
     return info
+
+
+def _losses(tloss) -> str:
+    """`box loss 1.23, cls loss 2.05, dfl loss 1.1`: the epoch's mean losses (Ultralytics 8.4: a dict)."""
+    if not isinstance(tloss, dict):
+        return ""
+    return ", ".join(f"{name.replace('_', ' ')} {float(value):.3g}" for name, value in tloss.items())
+
+
+@contextmanager
+def _no_batch_bars():
+    """Ultralytics' per-batch bars (on stdout, with YOLO_VERBOSE=true) redraw with '\\r' and escape codes
+    whether or not stdout is a terminal, and its INFO lines are coloured: in a log, noise beside our epoch
+    lines. Its logger above INFO turns both off (ultralytics/utils/tqdm.py); warnings stay."""
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    if not is_terminal(sys.stdout):
+        LOGGER.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(level)

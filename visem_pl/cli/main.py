@@ -116,7 +116,7 @@ def synth(
     with bad_input(ValueError, FileExistsError):
         section = workspace(params).params().get("synth", {}) if params else {}
         cfg = synth_config({**section, **overrides})
-        counts = synthesize(out, cfg, progress=sys.stderr.isatty(), overwrite=overwrite)
+        counts = synthesize(out, cfg, overwrite=overwrite)
     if as_json:
         typer.echo(json.dumps(counts, indent=2))
     else:
@@ -200,7 +200,7 @@ def infer(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
 
     with bad_input():
         try:
-            stats = infer_stage(workspace(params), round_n, progress=sys.stderr.isatty())
+            stats = infer_stage(workspace(params), round_n)
         except ClipError as exc:  # data.on_bad_clip: fail, or a labelled validation video (always strict)
             fail([str(exc), "a clip that cannot be decoded stops the round where data.on_bad_clip is fail "
                   "(skip leaves it out); a labelled validation video always does"])  # fmt: skip

@@ -16,7 +16,7 @@ import pandas as pd
 from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.labels import yolo_text
 from visem_pl.tasks.dataset.reader import Clip
-from visem_pl.tasks.inference.clips import iter_frames
+from visem_pl.tasks.inference.clips import frames_at
 from visem_pl.tasks.pseudo.bands import BOX_COLUMNS, REJECT
 from visem_pl.tasks.review.store import Answers, QueueStore, utc_now
 from visem_pl.tasks.workspace.io import atomic_path, write_json, write_text
@@ -33,19 +33,14 @@ def write_frames(clips: list[Clip], items: pd.DataFrame, out_dir: Path) -> dict[
         if clip not in known:
             raise ValueError(f"queue item(s) {list(rows['item'])[:3]} name clip '{clip}' that is not in the dataset")
         wanted = dict(zip(rows["frame"].astype(int), rows["item"]))
-        for index, frame in iter_frames(known[clip].path, 1):
-            if index in wanted:
-                ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
-                if not ok:
-                    raise ValueError(f"{known[clip].path}:0: frame {index} cannot be encoded")
-                path = out_dir / f"{wanted.pop(index)}.jpg"
-                with atomic_path(path) as tmp:
-                    tmp.write_bytes(jpg.tobytes())
-                written[path.stem] = path
-                if not wanted:
-                    break
-        if wanted:
-            raise ValueError(f"{known[clip].path}:0: frames {sorted(wanted)[:5]} are past the clip's end")
+        for index, frame in frames_at(known[clip].path, wanted):
+            ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            if not ok:
+                raise ValueError(f"{known[clip].path}:0: frame {index} cannot be encoded")
+            path = out_dir / f"{wanted[index]}.jpg"
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(jpg.tobytes())
+            written[path.stem] = path
     return written
 
 
