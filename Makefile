@@ -4,7 +4,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint format install install-test ls-venv contact-sheet clean
+.PHONY: demo test lint format install install-test ls-venv browser contact-sheet clean
 
 # Label Studio, the server the live review tests start, in its own virtual environment (its pins
 # would fight ours); the stamp names the version, so a new pin rebuilds it and an old one is kept.
@@ -32,6 +32,22 @@ install-test: $(VENV)/.installed-test
 ## ls-venv: label-studio in .ls-venv/ (the live Label Studio tests start it on 127.0.0.1)
 ls-venv: $(LS_VENV)/.installed-$(LABEL_STUDIO_VERSION)
 
+## browser: Debian's chromium, the real browser the HTML report's tests open the page in (apt-get, as root; a
+## no-op when /usr/bin/chromium is there; elsewhere it says so and the browser tests skip, except under CI)
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then \
+	    echo "browser: $$($(CHROMIUM) --version 2>/dev/null)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "browser: installing Debian's chromium (apt-get)"; \
+	    apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null && \
+	    echo "browser: $$($(CHROMIUM) --version 2>/dev/null)"; \
+	else \
+	    echo "browser: no $(CHROMIUM), and it cannot be installed here (needs root and apt-get): the browser" \
+	         "tests will be skipped; as root run 'make browser' (apt-get install chromium)"; \
+	fi
+
 ## demo: the whole loop on the embedded synthetic dataset (dvc repro), then the per-round table and motility
 demo: install
 	$(BIN)/dvc repro
@@ -39,7 +55,7 @@ demo: install
 	$(BIN)/visem-pl motility --round 0
 
 ## test: the whole suite (CI runs this through .ci/run), in a network namespace with only loopback
-test: install-test ls-venv
+test: install-test ls-venv browser
 	tests/netguard/run-offline $(BIN)/pytest
 
 ## lint: ruff's linter and formatter check over the whole tree (CI runs it before the tests)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.browser import require_browser
 from helpers.label_studio import START_TIMEOUT_S, LabelStudioServer, label_studio_bin, server_env
 from helpers.prefect import PrefectServer
 from helpers.project import start_clock, start_server, stop_group
@@ -158,3 +159,16 @@ def queue_synth(tmp_path_factory) -> Path:
 def queue_round(queue_synth, tmp_path_factory) -> Path:
     """Round 0's predictions (from the truth), pseudo-labels and queue of `queue_synth` (see helpers.review)."""
     return make_queue_round(queue_synth, tmp_path_factory.mktemp("queue_round"))
+
+
+# --- a real headless browser (Debian's chromium) for the HTML page's tests -------------------------
+
+
+@pytest.fixture(scope="session")
+def browser() -> Path:
+    """Chromium's executable (helpers.browser.render opens pages in it).
+
+    Skips with the reason when there is none and `make browser` could not install it (not root); under
+    CI (CI=true), which installs it, a missing browser fails instead.
+    """
+    return require_browser()
