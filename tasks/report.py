@@ -10,7 +10,9 @@ import json
 import re
 from pathlib import Path
 
-from visem_pl.tasks.workspace.io import write_json
+import pandas as pd
+
+from visem_pl.tasks.workspace.io import write_csv, write_json
 from visem_pl.tasks.workspace.paths import Workspace
 
 # (key in a round's row, column title)
@@ -141,12 +143,28 @@ def collect(ws: Workspace) -> dict:
     return {"rounds": {str(r["round"]): r for r in rounds}, "latest": rounds[-1] if rounds else {}}
 
 
-def report_stage(ws: Workspace, out: Path | None = None) -> dict:
-    """The table of every round in the workspace; also written to `out` (a DVC metric) when given."""
+def report_stage(ws: Workspace, out: Path | None = None, plot: Path | None = None) -> dict:
+    """The table of every round in the workspace; also written to `out` (a DVC metric) when given, and
+    fitness and mAP per class by round to `plot` (a CSV for `dvc plots`)."""
     data = collect(ws)
     if out is not None:
         write_json(out, data)
+    if plot is not None:
+        write_csv(plot, rounds_plot(ws, data))
     return data
+
+
+def rounds_plot(ws: Workspace, data: dict) -> pd.DataFrame:
+    """One row per round: round, fitness, mAP50, mAP50-95, the labels-only control's fitness, and the
+    same three per class (`fitness_sperm`, ...), from each round's eval.json."""
+    table = []
+    for row in data["rounds"].values():
+        per_class = (_read(ws.round(row["round"]).metrics / "eval.json") or {}).get("per_class", {})
+        entry = {k: row.get(k) for k in ("round", "fitness", "mAP50", "mAP50-95", "control_fitness")}
+        for name, m in per_class.items():
+            entry.update({f"{k}_{name}": m.get(k) for k in ("fitness", "mAP50", "mAP50-95")})
+        table.append(entry)
+    return pd.DataFrame(table)
 
 
 PERCENTAGE_POINTS = {"motility_mae_pp"}

@@ -318,3 +318,29 @@ def test_same_true_positives_as_ultralytics_matching():
             assert (ours == theirs).all()
             compared += 1
     assert compared > 40
+
+
+def test_pr_curve_is_the_envelope_map50_integrates():
+    """summary(curves=True): each class's precision at recall 0, 0.01, ..., 1 (IoU 0.5); its trapezoid area is
+    the class's mAP50, it never rises with recall (an envelope) and it is 0 past the highest recall reached."""
+    frames = random_frames(seed=7, n_frames=120)
+    acc = Accumulator(NAMES)
+    for boxes, cls, conf, gt, gt_cls in frames:
+        acc.add(boxes, cls, conf, gt, gt_cls)
+    plain, with_curves = acc.summary(), acc.summary(curves=True)
+    assert "pr_curve" not in plain and with_curves["per_class"] == plain["per_class"]
+    curve = with_curves["pr_curve"]
+    assert curve["recall"] == [k / 100 for k in range(101)]
+    for name in NAMES:
+        p = np.array(curve[name])
+        assert np.all(np.diff(p) <= 1e-12) and p[0] > 0.5
+        assert trapezoid_101(list(p)) == pytest.approx(plain["per_class"][name]["mAP50"], abs=1e-5)
+        if plain["per_class"][name]["recall"] < 1:
+            assert p[-1] == 0.0
+
+
+def test_pr_curve_leaves_out_classes_without_labelled_boxes():
+    acc = Accumulator(NAMES)
+    acc.add(np.array([SQUARE]), [0], [0.9], np.array([SQUARE]), [0])
+    curve = acc.summary(curves=True)["pr_curve"]
+    assert set(curve) == {"recall", "sperm"} and curve["sperm"] == [1.0] * 101

@@ -44,6 +44,23 @@ def parse_bands(section: dict) -> dict[int, Band]:
     return {k: Band(float(section[n]["low"]), float(section[n]["high"])) for k, n in enumerate(layout.CLASS_NAMES)}
 
 
+def bands_record(bands: dict[int, Band]) -> dict:
+    """{class name: {low, high}}: the bands a round used (calibration may have moved them), as pseudo.json says."""
+    return {layout.CLASS_NAMES[k]: {"low": b.low, "high": b.high} for k, b in sorted(bands.items())}
+
+
+def confidence_histogram(boxes: pd.DataFrame, width: float = 0.02) -> pd.DataFrame:
+    """Detected boxes per confidence bin and class: columns conf (the bin's lower edge), then one count
+    column per class. Boxes a track interpolated have no confidence of their own and are not counted."""
+    edges = np.linspace(0.0, 1.0, round(1 / width) + 1)
+    found = boxes[boxes["conf"].notna()] if len(boxes) else boxes
+    table = {"conf": edges[:-1].round(4)}
+    for k, name in enumerate(layout.CLASS_NAMES):
+        conf = found.loc[found["cls"] == k, "conf"].to_numpy(dtype=np.float64) if len(found) else np.zeros(0)
+        table[name] = np.histogram(np.clip(conf, 0.0, 1.0), bins=edges)[0]
+    return pd.DataFrame(table)
+
+
 def assign_bands(pred: pd.DataFrame, bands: dict[int, Band]) -> pd.Series:
     # Compare in float32, the precision confidences are stored in (infer.SCHEMA): a box whose conf
     # reads 0.7 sits at a bound written as 0.7 in params.yaml, not just below it (0.69999999 < 0.7).

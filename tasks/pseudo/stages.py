@@ -5,14 +5,15 @@ from __future__ import annotations
 import pandas as pd
 
 from visem_pl.tasks.workspace.errors import ConfigError
-from visem_pl.tasks.workspace.io import write_json
+from visem_pl.tasks.workspace.io import write_csv, write_json
 from visem_pl.tasks.workspace.paths import Workspace
 
 
 def filter_stage(ws: Workspace, n: int) -> dict:
     """Split round n's boxes into accept / review / reject bands per class (pseudo-labels, boxes.parquet),
-    build the prioritised review queue and create the experts' review folder; writes pseudo.json."""
-    from visem_pl.tasks.pseudo.bands import filter_round, parse_bands
+    build the prioritised review queue and create the experts' review folder; writes pseudo.json (with the
+    bands used) and the confidence histogram per class, confidence.csv."""
+    from visem_pl.tasks.pseudo.bands import bands_record, confidence_histogram, filter_round, parse_bands
     from visem_pl.tasks.review.priority import build_queue, queue_config
     from visem_pl.tasks.review.queue import init_review_folder, write_queue
 
@@ -37,14 +38,17 @@ def filter_stage(ws: Workspace, n: int) -> dict:
         stats["calibration"] = calibrated[1]
     # Disagreement with the previous round's model: its predictions, when that round was pseudo-labelled.
     prev = paths.previous.predictions if paths.previous is not None else None
+    boxes = pd.read_parquet(paths.boxes)  # the bands filter decided, the temporal rule's included
     queue = build_queue(
         paths.predictions,
         bands,
         qcfg,
         prev_dir=prev if prev is not None and prev.is_dir() else None,
-        boxes=pd.read_parquet(paths.boxes),  # the bands filter decided, the temporal rule's included
+        boxes=boxes,
         clips=clips,
     )
+    write_csv(paths.confidence_histogram, confidence_histogram(boxes))
+    stats["bands"] = bands_record(bands)
     write_queue(queue, paths.queue_csv)
     init_review_folder(paths.review_folder, n)
     stats["queue_items"] = len(queue)

@@ -58,15 +58,16 @@ def predict_images(weights: Path | str, images: list[str], cfg: EvalConfig):
             )
 
 
-def evaluate(weights: Path | str, frames: pd.DataFrame, cfg: EvalConfig) -> dict:
-    """Metrics of `weights` on the rows of `frames` (columns image, label)."""
+def evaluate(weights: Path | str, frames: pd.DataFrame, cfg: EvalConfig, curves: bool = False) -> dict:
+    """Metrics of `weights` on the rows of `frames` (columns image, label); with `curves`, also each
+    class's precision-recall curve ("pr_curve", `Accumulator.summary`)."""
     acc = Accumulator(layout.CLASS_NAMES)
     labels = dict(zip(frames["image"], frames["label"].fillna("")))
     started = time.time()
     for image, xyxy, cls, conf in predict_images(weights, list(frames["image"]), cfg):
         gt = read_yolo_labels(labels[image])
         acc.add(xyxy, cls, conf, xywhn_to_xyxy(gt[:, 1:], layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT), gt[:, 0])
-    result = acc.summary()
+    result = acc.summary(curves=curves)
     seconds = time.time() - started
     result["frames"] = int(len(frames))
     result["frames_per_second"] = round(len(frames) / max(seconds, 1e-9), 2)

@@ -80,21 +80,25 @@ def match_boxes(pred, gt, iou: float = 0.5) -> np.ndarray:
     )[:, 0]
 
 
-def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
-    """Area under the precision envelope sampled at 101 recall points r = 0, 0.01, ..., 1.
+RECALL_POINTS = np.arange(101) / 100  # exactly k/100, so a recall of 7/10 meets the point 0.7
 
-    The envelope at r is the best precision reached at any recall >= r, and 0 past the highest
-    recall reached (COCO). `recall` is non-decreasing (cumulative TP over ranked predictions).
-    """
+
+def precision_envelope(recall: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """The precision envelope at the 101 `RECALL_POINTS`: at r, the best precision reached at any
+    recall >= r, and 0 past the highest recall reached (COCO). `recall` is non-decreasing
+    (cumulative TP over ranked predictions). This is the precision-recall curve AP integrates."""
     recall = np.asarray(recall, dtype=np.float64).reshape(-1)
     precision = np.asarray(precision, dtype=np.float64).reshape(-1)
-    x = np.arange(101) / 100  # exactly k/100, so a recall of 7/10 meets the point 0.7
     if len(recall) == 0:
-        return 0.0
+        return np.zeros_like(RECALL_POINTS)
     envelope = np.flip(np.maximum.accumulate(np.flip(precision)))
-    first = np.searchsorted(recall, x, side="left")  # first ranked point with recall >= r
-    sampled = np.where(first < len(recall), envelope[np.minimum(first, len(recall) - 1)], 0.0)
-    return float(np.trapezoid(sampled, x))
+    first = np.searchsorted(recall, RECALL_POINTS, side="left")  # first ranked point with recall >= r
+    return np.where(first < len(recall), envelope[np.minimum(first, len(recall) - 1)], 0.0)
+
+
+def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
+    """Area under the precision envelope sampled at 101 recall points r = 0, 0.01, ..., 1."""
+    return float(np.trapezoid(precision_envelope(recall, precision), RECALL_POINTS))
 
 
 @dataclass
@@ -117,7 +121,10 @@ class Accumulator:
         self.cls.append(pred_cls)
         self.n_gt += np.bincount(gt_cls, minlength=len(self.class_names))[: len(self.class_names)]
 
-    def summary(self) -> dict:
+    def summary(self, curves: bool = False) -> dict:
+        """{"overall": ..., "per_class": {name: ...}}; with `curves`, also "pr_curve": each class's
+        precision envelope at IoU 0.5 over `RECALL_POINTS` (what its mAP50 is the area of), {"recall": [...],
+        name: [...]} for the classes with labelled boxes."""
         tp = np.concatenate(self.tp) if self.tp else np.zeros((0, len(IOU_THRESHOLDS)), bool)
         conf = np.concatenate(self.conf) if self.conf else np.zeros(0)
         cls = np.concatenate(self.cls) if self.cls else np.zeros(0, np.int64)
@@ -126,6 +133,7 @@ class Accumulator:
         per_class, present = {}, []
         grid = np.linspace(0, 1, 1000)
         f1_curves = []
+        pr_curve = {"recall": RECALL_POINTS.tolist()}
         for c, name in enumerate(self.class_names):
             sel = cls == c
             n_gt = int(self.n_gt[c])
@@ -145,6 +153,7 @@ class Accumulator:
             present.append(c)
             recall = ctp / n_gt
             precision = ctp / np.maximum(ctp + cfp, 1)
+            pr_curve[name] = precision_envelope(recall[:, 0], precision[:, 0]).round(6).tolist()
             aps = (
                 [average_precision(recall[:, t], precision[:, t]) for t in range(len(IOU_THRESHOLDS))]
                 if sel.any()
@@ -186,4 +195,7 @@ class Accumulator:
             overall = {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50-95": 0.0, "conf_at_max_f1": 0.0}
         overall["fitness"] = fitness(overall["mAP50"], overall["mAP50-95"])
         overall["instances"] = int(self.n_gt.sum())
-        return {"overall": overall, "per_class": per_class}
+        result = {"overall": overall, "per_class": per_class}
+        if curves:
+            result["pr_curve"] = pr_curve
+        return result

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from visem_pl.tasks.workspace.io import write_json
+from visem_pl.tasks.workspace.io import write_csv, write_json
 from visem_pl.tasks.workspace.paths import Workspace
 
 
@@ -43,13 +43,16 @@ def train_stage(ws: Workspace, n: int) -> dict:
 
 
 def evaluate_stage(ws: Workspace, n: int) -> dict:
-    """Score round n's model on the validation frames; writes metrics/rounds/round-N/eval.json."""
+    """Score round n's model on the validation frames; writes metrics/rounds/round-N/eval.json and the
+    precision-recall curve of each class, pr_curve.csv."""
     from visem_pl.tasks.training.evaluate import EvalConfig, evaluate
 
     cfg = ws.section("evaluate", EvalConfig)
     paths = ws.round(n)
     frames = pd.read_csv(ws.prepared / "frames.csv")
-    result = evaluate(paths.weights, frames[frames["split"] == "val"], cfg)
+    result = evaluate(paths.weights, frames[frames["split"] == "val"], cfg, curves=True)
+    # The curves go to their own small CSV (`dvc plots`, the HTML report); eval.json keeps the numbers.
+    write_csv(paths.pr_curve, pd.DataFrame(result.pop("pr_curve")))
     result["computed_from"] = ws.computed_from(n)
     write_json(paths.metrics / "eval.json", result)
     return result

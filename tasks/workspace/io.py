@@ -61,6 +61,12 @@ def write_json(path: Path | str, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def write_csv(path: Path | str, table) -> None:
+    """A pandas DataFrame as CSV without its index, atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
 def file_sha256(path: Path | str) -> str:
     """Streamed, so multi-GB weights and exports are never read whole."""
     h = hashlib.sha256()

@@ -39,6 +39,9 @@ class Workspace:
     rounds_dir = property(lambda self: self.root / "data" / "rounds")
     models = property(lambda self: self.root / "models")
     metrics = property(lambda self: self.root / "metrics")
+    # Plot data (CSV, git-tracked like the metrics): fitness and mAP per class by round (`report --plot`), and
+    # the rounds' own curves (RoundPaths). Not under metrics/rounds/, which `report` depends on.
+    plots = property(lambda self: self.root / "metrics" / "plots")
     # Experts' review folders (git-tracked queue stores), one per round.
     review = property(lambda self: self.root / "review")
     exports_cache = property(lambda self: self.root / ".cache" / "exports")
@@ -143,6 +146,10 @@ class RoundPaths:
     reviewed = property(lambda self: self.data / "reviewed")
     merged = property(lambda self: self.data / "merged")
     metrics = property(lambda self: self.ws.metrics / "rounds" / f"round-{self.n}")
+    # Small CSV files for `dvc plots` (dvc.yaml's top-level plots take a folder, one file per round) and the
+    # HTML report: the validation PR curve per class (evaluate), the boxes' confidence histogram (filter).
+    pr_curve = property(lambda self: self.ws.plots / "pr_curve" / f"round-{self.n}.csv")
+    confidence_histogram = property(lambda self: self.ws.plots / "confidence" / f"round-{self.n}.csv")
 
     @property
     def previous(self) -> RoundPaths | None:

@@ -297,15 +297,22 @@ def quality(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
 def report(
     as_json: bool = typer.Option(False, "--json"),
     out: Optional[Path] = typer.Option(None, help="Also write the report JSON here (a DVC metric)."),
+    plot: Optional[Path] = typer.Option(
+        None, help="Also write fitness and mAP per class by round here (CSV, DVC plot)."
+    ),
 ) -> None:
     """Per round: mAP@0.5, mAP@0.5:0.95, fitness, accepted boxes, review items, pseudo-label quality,
     tracking IDF1 and motility error."""
     from visem_pl.tasks.report import report_stage
 
-    data = report_stage(Workspace(), out)
+    data = report_stage(Workspace(), out, plot)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
+    _print_table(data)
+
+
+def _print_table(data: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
