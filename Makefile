@@ -48,11 +48,12 @@ browser:
 	         "tests will be skipped; as root run 'make browser' (apt-get install chromium)"; \
 	fi
 
-## demo: the whole loop on the embedded synthetic dataset (dvc repro), then the per-round table and motility
+## demo: the whole loop on the embedded synthetic dataset (dvc repro), then motility, the per-round table and
+## the HTML round report (reports/round-report.html, one offline file)
 demo: install
 	$(BIN)/dvc repro
-	$(BIN)/visem-pl report
 	$(BIN)/visem-pl motility --round 0
+	$(BIN)/visem-pl report --html reports/round-report.html
 
 ## test: the whole suite (CI runs this through .ci/run), in a network namespace with only loopback
 test: install-test ls-venv browser

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from helpers.browser import require_browser
 from helpers.label_studio import START_TIMEOUT_S, LabelStudioServer, label_studio_bin, server_env
+from helpers.pipeline import two_rounds
 from helpers.prefect import PrefectServer
-from helpers.project import start_clock, start_server, stop_group
+from helpers.project import TINY, make_workspace, start_clock, start_server, stop_group
 from helpers.review import make_queue_round, make_queue_synth
 from helpers.trees import SMALL_CLIPS, SMALL_FRAMES, SMALL_VIDEOS, Tree
 
@@ -159,6 +160,21 @@ def queue_synth(tmp_path_factory) -> Path:
 def queue_round(queue_synth, tmp_path_factory) -> Path:
     """Round 0's predictions (from the truth), pseudo-labels and queue of `queue_synth` (see helpers.review)."""
     return make_queue_round(queue_synth, tmp_path_factory.mktemp("queue_round"))
+
+
+# --- the two-round project of the pipeline tests (test_pipeline_dvc.py, test_round_report.py) -------------
+
+
+@pytest.fixture(scope="session")
+def pipeline_workspace(tmp_path_factory) -> Path:
+    """A fresh git repository holding the project's files with the tiny configuration, as a user's clone would."""
+    return make_workspace(tmp_path_factory.mktemp("pipeline") / "project", TINY)
+
+
+@pytest.fixture(scope="session")
+def pipeline_rounds(pipeline_workspace) -> dict:
+    """Round 0 reproduced and tagged, round 1 added, reproduced and tagged; what each `dvc repro` printed."""
+    return two_rounds(pipeline_workspace)
 
 
 # --- a real headless browser (Debian's chromium) for the HTML page's tests -------------------------

@@ -9,7 +9,6 @@ default local remote pushes and pulls.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -19,8 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 from helpers.imports import covered, stage_code
+from helpers.pipeline import digest, lock_outs, sha256
 from helpers.project import TINY, make_workspace, run, write_params
-from helpers.trees import tree_digest
 
 from visem_pl.tasks.dataset.identity import file_id
 from visem_pl.tasks.inference.clips import prediction_meta
@@ -29,48 +28,16 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def lock_outs(ws: Path) -> list[str]:
-    """Every output dvc.lock records in the DVC cache (data, models; metrics/ are small files git keeps)."""
-    lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
-    outs = {o["path"] for stage in lock.values() for o in stage.get("outs", [])}
-    return sorted(p for p in outs if not p.startswith("metrics/"))
-
-
-def digest(path: Path) -> dict[str, str]:
-    return tree_digest(path) if path.is_dir() else {"": sha256(path)}
+@pytest.fixture(scope="module")
+def workspace(pipeline_workspace) -> Path:
+    """A fresh git repository holding the project's files, as a user's clone would (conftest.py)."""
+    return pipeline_workspace
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    """A fresh git repository holding the project's files, as a user's clone would."""
-    return make_workspace(tmp_path_factory.mktemp("pipeline") / "project", TINY)
-
-
-@pytest.fixture(scope="module")
-def rounds(workspace) -> dict:
-    """Reproduce round 0, tag it, add round 1, reproduce, tag it; return what each step printed."""
-    ws = workspace
-    out = {"repro0": run(["dvc", "repro"], ws).stdout}
-    out["weights0"] = sha256(ws / "models/round-0/weights.pt")
-    out["outs0"] = {path: digest(ws / path) for path in lock_outs(ws)}
-    run(["git", "add", "-A"], ws)
-    run(["git", "commit", "-qm", "round 0"], ws)
-    run(["git", "tag", "round-0"], ws)
-
-    params = yaml.safe_load((ws / "params.yaml").read_text())
-    params["rounds"].append({"round": 1, "data": "data/rounds/round-0/merged", "init": "models/round-0"})
-    write_params(ws, params)
-    out["repro1"] = run(["dvc", "repro"], ws).stdout
-    out["weights1"] = sha256(ws / "models/round-1/weights.pt")
-    run(["git", "add", "-A"], ws)
-    run(["git", "commit", "-qm", "round 1"], ws)
-    run(["git", "tag", "round-1"], ws)
-    out["repro2"] = run(["dvc", "repro"], ws).stdout
-    return out
+def rounds(pipeline_rounds) -> dict:
+    """Round 0 reproduced and tagged, round 1 added, reproduced and tagged (helpers.pipeline.two_rounds)."""
+    return pipeline_rounds
 
 
 def test_round0_runs_every_stage_in_order(rounds, workspace):

@@ -262,7 +262,13 @@ def test_round_artifacts(finished, prefect_server, waiting, project):
     by_type = {}
     for a in arts:
         by_type.setdefault(a["type"], []).append(a)
-    assert any(a["key"] == "round-1-report" and "# Round 1" in a["data"] for a in by_type["markdown"])
+    report = next(a for a in by_type["markdown"] if a["key"] == "round-1-report")
+    assert "# Round 1" in report["data"]
+    # It links the HTML round report the round wrote, and leads with the headline numbers.
+    page = project / "reports" / "round-report.html"
+    assert page.resolve().as_uri() in report["data"] and page.stat().st_size > 10_000
+    assert "Round 1: validation fitness" in report["data"] and "labels-only control" in report["data"]
+    assert '<h2 id="round-1">' in page.read_text()
     table = next(a for a in by_type["table"] if a["key"] == "pseudo-label-rounds")
     rows = json.loads(table["data"]) if isinstance(table["data"], str) else table["data"]
     assert [r["round"] for r in rows] == [0, 1]

@@ -42,6 +42,8 @@ class Workspace:
     # Plot data (CSV, git-tracked like the metrics): fitness and mAP per class by round (`report --plot`), and
     # the rounds' own curves (RoundPaths). Not under metrics/rounds/, which `report` depends on.
     plots = property(lambda self: self.root / "metrics" / "plots")
+    # The offline HTML round report (`visem-pl report --html`, `make demo`, the Prefect round); git-ignored.
+    report_html = property(lambda self: self.root / "reports" / "round-report.html")
     # Experts' review folders (git-tracked queue stores), one per round.
     review = property(lambda self: self.root / "review")
     exports_cache = property(lambda self: self.root / ".cache" / "exports")

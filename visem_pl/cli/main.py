@@ -300,16 +300,26 @@ def report(
     plot: Optional[Path] = typer.Option(
         None, help="Also write fitness and mAP per class by round here (CSV, DVC plot)."
     ),
+    html_path: Optional[Path] = typer.Option(
+        None, "--html", help="Also write the round report as one offline HTML page here (figures, review, frames)."
+    ),
 ) -> None:
     """Per round: mAP@0.5, mAP@0.5:0.95, fitness, accepted boxes, review items, pseudo-label quality,
-    tracking IDF1 and motility error."""
+    tracking IDF1 and motility error; with --html, the same and the curves, bands, review and frames as a page."""
     from visem_pl.tasks.report import report_stage
 
     data = report_stage(Workspace(), out, plot)
+    if html_path is not None:
+        from visem_pl.tasks.reporting.page import write_report
+
+        written = write_report(Workspace(), html_path)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
-        return
-    _print_table(data)
+    else:
+        _print_table(data)
+    if html_path is not None:  # last, where a reader looks; stderr, so that with --json stdout is the JSON alone
+        size = f"{written['bytes'] / 1e6:.1f} MB, {written['images']} figures"
+        typer.echo(f"HTML round report: {html_path.resolve()} ({size}; opens offline)", err=True)
 
 
 def _print_table(data: dict) -> None:
