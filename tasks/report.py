@@ -91,7 +91,8 @@ def _current(ws: Workspace):
 
 def collect(ws: Workspace) -> dict:
     """{"rounds": {"N": {round, mAP50, mAP50-95, fitness, precision, recall, accepted_boxes, review_items,
-    accepted_precision, accepted_recall, tracking_idf1, motility_mae_pp}}, "latest": the last round's entry}.
+    accepted_precision, accepted_recall, tracking_idf1, motility_mae_pp, per_class}}, "latest": the last round's
+    entry}.
 
     Rounds are keyed by number (not listed) so `dvc metrics diff` can compare them by name.
     """
@@ -134,6 +135,11 @@ def collect(ws: Workspace) -> dict:
             "accepted_recall": accepted.get("recall"),
             "tracking_idf1": tr.get("idf1"),
             "motility_mae_pp": round(sum(maes) / len(maes), 1) if maes else None,
+            # Per class, for the plots (and `dvc metrics diff`): {name: {fitness, mAP50, mAP50-95}}.
+            "per_class": {
+                name: {k: m.get(k) for k in ("fitness", "mAP50", "mAP50-95")}
+                for name, m in (ev.get("per_class") or {}).items()
+            },
         }
         # Keys whose file was computed from other weights or data than the workspace's now, and why.
         row["stale"] = {k: v for k, v in stale.items() if row.get(k) is not None}
@@ -150,19 +156,18 @@ def report_stage(ws: Workspace, out: Path | None = None, plot: Path | None = Non
     if out is not None:
         write_json(out, data)
     if plot is not None:
-        write_csv(plot, rounds_plot(ws, data))
+        write_csv(plot, rounds_plot(data))
     return data
 
 
-def rounds_plot(ws: Workspace, data: dict) -> pd.DataFrame:
+def rounds_plot(data: dict) -> pd.DataFrame:
     """One row per round: round, fitness, mAP50, mAP50-95, the labels-only control's fitness, and the
-    same three per class (`fitness_sperm`, ...), from each round's eval.json."""
+    same three per class (`fitness_sperm`, ...)."""
     table = []
     for row in data["rounds"].values():
-        per_class = (_read(ws.round(row["round"]).metrics / "eval.json") or {}).get("per_class", {})
         entry = {k: row.get(k) for k in ("round", "fitness", "mAP50", "mAP50-95", "control_fitness")}
-        for name, m in per_class.items():
-            entry.update({f"{k}_{name}": m.get(k) for k in ("fitness", "mAP50", "mAP50-95")})
+        for name, m in row["per_class"].items():
+            entry.update({f"{k}_{name}": v for k, v in m.items()})
         table.append(entry)
     return pd.DataFrame(table)
 

@@ -51,10 +51,6 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _per_class(ws: Workspace, n: int) -> dict:
-    return _read_json(ws.round(n).metrics / "eval.json").get("per_class", {})
-
-
 def headline(data: dict) -> str:
     """The latest round in one sentence: fitness, against the round before and the labels-only control."""
     rounds = list(data["rounds"].values())
@@ -101,16 +97,17 @@ def _bands_section(ws: Workspace, n: int, figures) -> list[str]:
     return out
 
 
-def _review_section(ws: Workspace, n: int, figures) -> list[str]:
+def _review_section(ws: Workspace, n: int, figures, boxes: pd.DataFrame) -> list[str]:
+    """The queue's items per state and reviewer, and what the review did to the model's `boxes`."""
     from visem_pl.tasks.review.changes import review_summary
     from visem_pl.tasks.review.store import QueueStore, merged_items
 
     paths = ws.round(n)
     experts = QueueStore(paths.review_folder)
     store = experts if experts.exists() else QueueStore(paths.reviewed / "queue")
-    if not store.exists() or not paths.boxes.exists():
+    if not store.exists():
         return []
-    summary = review_summary(store, pd.read_parquet(paths.boxes), merged_items(paths.merged / "frames.csv"))
+    summary = review_summary(store, boxes, merged_items(paths.merged / "frames.csv"))
     who = "the experts' queue store" if store is experts else "the simulated expert's queue store"
     out = [
         f"<h3>Review queue of round {n}</h3>",
@@ -123,16 +120,13 @@ def _review_section(ws: Workspace, n: int, figures) -> list[str]:
     return out
 
 
-def _gallery(ws: Workspace, n: int, figures, top: int, random: int, seed: int) -> list[str]:
-    """The queue's highest-priority frames and a few random scored frames, boxes drawn."""
+def _gallery(ws: Workspace, n: int, figures, boxes: pd.DataFrame, top: int, random: int, seed: int) -> list[str]:
+    """The queue's highest-priority frames and a few random scored frames, the round's `boxes` drawn."""
     from visem_pl.tasks.dataset.truth import truth_for
     from visem_pl.tasks.inference.clips import frames_at
     from visem_pl.tasks.review.queue import read_queue
 
     paths = ws.round(n)
-    if not paths.boxes.exists():
-        return []
-    boxes = pd.read_parquet(paths.boxes)
     picks = []
     if paths.queue_csv.exists():
         queue = read_queue(paths.queue_csv).sort_values("priority", ascending=False, kind="stable")
@@ -258,8 +252,6 @@ def render(ws: Workspace, gallery_top: int = 4, gallery_random: int = 3, track_c
 
     data = collect(ws)
     rounds = list(data["rounds"].values())
-    for row in rounds:
-        row["per_class"] = _per_class(ws, row["round"])
     pseudo = [r["round"] for r in rounds if ws.round(r["round"]).boxes.exists()]
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
@@ -295,8 +287,9 @@ def render(ws: Workspace, gallery_top: int = 4, gallery_random: int = 3, track_c
     for n in pseudo:
         parts.append(f'<h2 id="round-{n}">Round {n}: pseudo-labels, review and tracks</h2>')
         parts += _bands_section(ws, n, figures)
-        parts += _review_section(ws, n, figures)
-        parts += _gallery(ws, n, figures, gallery_top, gallery_random, seed)
+        boxes = pd.read_parquet(ws.round(n).boxes)  # every box of the round with its band, read once
+        parts += _review_section(ws, n, figures, boxes)
+        parts += _gallery(ws, n, figures, boxes, gallery_top, gallery_random, seed)
         parts += _tracks_section(ws, n, figures, track_clips)
     parts.append("</body></html>")
     return "\n".join(parts)
