@@ -87,9 +87,9 @@ def confidence_histograms(hist: pd.DataFrame, bands: dict) -> bytes:
         ax.bar(hist["conf"], hist[name], width=width, align="edge", color=CLASS_COLOURS[name], alpha=0.85)
         band = bands.get(name)
         if band:
-            ax.axvspan(0, band["low"], color="#999999", alpha=0.15, label="reject")
-            ax.axvspan(band["low"], band["high"], color="#ff7f0e", alpha=0.15, label="review")
-            ax.axvspan(band["high"], 1, color="#2ca02c", alpha=0.12, label="accept")
+            ax.axvspan(0, band["low"], color="#999999", alpha=0.15, label="reject", zorder=0)
+            ax.axvspan(band["low"], band["high"], color="#ff7f0e", alpha=0.15, label="review", zorder=0)
+            ax.axvspan(band["high"], 1, color="#2ca02c", alpha=0.12, label="accept", zorder=0)
             for x in (band["low"], band["high"]):
                 ax.axvline(x, color="k", lw=1, ls="--")
         ax.set_yscale("symlog", linthresh=1)
@@ -97,7 +97,9 @@ def confidence_histograms(hist: pd.DataFrame, bands: dict) -> bytes:
         ax.set_title(f"{name} ({int(hist[name].sum()):,} boxes)", color=CLASS_COLOURS[name])
         ax.set_xlabel("confidence")
     axes[0].set_ylabel("boxes")
-    axes[0].legend(fontsize=8, loc="upper right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:  # above the panels: inside one it hides the bars
+        fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, 1.06))
     return encode(fig)
 
 

@@ -234,7 +234,7 @@ def _motility(ws: Workspace, n: int, figures) -> list[str]:
     out = [
         "<h3>Motility (CASA) per participant</h3>",
         '<p class="note">Shares of the classified tracks in percent, ours / the lab\'s (semen analysis CSV); '
-        f"calibration {result.get('um_per_px')} um/px, every {result.get('frame_step')}th frame "
+        f"calibration {result.get('um_per_px')} um/px, one position every {result.get('frame_step')} video frames "
         "(docs/MOTILITY.md). On the synthetic twin the lab's values are the simulated cells' shares of the "
         "whole participant, of which the clips see a sample.</p>",
         _table(["participant", "clips", "tracks", "progressive", "non-progressive", "immotile"], body),
