@@ -75,7 +75,11 @@ def options(
 
 
 def _holder_stale(holder: dict) -> bool:
-    """A lock is stale when its flow run has ended (or is unknown to this server) or its process died."""
+    """A lock is stale when its flow run has ended (or is unknown to this server) or its process died.
+
+    A flow run whose process was killed (SIGKILL, out of memory, the machine rebooted) stays Running on
+    the server for ever: nothing is left to end it. So a Running holder whose process is gone from this
+    host is stale too. A suspended round (Paused, its process gone until the review resumes it) is not."""
     from uuid import UUID
 
     from prefect import get_client
@@ -89,7 +93,9 @@ def _holder_stale(holder: dict) -> bool:
             run = client.read_flow_run(UUID(run_id))
     except (ObjectNotFound, ValueError):
         return True
-    return run.state is None or run.state.is_final()
+    if run.state is None or run.state.is_final():
+        return True
+    return run.state.is_running() and not lock.pid_alive(holder)
 
 
 class _Held:
