@@ -40,7 +40,7 @@ from visem_pl.tasks.review.exchange import cvat as cvat_fmt
 from visem_pl.tasks.review.priority import QueueConfig, build_queue
 from visem_pl.tasks.review.queue import EXPORTED, QUEUE_COLUMNS, REVIEWED
 from visem_pl.tasks.review.stages import ReviewPending, collect_review
-from visem_pl.tasks.review.store import ImportRefused, QueueStore
+from visem_pl.tasks.review.store import PULLED_PREFIX, ImportRefused, QueueStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -543,3 +543,28 @@ def test_a_killed_import_leaves_the_store_as_before_or_fully_imported(exported_l
     assert outcomes[0] == "untouched" and set(outcomes[1:first]) == {"undone"}, outcomes
     assert set(outcomes[first:]) == {"complete"} and first - 1 >= 2 + changed, outcomes
     assert answers(store.root) == answers(reference)
+
+
+def test_an_interrupted_pull_says_to_pull_again(exported_ls, tmp_path, run_cli):
+    """`review pull` imports the export it downloads to a temporary file: undone, the message asks for the pull
+    again, not for an import of a file that is gone."""
+    store, _, good, _ = exported_ls
+    pulled = tmp_path / f"{PULLED_PREFIX}7-batch.json"
+    pulled.write_text(json.dumps(good))
+    args = ["review", "import", pulled, "--round", "0", "--reviewer", "dr-a", "--store", store.root]
+    pristine = tmp_path / "pristine"
+    shutil.copytree(store.root, pristine)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    for k in range(40):  # the first kill that leaves a journal to undo
+        shutil.rmtree(store.root)
+        shutil.copytree(pristine, store.root)
+        proc = subprocess.run([sys.executable, "-c", KILL_AFTER, str(k), *map(str, args)], env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        if store.journal.exists():
+            break
+    rc, _, err = run_cli("review", "status", "--round", "0", "--store", store.root)
+    assert rc == 0 and "it was undone and the store is as before it: run `visem-pl review pull` again" in err, err
+    # As before: the same files (the import may leave its imports/ folder, empty).
+    after = {k: v for k, v in tree_digest(store.root).items() if k != "imports/"}
+    assert after == tree_digest(pristine) and not any(store.imports.iterdir())

@@ -54,6 +54,11 @@ class ImportRefused(Refused):
         self.problems = problems
 
 
+# The name `review pull` gives the export it downloads (tasks/review/exchange/live.py), a temporary file: an
+# interrupted pull is redone by pulling again, not by importing that file.
+PULLED_PREFIX = "labelstudio-project-"
+
+
 class QueueStore:
     def __init__(self, root: Path | str):
         self.root = Path(root)
@@ -286,7 +291,12 @@ class QueueStore:
             f"it is complete"
             if done
             else f"{self.root}: the import of {source} started {started} was interrupted; it was undone and "
-            f"the store is as before it: import {source} again"
+            f"the store is as before it: "
+            + (
+                "run `visem-pl review pull` again"  # the file was the pull's download, gone with it
+                if source.startswith(PULLED_PREFIX)
+                else f"import {source} again"
+            )
         )
         logging.getLogger(__name__).warning(message)
         return message

@@ -17,7 +17,7 @@ import pandas as pd
 
 from visem_pl.tasks.dataset.reader import Clip
 from visem_pl.tasks.review.exchange import LABELSTUDIO, write_labelstudio_batch
-from visem_pl.tasks.review.store import QueueStore, utc_now
+from visem_pl.tasks.review.store import PULLED_PREFIX, QueueStore, utc_now
 from visem_pl.tasks.workspace.io import write_json
 
 ENV_URL = "LABEL_STUDIO_URL"
@@ -221,7 +221,7 @@ def pull(
         raise LiveError(f"{server.url}: project {info['project']}'s export is not JSON ({exc})") from None
     answers = labelstudio.parse_export(data)
     with tempfile.TemporaryDirectory(prefix="visem-ls-pull-") as tmp:
-        original = Path(tmp) / f"labelstudio-project-{int(info['project'])}-{info['batch']}.json"
+        original = Path(tmp) / f"{PULLED_PREFIX}{int(info['project'])}-{info['batch']}.json"
         original.write_bytes(raw)
         result = store.apply(answers, original, reviewer, LABELSTUDIO, replace=replace, when=when)
     return {"format": LABELSTUDIO, "project": int(info["project"]), "batch": info["batch"], **result}
