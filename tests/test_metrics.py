@@ -344,3 +344,30 @@ def test_pr_curve_leaves_out_classes_without_labelled_boxes():
     acc.add(np.array([SQUARE]), [0], [0.9], np.array([SQUARE]), [0])
     curve = acc.summary(curves=True)["pr_curve"]
     assert set(curve) == {"recall", "sperm"} and curve["sperm"] == [1.0] * 101
+
+
+def test_match_groups_is_match_frame_frame_by_frame():
+    """Many frames at once (quality, the temporal check) give exactly what match_frame gives per frame,
+    conflicts included: duplicate truth boxes, predictions near two cells, tied confidences."""
+    from visem_pl.tasks.training.metrics import match_groups
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        frames, n_pred, n_gt = int(rng.integers(1, 6)), int(rng.integers(0, 40)), int(rng.integers(0, 30))
+        corner = rng.uniform(0, 60, (n_pred + n_gt, 2))
+        boxes = np.concatenate([corner, corner + rng.uniform(5, 25, (n_pred + n_gt, 2))], 1)
+        pred, gt = boxes[:n_pred], boxes[n_pred:]
+        if n_gt > 3:
+            gt[1], gt[3] = gt[0], gt[2] + 0.5
+        if n_gt and n_pred:
+            near = rng.integers(0, n_gt, min(n_pred, 10))
+            pred[: len(near)] = gt[near] + rng.normal(0, 1, (len(near), 4))
+        pred_key, gt_key = rng.integers(0, frames, n_pred), rng.integers(0, frames, n_gt)
+        pred_cls, gt_cls = rng.integers(0, 2, n_pred), rng.integers(0, 2, n_gt)
+        conf = rng.choice([0.1, 0.5, 0.9], n_pred).astype(np.float32)
+        want = np.zeros(n_pred, dtype=bool)
+        for f in range(frames):
+            p, g = np.flatnonzero(pred_key == f), np.flatnonzero(gt_key == f)
+            want[p] = match_frame(pred[p], pred_cls[p], conf[p], gt[g], gt_cls[g], thresholds=np.array([0.5]))[:, 0]
+        got = match_groups(pred_key, pred, pred_cls, conf, gt_key, gt, gt_cls)
+        assert (got == want).all()

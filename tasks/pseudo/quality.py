@@ -15,7 +15,7 @@ from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.truth import TruthStore
 from visem_pl.tasks.inference.clips import prediction_files, scored_frames
 from visem_pl.tasks.pseudo.bands import ACCEPT, REVIEW
-from visem_pl.tasks.training.metrics import match_boxes
+from visem_pl.tasks.training.metrics import greedy_matches, iou_pairs, xywhn_to_xyxy
 
 # name: (column, bands counted)
 BANDS = {
@@ -24,6 +24,7 @@ BANDS = {
     REVIEW: ("band", (REVIEW,)),
     "accept+review": ("band", (ACCEPT, REVIEW)),
 }
+_XYWH = ["cx", "cy", "w", "h"]
 
 
 def pseudo_label_quality(
@@ -34,26 +35,37 @@ def pseudo_label_quality(
     tally = {b: np.zeros((3, 3), dtype=np.int64) for b in BANDS}  # per class: tp, n_pred, n_truth
     if "band_conf" not in boxes:  # a round filtered before the temporal rule existed
         boxes = boxes.assign(band_conf=boxes["band"])
-    boxes = boxes.assign(conf=boxes["conf"].fillna(0.0))  # interpolated boxes: no score, matched last
-    grouped = {k: g for k, g in boxes.groupby(["clip", "frame"])}
-    for path in prediction_files(pred_dir, clips):
+    by_clip = {clip: g for clip, g in boxes.groupby("clip", sort=False)}
+    for path in prediction_files(pred_dir, clips):  # clip by clip: its boxes and its truth, read once
         clip = path.stem
-        gt_clip = truth.clip(clip)
-        gt_by_frame = {f: g for f, g in gt_clip.groupby("frame")}
-        for frame in scored_frames(path):
-            gt = gt_by_frame.get(frame, gt_clip.iloc[0:0])
-            gt_cls = gt["class"].to_numpy()
-            pred = grouped.get((clip, frame))
-            for band, (column, members) in BANDS.items():
-                sel = pred[pred[column].isin(members)] if pred is not None else None
-                t = tally[band]
-                t[:, 2] += np.bincount(gt_cls.astype(int), minlength=3)[:3]
-                if sel is None or sel.empty:
-                    continue
-                tp = match_boxes(sel, gt)
-                cls = sel["cls"].to_numpy().astype(int)
-                t[:, 0] += np.bincount(cls[tp], minlength=3)[:3]
-                t[:, 1] += np.bincount(cls, minlength=3)[:3]
+        frames = scored_frames(path)
+        gt = truth.clip(clip)
+        gt = gt[gt["frame"].isin(frames)]
+        truth_counts = np.bincount(gt["class"].to_numpy().astype(int), minlength=3)[:3]
+        for t in tally.values():
+            t[:, 2] += truth_counts
+        pred = by_clip.get(clip)
+        pred = pred[pred["frame"].isin(frames)] if pred is not None else None
+        if pred is None or pred.empty:
+            continue
+        # Pairs at IoU >= 0.5 once for all boxes; each band matches its own boxes among them
+        frame, cls = pred["frame"].to_numpy(), pred["cls"].to_numpy()
+        pairs = iou_pairs(
+            frame,
+            xywhn_to_xyxy(pred[_XYWH].to_numpy(), layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT),
+            cls,
+            gt["frame"].to_numpy(),
+            xywhn_to_xyxy(gt[_XYWH].to_numpy(), layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT),
+            gt["class"].to_numpy(),
+        )
+        conf = pred["conf"].fillna(0.0).to_numpy()  # interpolated boxes: no score, matched last
+        cls = cls.astype(int)
+        for band, (column, members) in BANDS.items():
+            sel = pred[column].isin(members).to_numpy()
+            keep = sel[pairs[0]]
+            tp = greedy_matches(tuple(x[keep] for x in pairs), frame, conf, len(pred), len(gt)) & sel
+            tally[band][:, 0] += np.bincount(cls[tp], minlength=3)[:3]
+            tally[band][:, 1] += np.bincount(cls[sel], minlength=3)[:3]
     out = {}
     for band, t in tally.items():
         out[band] = {}

@@ -80,6 +80,78 @@ def match_boxes(pred, gt, iou: float = 0.5) -> np.ndarray:
     )[:, 0]
 
 
+def _pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of a[i] with b[i] (both (k, 4) xyxy): `box_iou`'s arithmetic, element for element."""
+    lt = np.maximum(a[:, :2], b[:, :2])
+    wh = np.clip(np.minimum(a[:, 2:], b[:, 2:]) - lt, 0, None)
+    inter = wh[:, 0] * wh[:, 1]
+    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def key_pairs(a_key, b_key) -> tuple[np.ndarray, np.ndarray]:
+    """Every (i, j) with a_key[i] == b_key[j] (integer keys, e.g. frames), by sorting: no loop over keys.
+    Pairs come grouped by i in a's key order, each i's j in b's order."""
+    a_key, b_key = np.asarray(a_key).reshape(-1), np.asarray(b_key).reshape(-1)
+    ao, bo = np.argsort(a_key, kind="stable"), np.argsort(b_key, kind="stable")
+    bk = b_key[bo]
+    start = np.searchsorted(bk, a_key[ao], "left")
+    count = np.searchsorted(bk, a_key[ao], "right") - start
+    # pair k of the a box at sorted position p: the b box at sorted position start[p] + k
+    ai = np.repeat(ao, count)
+    bi = bo[np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count - start, count)]
+    return ai, bi
+
+
+def iou_pairs(pred_key, pred_boxes, pred_cls, gt_key, gt_boxes, gt_cls, iou: float = 0.5) -> tuple:
+    """Every prediction-truth pair on the same frame (`*_key`: any integer per box), of the same class,
+    at IoU >= `iou` (> 0): (prediction index, truth index, IoU) arrays. Boxes are xyxy. Frames are
+    joined by sorting, not looped over."""
+    pred_key, gt_key = np.asarray(pred_key).reshape(-1), np.asarray(gt_key).reshape(-1)
+    pred_boxes = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)
+    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    pred_cls, gt_cls = np.asarray(pred_cls).reshape(-1), np.asarray(gt_cls).reshape(-1)
+    pi, gi = key_pairs(pred_key, gt_key)
+    same = pred_cls[pi] == gt_cls[gi]
+    pi, gi = pi[same], gi[same]
+    value = _pair_iou(pred_boxes[pi], gt_boxes[gi])
+    hit = value >= iou
+    return pi[hit], gi[hit], value[hit]
+
+
+def greedy_matches(pairs: tuple, pred_key, pred_conf, n_pred: int, n_gt: int) -> np.ndarray:
+    """Which predictions `match_frame` (at the threshold `pairs` were found at, `iou_pairs`) makes true
+    positives, frame by frame: in descending confidence (ties: index order), each takes the untaken
+    truth box with the highest IoU (ties: the lowest index). Where no prediction has two pairs and no
+    truth box two, every pair is taken whatever the order; the frames with a conflict are walked."""
+    pi, gi, value = pairs
+    pred_key = np.asarray(pred_key).reshape(-1)
+    tp = np.zeros(n_pred, dtype=bool)
+    if len(pi) == 0:
+        return tp
+    crowded = (np.bincount(pi, minlength=n_pred) > 1)[pi] | (np.bincount(gi, minlength=n_gt) > 1)[gi]
+    conflict = np.isin(pred_key[pi], np.unique(pred_key[pi[crowded]]))
+    tp[pi[~conflict]] = True
+    if conflict.any():
+        pi, gi, value = pi[conflict], gi[conflict], value[conflict]
+        conf = np.asarray(pred_conf).reshape(-1)[pi]
+        order = np.lexsort((gi, -value, pi, -conf, pred_key[pi]))
+        taken, done = set(), set()
+        for p, g in zip(pi[order].tolist(), gi[order].tolist()):
+            if p not in done and g not in taken:
+                taken.add(g)
+                done.add(p)
+        tp[list(done)] = True
+    return tp
+
+
+def match_groups(pred_key, pred_boxes, pred_cls, pred_conf, gt_key, gt_boxes, gt_cls, iou: float = 0.5) -> np.ndarray:
+    """`match_frame` at one IoU threshold (> 0) on many frames at once (`*_key`: which frame each box is
+    on; boxes xyxy): per prediction, whether it is a true positive, exactly as frame by frame."""
+    pairs = iou_pairs(pred_key, pred_boxes, pred_cls, gt_key, gt_boxes, gt_cls, iou)
+    return greedy_matches(pairs, pred_key, pred_conf, len(np.asarray(pred_key).reshape(-1)), len(gt_key))
+
+
 RECALL_POINTS = np.arange(101) / 100  # exactly k/100, so a recall of 7/10 meets the point 0.7
 
 
