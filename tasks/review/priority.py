@@ -14,7 +14,7 @@ from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.inference.clips import prediction_files, scored_frames
 from visem_pl.tasks.pseudo.bands import REJECT, REVIEW, Band, assign_bands
 from visem_pl.tasks.review.queue import COMPONENTS, QUEUE_COLUMNS
-from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
+from visem_pl.tasks.training.metrics import box_iou, key_pairs, xywhn_to_xyxy
 from visem_pl.tasks.workspace.paths import Workspace
 
 
@@ -52,24 +52,38 @@ def _xyxy(df: pd.DataFrame) -> np.ndarray:
 
 
 def uncertainty(review_boxes: pd.DataFrame, bands: dict[int, Band]) -> float:
-    best = 0.0
-    for cls, conf in zip(review_boxes["cls"], review_boxes["conf"]):
-        b = bands[int(cls)]
-        half = (b.high - b.low) / 2
-        u = 1.0 if half <= 0 else 1.0 - abs(float(conf) - (b.low + b.high) / 2) / half
-        best = max(best, min(1.0, max(0.0, u)))
-    return best
+    """The highest of the review boxes' closeness to their band's middle (1 there, 0 at its edges)."""
+    u = _box_uncertainty(review_boxes["cls"].to_numpy(), review_boxes["conf"].to_numpy(), bands)
+    return float(max(0.0, u.max())) if len(u) else 0.0
+
+
+def _box_uncertainty(cls: np.ndarray, conf: np.ndarray, bands: dict[int, Band]) -> np.ndarray:
+    """Per box: 1 - |conf - the band's middle| / half its width, within [0, 1] (1 for a band of no width;
+    0 for a box without a score)."""
+    cls = np.asarray(cls).astype(int)
+    keys = sorted(bands)
+    k = np.searchsorted(keys, cls)
+    half = np.array([(bands[c].high - bands[c].low) / 2 for c in keys])[k]
+    mid = np.array([(bands[c].low + bands[c].high) / 2 for c in keys])[k]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.where(half <= 0, 1.0, 1.0 - np.abs(np.asarray(conf, dtype=np.float64) - mid) / half)
+    return np.where(np.isnan(u), 0.0, np.clip(u, 0.0, 1.0))
 
 
 def disagreement(a: pd.DataFrame, b: pd.DataFrame) -> float:
     """1 - 2 * sum(IoU of greedily matched same-class pairs) / (len(a) + len(b)); 0 if both empty."""
+    return _disagreement(_xyxy(a), a["cls"].to_numpy(), _xyxy(b), b["cls"].to_numpy())
+
+
+def _disagreement(a: np.ndarray, a_cls: np.ndarray, b: np.ndarray, b_cls: np.ndarray) -> float:
+    """`disagreement` of two frames' boxes (xyxy) and classes."""
     n = len(a) + len(b)
     if n == 0:
         return 0.0
     if len(a) == 0 or len(b) == 0:
         return 1.0
-    iou = box_iou(_xyxy(a), _xyxy(b))
-    iou[a["cls"].to_numpy()[:, None] != b["cls"].to_numpy()[None, :]] = 0.0
+    iou = box_iou(a, b)
+    iou[a_cls[:, None] != b_cls[None, :]] = 0.0
     total = 0.0
     while iou.size and iou.max() > 0:
         i, j = np.unravel_index(int(iou.argmax()), iou.shape)
@@ -79,37 +93,84 @@ def disagreement(a: pd.DataFrame, b: pd.DataFrame) -> float:
     return 1.0 - 2.0 * total / n
 
 
-def _has_partner(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
-    """For each box of a: is there a same-class box of b within one box size (centre distance)?"""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros(len(a), dtype=bool)
+def _temporal(index: np.ndarray, cls: np.ndarray, xywh: np.ndarray, frames: int) -> np.ndarray:
+    """Temporal inconsistency of every scored frame of a clip (`frames` of them; box i on the `index[i]`-th):
+    (boxes of the frame with no partner in a neighbouring scored frame + boxes of the neighbours with no
+    partner in it) / all those boxes, where a box's partner is a same-class box whose centre is within the
+    box's size (its larger side, pixels). 0 without a neighbour. One pass over the pairs of boxes on
+    consecutive scored frames, not a loop over frames."""
     wh = np.array([layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT], dtype=np.float64)
-    ca, cb = a[["cx", "cy"]].to_numpy(np.float64) * wh, b[["cx", "cy"]].to_numpy(np.float64) * wh
-    size = (a[["w", "h"]].to_numpy(np.float64) * wh).max(axis=1)
-    dist = np.linalg.norm(ca[:, None, :] - cb[None, :, :], axis=2)
-    same = a["cls"].to_numpy()[:, None] == b["cls"].to_numpy()[None, :]
-    return ((dist <= size[:, None]) & same).any(axis=1)
-
-
-def temporal(frame: pd.DataFrame, neighbours: list[pd.DataFrame]) -> float:
-    """(boxes of the frame in no neighbour + neighbour boxes not in the frame) / all those boxes."""
-    if not neighbours:
-        return 0.0
-    n = len(frame) + sum(len(nb) for nb in neighbours)
-    if n == 0:
-        return 0.0
-    seen = np.zeros(len(frame), dtype=bool)
-    lost = 0
-    for nb in neighbours:
-        seen |= _has_partner(frame, nb)
-        lost += int((~_has_partner(nb, frame)).sum())
-    return (int((~seen).sum()) + lost) / n
+    centre, size = xywh[:, :2] * wh, (xywh[:, 2:] * wh).max(axis=1)
+    a, b = key_pairs(index, index - 1)  # a on a scored frame, b on the next one
+    same = cls[a] == cls[b]
+    a, b = a[same], b[same]
+    dist = np.linalg.norm(centre[a] - centre[b], axis=1)
+    has_next, has_prev = np.zeros(len(index), dtype=bool), np.zeros(len(index), dtype=bool)
+    has_next[a[dist <= size[a]]] = True
+    has_prev[b[dist <= size[b]]] = True
+    count = np.bincount(index, minlength=frames)
+    alone = np.bincount(index[~(has_next | has_prev)], minlength=frames)
+    no_next, no_prev = np.bincount(index[~has_next], minlength=frames), np.bincount(index[~has_prev], minlength=frames)
+    lost, n = alone.copy(), count.copy()
+    lost[1:] += no_next[:-1]  # the previous frame's boxes not in this one
+    lost[:-1] += no_prev[1:]  # the next frame's boxes not in this one
+    n[1:] += count[:-1]
+    n[:-1] += count[1:]
+    if frames < 2:
+        return np.zeros(frames)
+    return np.where(n > 0, lost / np.maximum(n, 1), 0.0)
 
 
 def _shown(pred: pd.DataFrame, bands: dict[int, Band]) -> pd.DataFrame:
     pred = pred.copy()
     pred["band"] = assign_bands(pred, bands)
     return pred[pred["band"] != REJECT]
+
+
+def _on_scored(pred: pd.DataFrame, order: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """The boxes of `pred` on the scored frames `order` (ascending), by frame (stable), and each one's
+    position in `order`."""
+    frame = pred["frame"].to_numpy()
+    at = np.minimum(np.searchsorted(order, frame), max(len(order) - 1, 0))
+    on = (order[at] == frame) if len(order) else np.zeros(len(frame), dtype=bool)
+    by = np.argsort(at[on], kind="stable")
+    return pred[on].iloc[by], at[on][by]
+
+
+def _score_clip(clip: str, pred: pd.DataFrame, order: np.ndarray, prev: pd.DataFrame | None, prev_scored,
+                bands: dict[int, Band]) -> dict | None:  # fmt: skip
+    """The queue rows (columns) of one clip's frames with a review-band box."""
+    pred, index = _on_scored(pred, order)
+    review = (pred["band"] == REVIEW).to_numpy()
+    n_review = np.bincount(index[review], minlength=len(order))
+    rows = np.nonzero(n_review)[0]
+    if not len(rows):
+        return None
+    cls = pred["cls"].to_numpy()
+    best = np.zeros(len(order))
+    np.maximum.at(best, index[review], _box_uncertainty(cls[review], pred["conf"].to_numpy()[review], bands))
+    temporal = _temporal(index, cls, pred[["cx", "cy", "w", "h"]].to_numpy(np.float64), len(order))
+    disagree = np.zeros(len(rows))
+    if prev is not None:
+        xyxy, (prev_boxes, prev_index) = _xyxy(pred), _on_scored(prev, order)
+        prev_xyxy, prev_cls = _xyxy(prev_boxes), prev_boxes["cls"].to_numpy()
+        bounds, prev_bounds = np.searchsorted(index, rows), np.searchsorted(prev_index, rows)
+        ends, prev_ends = np.searchsorted(index, rows, "right"), np.searchsorted(prev_index, rows, "right")
+        for k, frame in enumerate(order[rows]):
+            if int(frame) in prev_scored:
+                mine, theirs = slice(bounds[k], ends[k]), slice(prev_bounds[k], prev_ends[k])
+                disagree[k] = _disagreement(xyxy[mine], cls[mine], prev_xyxy[theirs], prev_cls[theirs])
+    frames = order[rows].astype(np.int64)
+    return {
+        "item": [layout.frame_item(clip, f) for f in frames],
+        "clip": [clip] * len(rows),
+        "frame": frames,
+        "uncertainty": best[rows],
+        "disagreement": disagree,
+        "temporal": temporal[rows],
+        "n_boxes": np.bincount(index, minlength=len(order))[rows].astype(np.int64),
+        "n_review": n_review[rows].astype(np.int64),
+    }
 
 
 def score_frames(
@@ -123,43 +184,31 @@ def score_frames(
 
     `filtered`: the round's filtered boxes (`filter`'s boxes.parquet, with its `band` column), whose
     bands may come from the temporal rule too (an isolated confident box demoted to review); without
-    them bands are decided by confidence here. `clips`: only these clips' files (names)."""
-    rows = []
+    them bands are decided by confidence here. `clips`: only these clips' files (names). Clip by clip,
+    each clip's frames in one pass (no loop over frames but for the disagreement with the last round)."""
+    columns = [c for c in QUEUE_COLUMNS if c != "priority"]
+    rows_of = filtered.groupby("clip", sort=False).indices if filtered is not None else {}  # positions, no copy
+    parts = []
     for path in prediction_files(pred_dir, clips):
         clip = path.stem
         if filtered is not None:
-            pred = filtered[(filtered["clip"] == clip) & (filtered["band"] != REJECT)]
+            pred = filtered.iloc[rows_of.get(clip, [])]
+            pred = pred[pred["band"] != REJECT]
         else:
             pred = _shown(pd.read_parquet(path), bands)
-        by_frame = {int(f): g for f, g in pred.groupby("frame")}
-        empty = pred.iloc[0:0]
-        order = scored_frames(path)
         prev_path = Path(prev_dir) / path.name if prev_dir is not None else None
-        prev_by_frame, prev_scored = {}, set()
+        prev, prev_scored = None, set()
         if prev_path is not None and prev_path.exists():
             prev = _shown(pd.read_parquet(prev_path), bands)
-            prev_by_frame = {int(f): g for f, g in prev.groupby("frame")}
             prev_scored = set(scored_frames(prev_path))
-        for k, frame in enumerate(order):
-            boxes = by_frame.get(frame, empty)
-            review = boxes[boxes["band"] == REVIEW]
-            if review.empty:
-                continue
-            neighbours = [by_frame.get(order[j], empty) for j in (k - 1, k + 1) if 0 <= j < len(order)]
-            d = disagreement(boxes, prev_by_frame.get(frame, empty)) if frame in prev_scored else 0.0
-            rows.append(
-                {
-                    "item": layout.frame_item(clip, frame),
-                    "clip": clip,
-                    "frame": frame,
-                    "uncertainty": uncertainty(review, bands),
-                    "disagreement": d,
-                    "temporal": temporal(boxes, neighbours),
-                    "n_boxes": len(boxes),
-                    "n_review": len(review),
-                }
-            )
-    return pd.DataFrame(rows, columns=[c for c in QUEUE_COLUMNS if c != "priority"])
+        part = _score_clip(clip, pred, np.asarray(scored_frames(path), dtype=np.int64), prev, prev_scored, bands)
+        if part is not None:
+            parts.append(part)
+    if not parts:
+        return pd.DataFrame([], columns=columns)
+    joined = {c: [x for part in parts for x in part[c]] if c in ("item", "clip") else
+              np.concatenate([part[c] for part in parts]) for c in columns}  # fmt: skip
+    return pd.DataFrame(joined, columns=columns)
 
 
 def prioritise(frames: pd.DataFrame, cfg: QueueConfig) -> pd.DataFrame:
