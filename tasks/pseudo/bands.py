@@ -15,7 +15,7 @@ import pandas as pd
 from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.labels import yolo_text
 from visem_pl.tasks.inference.clips import read_predictions
-from visem_pl.tasks.workspace.io import atomic_path, write_json
+from visem_pl.tasks.workspace.io import atomic_path, write_json, write_texts
 
 ACCEPT, REVIEW, REJECT = "accept", "review", "reject"
 # review_queue.csv: one row per review-band box (the frame-level queue is tasks.review.queue).
@@ -87,6 +87,19 @@ def decide_bands(
     return pred.assign(band_conf=pred["band"], provenance="confidence", track=np.int64(-1))
 
 
+def label_texts(accepted: pd.DataFrame):
+    """(file name, YOLO label text) of every frame of `accepted` (columns clip, frame, cls, cx, cy, w, h),
+    frames in (clip, frame) order, each frame's boxes in their order: what `yolo_text` writes, built in
+    one pass over the boxes rather than a DataFrame per frame."""
+    for clip, rows in accepted.groupby("clip", sort=True).indices.items():  # a clip's lines at a time
+        boxes = accepted.iloc[rows].sort_values("frame", kind="stable")
+        lines = yolo_text(zip(*(boxes[c].to_numpy().tolist() for c in BOX_COLUMNS))).splitlines(keepends=True)
+        frame = boxes["frame"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, frame[1:] != frame[:-1]])
+        for a, b in zip(starts, [*starts[1:], len(lines)]):
+            yield f"{layout.frame_item(clip, frame[a])}.txt", "".join(lines[a:b])
+
+
 def filter_round(
     pred_dir: Path | str,
     out_dir: Path | str,
@@ -106,9 +119,7 @@ def filter_round(
     labels = out / "labels"
     labels.mkdir(parents=True, exist_ok=True)
     accepted = pred[pred.band == ACCEPT]
-    for (clip, frame), rows in accepted.groupby(["clip", "frame"], sort=True):
-        with atomic_path(labels / f"{layout.frame_item(clip, frame)}.txt") as tmp:
-            tmp.write_text(yolo_text(rows[BOX_COLUMNS].itertuples(index=False)))
+    write_texts(labels, label_texts(accepted))
     review = pred[pred.band == REVIEW].copy()
     review["item"] = [layout.frame_item(c, f) for c, f in zip(review["clip"], review["frame"])]
     review["class_name"] = review["cls"].map(dict(enumerate(layout.CLASS_NAMES)))

@@ -57,6 +57,24 @@ def write_text(path: Path | str, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def write_texts(folder: Path | str, texts) -> int:
+    """Many small files in `folder`, each atomically like `write_text` (`texts`: (file name, text) pairs),
+    written in one hidden temporary folder beside it and renamed into place one by one: no temporary
+    file and mode change per file. Other files in `folder` are left alone. Returns how many."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name[:40]}-", suffix=".tmp", dir=folder.parent))
+    n = 0
+    try:
+        for name, text in texts:
+            (tmp / name).write_text(text, encoding="utf-8")
+            os.replace(tmp / name, folder / name)
+            n += 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return n
+
+
 def write_json(path: Path | str, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
