@@ -120,12 +120,20 @@ def _bytetrack(boxes: pd.DataFrame, width: int, height: int, stride: int, cfg: T
     )
     tracker = BYTETracker(args)
     track = np.full(len(boxes), -1, np.int64)
-    for _, g in boxes.groupby("frame", sort=True):
-        data = np.concatenate([_boxes_xyxy(g, width, height), g[["conf", "cls"]].to_numpy(np.float32)], 1)
-        out = tracker.update(Boxes(data, orig_shape=(height, width)))
+    data = np.concatenate([_boxes_xyxy(boxes, width, height), boxes[["conf", "cls"]].to_numpy(np.float32)], 1)
+    for rows in _by_frame(boxes):
+        out = tracker.update(Boxes(data[rows], orig_shape=(height, width)))
         if len(out):
-            track[g.index.to_numpy()[out[:, -1].astype(int)]] = out[:, 4].astype(np.int64)
+            track[rows[out[:, -1].astype(int)]] = out[:, 4].astype(np.int64)
     return boxes.assign(track=track)
+
+
+def _by_frame(boxes: pd.DataFrame) -> list[np.ndarray]:
+    """The rows (positions; `boxes` has a RangeIndex) of each frame, frames ascending, each frame's rows in
+    their order: what groupby("frame") gives, without a DataFrame per frame."""
+    order = np.argsort(boxes["frame"].to_numpy(), kind="stable")
+    frame = boxes["frame"].to_numpy()[order]
+    return np.split(order, np.flatnonzero(frame[1:] != frame[:-1]) + 1) if len(order) else []
 
 
 def _roboflow(boxes: pd.DataFrame, width: int, height: int, stride: int, cfg: TrackConfig) -> pd.DataFrame:
@@ -137,13 +145,13 @@ def _roboflow(boxes: pd.DataFrame, width: int, height: int, stride: int, cfg: Tr
     else:
         tracker = trackers.OCSORTTracker(lost_track_buffer=cfg.memory, high_conf_det_threshold=cfg.high_conf)
     track = np.full(len(boxes), -1, np.int64)
-    for _, g in boxes.groupby("frame", sort=True):
-        det = sv.Detections(
-            xyxy=_boxes_xyxy(g, width, height),
-            confidence=g["conf"].to_numpy(np.float32),
-            class_id=g["cls"].to_numpy(np.int64),
-            data={"row": g.index.to_numpy()},
-        )
+    xyxy, conf, cls = (
+        _boxes_xyxy(boxes, width, height),
+        boxes["conf"].to_numpy(np.float32),
+        boxes["cls"].to_numpy(np.int64),
+    )
+    for rows in _by_frame(boxes):
+        det = sv.Detections(xyxy=xyxy[rows], confidence=conf[rows], class_id=cls[rows], data={"row": rows})
         out = tracker.update(det)
         if len(out):
             track[out.data["row"]] = out.tracker_id
@@ -152,21 +160,27 @@ def _roboflow(boxes: pd.DataFrame, width: int, height: int, stride: int, cfg: Tr
 
 def fill_gaps(tracks: pd.DataFrame, stride: int, max_gap: int) -> pd.DataFrame:
     """Interpolated boxes (source "interpolated", conf NaN: no detector score) on the scored frames a
-    track missed, where the gap is at most `max_gap` scored frames."""
+    track missed, where the gap is at most `max_gap` scored frames. All gaps of all tracks at once."""
     if tracks.empty or max_gap <= 0:
         return tracks
-    rows = []
-    for tid, g in tracks.groupby("track", sort=False):
-        f = g["frame"].to_numpy()
-        for k in np.nonzero((np.diff(f) > stride) & (np.diff(f) <= stride * (max_gap + 1)))[0]:
-            a, b = g.iloc[k], g.iloc[k + 1]
-            for frame in range(int(a["frame"]) + stride, int(b["frame"]), stride):
-                t = (frame - a["frame"]) / (b["frame"] - a["frame"])
-                box = {c: a[c] + t * (b[c] - a[c]) for c in ("cx", "cy", "w", "h")}
-                rows.append({"frame": frame, "track": tid, "cls": a["cls"], **box, "conf": np.nan,
-                             "source": "interpolated", **({BOX_ID: -1} if BOX_ID in g else {})})  # fmt: skip
-    if not rows:
+    order = np.argsort(tracks["track"].to_numpy(), kind="stable")  # each track's rows in their order
+    track, frame = tracks["track"].to_numpy()[order], tracks["frame"].to_numpy()[order]
+    step = np.diff(frame)
+    gap = np.flatnonzero((track[1:] == track[:-1]) & (step > stride) & (step <= stride * (max_gap + 1)))
+    if not len(gap):
         return tracks
+    count = (step[gap] - 1) // stride  # scored frames missed between row k and row k + 1
+    k = np.repeat(gap, count)
+    j = np.arange(len(k)) - np.repeat(np.cumsum(count) - count, count) + 1
+    a, b = order[k], order[k + 1]  # the rows before and after each missed frame
+    fa, fb = frame[k], frame[k + 1]
+    missed = fa + j * stride
+    t = (missed - fa) / (fb - fa)
+    rows = {"frame": missed, "track": track[k], "cls": tracks["cls"].to_numpy()[a]}
+    for c in ("cx", "cy", "w", "h"):
+        v = tracks[c].to_numpy()
+        rows[c] = v[a] + t * (v[b] - v[a])  # b - a in the column's own precision, as row by row
+    rows.update(conf=np.nan, source="interpolated", **({BOX_ID: -1} if BOX_ID in tracks else {}))
     out = pd.concat([tracks, pd.DataFrame(rows)], ignore_index=True)
     ints = {c: "int64" for c in ("frame", "track", "cls", BOX_ID) if c in out}
     return out.astype(ints).sort_values(["track", "frame"]).reset_index(drop=True)

@@ -30,16 +30,20 @@ def sequence(truth: pd.DataFrame, tracks: pd.DataFrame, stride: int) -> tuple[li
 
     truth = truth[truth["frame"] % stride == 0]
     gt_codes = pd.factorize(truth["track_id"])[0]
-    frames = sorted(set(truth["frame"]) | set(tracks["frame"]))
-    by_gt = dict(tuple(truth.assign(_id=gt_codes).groupby("frame")))
-    by_tr = dict(tuple(tracks.groupby("frame")))
+    # Each side sorted by frame once (stable: a frame's boxes in their order), then sliced per frame
+    g_frame, t_frame = truth["frame"].to_numpy(), tracks["frame"].to_numpy()
+    go, to = np.argsort(g_frame, kind="stable"), np.argsort(t_frame, kind="stable")
+    g_frame, t_frame = g_frame[go], t_frame[to]
+    g_id, g_box = gt_codes[go], _xyxy(truth)[go]
+    t_id, t_box = tracks["track"].to_numpy()[to], _xyxy(tracks)[to]
+    frames = np.union1d(g_frame, t_frame)
+    g_lo, g_hi = np.searchsorted(g_frame, frames), np.searchsorted(g_frame, frames, "right")
+    t_lo, t_hi = np.searchsorted(t_frame, frames), np.searchsorted(t_frame, frames, "right")
     gt_ids, tr_ids, sims = [], [], []
-    for f in frames:
-        g, t = by_gt.get(f), by_tr.get(f)
-        gi = g["_id"].to_numpy() if g is not None else np.zeros(0, int)
-        ti = t["track"].to_numpy() if t is not None else np.zeros(0, int)
+    for k in range(len(frames)):
+        gi, ti = g_id[g_lo[k] : g_hi[k]], t_id[t_lo[k] : t_hi[k]]
         if len(gi) and len(ti):
-            sim = box_iou(_xyxy(g), _xyxy(t), box_format="xyxy")
+            sim = box_iou(g_box[g_lo[k] : g_hi[k]], t_box[t_lo[k] : t_hi[k]], box_format="xyxy")
         else:
             sim = np.zeros((len(gi), len(ti)))
         gt_ids.append(gi), tr_ids.append(ti), sims.append(sim)
