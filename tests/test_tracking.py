@@ -155,7 +155,13 @@ def test_track_command_writes_scores_and_resumes(twin, tmp_path):
     before = {f.name: f.read_bytes() for f in files}
     bad = run(["visem-pl", "track", "--round", "0", "--params", "params.yaml"], ws, check=False)
     assert bad.returncode == 2 and f"{name}.parquet" in bad.stderr and "NaN" in bad.stderr, bad.stderr
-    assert {f.name: f.read_bytes() for f in files} == before
+    # The damaged clip's file is left as it was; the others, linked meanwhile in other worker processes
+    # (track.workers), are each either untouched or whole and current for the new settings.
+    from visem_pl.tasks.tracking.clips import read_tracks
+
+    assert (files[0].stem == name) and files[0].read_bytes() == before[files[0].name]
+    for f in files[1:]:
+        assert f.read_bytes() == before[f.name] or read_tracks(f)[1]["config"]["min_length"] == 5
     assert not list((ws / "data" / "rounds" / "round-0" / "tracks").glob(".*.tmp"))
 
 
@@ -249,3 +255,54 @@ def test_auto_needs_the_validation_videos_predicted(labelled, tmp_path):
     one = pd.DataFrame([(0, 0, 0.5, 0.5, 0.04, 0.05, 0.9)], columns=["frame", "cls", "cx", "cy", "w", "h", "conf"])
     with pytest.raises(ValueError, match="must be resolved"):
         link(one, 640, 480, 3, TrackConfig(method="auto"))
+
+
+def test_track_workers_give_the_same_outputs_and_motility_reuses_the_truth_box_tracks(twin, tmp_path, monkeypatch):
+    """`track.workers` spreads the clips over processes: tracks, track.json and motility are the same bytes
+    as in one process. The tracker fed the truth boxes runs once, in `track`: `motility` reads its tracks
+    from the round's cache (the tracker is never called), and other settings make them again."""
+    from visem_pl.tasks.tracking import clips as clips_mod
+    from visem_pl.tasks.tracking.stages import motility_stage, track_stage, truth_tracks_cache
+    from visem_pl.tasks.workspace.paths import Workspace
+
+    root, truths = twin
+    rng = np.random.default_rng(5)
+    rows = {name: noisy_predictions(t, rng) for name, t in truths.items()}
+    made = {}
+    for workers in (1, 2):
+        ws = tmp_path / f"w{workers}"
+        params = {"data": {"root": str(root)}, "track": {"method": "sort", "workers": workers},
+                  "motility": {"workers": workers}}  # fmt: skip
+        (ws / "params.yaml").parent.mkdir()
+        (ws / "params.yaml").write_text(yaml.safe_dump(params))
+        for name, r in rows.items():
+            write_predictions(ws / "data/rounds/round-0/predictions", name, r, frames_scored=30, stride=STRIDE)
+        w = Workspace(ws, ws / "params.yaml")
+        stats = track_stage(w, 0, progress=False)
+        assert stats["clips"] == len(truths) and "tracking_truth_boxes" in stats
+        assert sorted(p.stem for p in truth_tracks_cache(w, 0).glob("*.parquet")) == sorted(truths)
+        if workers == 1:  # in this process: the tracker must not run again for motility
+            with monkeypatch.context() as m:
+                m.setattr(clips_mod, "link", lambda *a, **k: pytest.fail("motility ran the tracker"))
+                motility_stage(w, 0)
+        else:
+            motility_stage(w, 0)
+        made[workers] = {p.relative_to(ws): p.read_bytes() for p in sorted((ws / "data/rounds/round-0").rglob("*"))
+                         if p.is_file() and "predictions" not in p.parts}  # fmt: skip
+        for name in ("track.json", "motility.json"):
+            made[workers][name] = json.loads((ws / "metrics/rounds/round-0" / name).read_text())
+            made[workers][name].pop("computed_from")
+    assert made[1] == made[2] and any(p.suffix == ".csv" for p in made[1] if not isinstance(p, str))
+
+    # Other settings: the tracks and the truth-box tracks are made again (the cache is keyed on them).
+    import pyarrow.parquet as pq
+
+    ws = tmp_path / "w1"
+    w = Workspace(ws, ws / "params.yaml")
+    track = {"method": "sort", "min_length": 6, "workers": 1}
+    (ws / "params.yaml").write_text(yaml.safe_dump({"data": {"root": str(root)}, "track": track}))
+    assert track_stage(w, 0, progress=False)["skipped"] == 0
+    for p in truth_tracks_cache(w, 0).glob("*.parquet"):
+        meta = json.loads(pq.read_schema(p).metadata[clips_mod.META_KEY])
+        assert meta["config"]["min_length"] == 6 and "workers" not in meta["config"]
+        assert (pq.read_table(p).to_pandas().groupby("track").size() >= 6).all()

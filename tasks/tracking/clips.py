@@ -7,7 +7,6 @@ so a rerun skips the clips that are current and redoes those whose predictions o
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -18,7 +17,7 @@ import pyarrow.parquet as pq
 
 from visem_pl.tasks.dataset.reader import Clip
 from visem_pl.tasks.inference.clips import prediction_meta
-from visem_pl.tasks.tracking.link import TrackConfig, fill_gaps, link
+from visem_pl.tasks.tracking.link import TrackConfig, fill_gaps, link, settings
 from visem_pl.tasks.workspace.io import atomic_path, file_sha256
 
 META_KEY = b"visem_pl_tracks"
@@ -45,7 +44,7 @@ def read_boxes(path: Path) -> pd.DataFrame:
 
 
 def fingerprint(predictions: Path, cfg: TrackConfig) -> dict:
-    return {"predictions_sha256": file_sha256(predictions), "config": asdict(cfg)}
+    return {"predictions_sha256": file_sha256(predictions), "config": settings(cfg)}
 
 
 def is_current(out: Path, expected: dict) -> bool:
@@ -74,12 +73,9 @@ def track_clip(clip: Clip, predictions_dir: Path, out_dir: Path, cfg: TrackConfi
         tracks = fill_gaps(link(read_boxes(src), width, height, stride, cfg), stride, cfg.max_gap)
     except ValueError as exc:
         raise ValueError(f"{src}: {exc}") from None
-    table = pa.Table.from_pandas(tracks.assign(clip=clip.name), preserve_index=False)
     meta = {**expected, "stride": stride, "width": width, "height": height, "fps": fps,
             "frames_scored": int(made["frames_scored"]), "tracks": int(tracks["track"].nunique())}  # fmt: skip
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
-    with atomic_path(out) as tmp:
-        pq.write_table(table, tmp)
+    _write(tracks.assign(clip=clip.name), meta, out)
     return {
         "clip": clip.name,
         "skipped": False,
@@ -89,6 +85,33 @@ def track_clip(clip: Clip, predictions_dir: Path, out_dir: Path, cfg: TrackConfi
     }
 
 
+def _write(tracks: pd.DataFrame, meta: dict, out: Path) -> None:
+    """`tracks` as Parquet at `out` (atomically), `meta` in its schema metadata (what `is_current` checks)."""
+    table = pa.Table.from_pandas(tracks, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
+
+
 def read_tracks(path: Path) -> tuple[pd.DataFrame, dict]:
     """A clip's tracks and what its file records (stride, frame size, settings)."""
     return pq.read_table(path).to_pandas(), json.loads((pq.read_schema(path).metadata or {})[META_KEY])
+
+
+def truth_box_tracks(truth: pd.DataFrame, truth_file: Path, meta: dict, cfg: TrackConfig, cache_dir: Path | None):
+    """The tracker fed a clip's truth boxes (the "tracker alone" of the scores and of motility), at the
+    stride and frame size of its round's tracks (`meta`: what their file records). Kept in
+    `cache_dir/<clip>.parquet`, keyed like a tracks file (the truth file's sha256, the settings, stride
+    and frame size): `track` makes it once, `motility` reads it, and any change makes it again."""
+    from visem_pl.tasks.tracking.score import truth_boxes
+
+    stride, width, height = meta["stride"], meta["width"], meta["height"]
+    out = None if cache_dir is None else Path(cache_dir) / f"{Path(truth_file).stem}.parquet"
+    expected = {"truth_sha256": file_sha256(truth_file), "config": settings(cfg), "stride": stride,
+                "width": width, "height": height}  # fmt: skip
+    if out is not None and is_current(out, expected):
+        return pq.read_table(out).to_pandas()
+    tracks = link(truth_boxes(truth, stride), width, height, stride, cfg)
+    if out is not None:
+        _write(tracks, expected, out)
+    return tracks

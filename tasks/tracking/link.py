@@ -37,10 +37,22 @@ class TrackConfig:
     min_length: int = 3  # scored frames a track needs to be kept
     max_gap: int = 2  # fill_gaps: missed scored frames interpolated inside a track
     high_conf: float = 0.25  # bytetrack, ocsort: boxes that start tracks and are matched first
+    # Processes the track stage links and scores clips in (0: one per core; 1: in this process). How the
+    # work is run, not what it makes: left out of every fingerprint (`settings`), the outputs are the same.
+    workers: int = 0
 
     def __post_init__(self):
         if self.method not in (*METHODS, AUTO):
             raise ValueError(f"track.method {self.method!r} is not one of {', '.join((*METHODS, AUTO))}")
+        if self.workers < 0:
+            raise ValueError(f"track.workers must be >= 0 (0: one per core), got {self.workers}")
+
+
+def settings(cfg: TrackConfig) -> dict:
+    """The settings that decide the tracks (what files and caches are keyed on): all but `workers`."""
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(cfg).items() if k != "workers"}
 
 
 def empty() -> pd.DataFrame:

@@ -42,12 +42,15 @@ class MotilityConfig:
     progressive_vap_um_s: float = 5.0
     progressive_str: float = 0.8
     immotile_vcl_um_s: float = 5.0
+    workers: int = 0  # processes for the clips' kinematics (0: one per core; 1: in this process); same outputs
 
     def __post_init__(self):
         if self.vap_window < 3 or self.vap_window % 2 == 0:
             raise ValueError(f"motility.vap_window must be odd and >= 3, got {self.vap_window}")
         if self.frame_step < 1 or self.um_per_px <= 0:
             raise ValueError("motility.frame_step must be >= 1 and motility.um_per_px > 0")
+        if self.workers < 0:
+            raise ValueError(f"motility.workers must be >= 0 (0: one per core), got {self.workers}")
 
 
 def kinematics(xy_um: np.ndarray, dt: float, window: int) -> dict:

@@ -50,24 +50,21 @@ def sequence(truth: pd.DataFrame, tracks: pd.DataFrame, stride: int) -> tuple[li
     return gt_ids, tr_ids, sims
 
 
-def score(pairs: list[tuple[pd.DataFrame, pd.DataFrame]], stride: int) -> dict:
-    """HOTA, MOTA, IDF1 (and their parts) over clips: [(truth, tracks) per clip]."""
-    from trackers.eval import (
-        aggregate_clear_metrics,
-        aggregate_hota_metrics,
-        aggregate_identity_metrics,
-        compute_clear_metrics,
-        compute_hota_metrics,
-        compute_identity_metrics,
-    )
+def clip_metrics(truth: pd.DataFrame, tracks: pd.DataFrame, stride: int) -> tuple:
+    """One clip's HOTA, CLEAR and identity counts (what `aggregate` pools over clips)."""
+    from trackers.eval import compute_clear_metrics, compute_hota_metrics, compute_identity_metrics
 
-    hota, clear, ident = [], [], []
-    for truth, tracks in pairs:
-        seq = sequence(truth, tracks, stride)
-        hota.append(compute_hota_metrics(*seq))
-        clear.append(compute_clear_metrics(*seq))
-        ident.append(compute_identity_metrics(*seq))
-    h, c, i = aggregate_hota_metrics(hota), aggregate_clear_metrics(clear), aggregate_identity_metrics(ident)
+    seq = sequence(truth, tracks, stride)
+    return compute_hota_metrics(*seq), compute_clear_metrics(*seq), compute_identity_metrics(*seq)
+
+
+def aggregate(per_clip: list[tuple]) -> dict:
+    """HOTA, MOTA, IDF1 (and their parts) over clips from their `clip_metrics`, in clip order."""
+    from trackers.eval import aggregate_clear_metrics, aggregate_hota_metrics, aggregate_identity_metrics
+
+    h = aggregate_hota_metrics([m[0] for m in per_clip])
+    c = aggregate_clear_metrics([m[1] for m in per_clip])
+    i = aggregate_identity_metrics([m[2] for m in per_clip])
     return {
         "hota": round(float(h["HOTA"]), 4),
         "deta": round(float(h["DetA"]), 4),
@@ -75,5 +72,10 @@ def score(pairs: list[tuple[pd.DataFrame, pd.DataFrame]], stride: int) -> dict:
         "mota": round(float(c["MOTA"]), 4),
         "idf1": round(float(i["IDF1"]), 4),
         "id_switches": int(c["IDSW"]),
-        "clips": len(pairs),
+        "clips": len(per_clip),
     }
+
+
+def score(pairs: list[tuple[pd.DataFrame, pd.DataFrame]], stride: int) -> dict:
+    """HOTA, MOTA, IDF1 (and their parts) over clips: [(truth, tracks) per clip]."""
+    return aggregate([clip_metrics(truth, tracks, stride) for truth, tracks in pairs])

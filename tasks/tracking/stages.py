@@ -30,9 +30,9 @@ def resolve_track_config(ws: Workspace, n: int) -> tuple[TrackConfig, dict]:
     track ids wins (cached per prediction files and settings). Which tracker suits depends on the
     detector: IoU trackers need confident, well-placed boxes, centre linking copes with weak ones.
     Returns the settings and what the trial measured ({} when the method was named)."""
-    from dataclasses import asdict, replace
+    from dataclasses import replace
 
-    from visem_pl.tasks.tracking.link import AUTO, METHODS, fill_gaps, link
+    from visem_pl.tasks.tracking.link import AUTO, METHODS, fill_gaps, link, settings
     from visem_pl.tasks.tracking.score import score
     from visem_pl.tasks.workspace.io import file_sha256
 
@@ -43,7 +43,7 @@ def resolve_track_config(ws: Workspace, n: int) -> tuple[TrackConfig, dict]:
     if not videos:
         return replace(cfg, method=METHODS[0]), {"chosen": METHODS[0], "why": "no validation video predicted"}
     # The key needs only the prediction files: a hit (every mapped Prefect track task) reads no labels.
-    digest = hashlib.sha256(json.dumps([[file_sha256(src) for _, src, _ in videos], asdict(cfg)]).encode())
+    digest = hashlib.sha256(json.dumps([[file_sha256(src) for _, src, _ in videos], settings(cfg)]).encode())
     cache = ws.track_trials / f"{digest.hexdigest()[:16]}.json"
     if cache.exists():
         trial = json.loads(cache.read_text())
@@ -94,10 +94,13 @@ def _labelled_boxes(clip, src, video):
 
 def track_stage(ws: Workspace, n: int, progress: bool = True) -> dict:
     """Link every clip's predictions of round n into tracks (data/rounds/round-N/tracks/, resumable);
-    where the dataset has truth, score them, and the tracker alone on the truth boxes (track.json).
-    `progress`: how far it got, on stderr (False: silent)."""
+    where the dataset has truth, score them, and the tracker alone on the truth boxes (track.json; its
+    tracks kept for `motility`, `truth_tracks_cache`). Each clip's linking and scoring is its own job,
+    run in `track.workers` processes (tasks/tracking/pool.py). `progress`: how far it got, on stderr."""
+    from visem_pl.tasks.dataset.truth import truth_for
     from visem_pl.tasks.inference.stages import left_out
-    from visem_pl.tasks.tracking.clips import track_clip
+    from visem_pl.tasks.tracking.pool import map_clips
+    from visem_pl.tasks.tracking.score import aggregate
 
     cfg, trial = resolve_track_config(ws, n)
     paths = ws.round(n)
@@ -105,26 +108,60 @@ def track_stage(ws: Workspace, n: int, progress: bool = True) -> dict:
     clips = [c for c in ws.clips() if c.name not in bad]
     removed = remove_other_clips(paths.tracks, clips) + remove_other_clips(paths.validation_tracks,
                                                                            ws.validation_clips())  # fmt: skip
-    done = []
+    truth = truth_for(ws.data_root())
+    cache = truth_tracks_cache(ws, n)
+    remove_other_clips(cache, clips if truth is not None else [])
+    jobs = [(c, paths.predictions, paths.tracks, cfg, truth and truth.folder, cache) for c in clips]
     with report("track", len(clips), enabled=progress) as bar:
-        for clip in clips:
-            done.append(track_clip(clip, paths.predictions, paths.tracks, cfg))
-            bar.advance()
+        done = map_clips(_track_and_score, jobs, [c.name for c in clips], cfg.workers, bar)
     stats = {
         "clips": len(clips),
-        "skipped": sum(d["skipped"] for d in done),
+        "skipped": sum(d["skipped"] for d, _ in done),
         "method": cfg.method,
         **({"bad_clips": bad} if bad else {}),
         **({"removed_other_dataset": removed} if removed else {}),
         **({"method_trial": trial} if trial else {}),
-        **tracking_scores(ws, n, cfg),
     }
+    scored = sorted((d["clip"], s) for d, s in done if s is not None)  # pooled in clip-name order
+    if scored:
+        stats.update({
+            "stride": scored[0][1]["stride"],
+            # interpolated boxes too: they are the tracker's output
+            "tracking": aggregate([s["tracking"] for _, s in scored]),
+            "tracking_truth_boxes": aggregate([s["truth_boxes"] for _, s in scored]),
+        })  # fmt: skip
     validation = validation_scores(ws, n, cfg)
     if validation:
         stats["validation"] = validation
     stats["computed_from"] = ws.computed_from(n)
     write_json(paths.metrics / "track.json", stats)
     return stats
+
+
+def truth_tracks_cache(ws: Workspace, n: int):
+    """Where round n keeps the tracker-alone tracks of each clip's truth boxes (`clips.truth_box_tracks`):
+    a cache, not a DVC output (made again, the same, wherever it is missing or stale)."""
+    return ws.root / ".cache" / "truth-box-tracks" / f"round-{n}"
+
+
+def _track_and_score(job: tuple) -> tuple[dict, dict | None]:
+    """One clip's job of `track_stage` (run in a worker process): link it (`clips.track_clip`) and, where
+    there is truth, its HOTA / CLEAR / identity counts and those of the tracker fed its truth boxes."""
+    from visem_pl.tasks.dataset.truth import TruthStore
+    from visem_pl.tasks.tracking.clips import read_tracks, track_clip, truth_box_tracks
+    from visem_pl.tasks.tracking.score import clip_metrics
+
+    clip, predictions, out_dir, cfg, truth_folder, cache = job
+    done = track_clip(clip, predictions, out_dir, cfg)
+    if truth_folder is None:
+        return done, None
+    store = TruthStore(truth_folder)
+    tracks, meta = read_tracks(out_dir / f"{clip.name}.parquet")
+    truth = store.clip(clip.name)
+    alone = truth_box_tracks(truth, store.folder / "clips" / f"{clip.name}.parquet", meta, cfg, cache)
+    stride = meta["stride"]
+    return done, {"stride": stride, "tracking": clip_metrics(truth, tracks, stride),
+                  "truth_boxes": clip_metrics(truth, alone, stride)}  # fmt: skip
 
 
 def validation_scores(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
@@ -153,50 +190,6 @@ def validation_scores(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
         "stride": stride,
         "tracking": score(ends, stride),
         "tracking_label_boxes": score(alone, stride),
-    }
-
-
-def round_tracks(ws: Workspace, n: int) -> dict:
-    """{clip: (tracks, what its file records)} for every clip of the dataset that round n tracked, read once."""
-    from visem_pl.tasks.tracking.clips import read_tracks
-
-    folder = ws.round(n).tracks
-    files = [folder / f"{c.name}.parquet" for c in sorted(ws.clips(), key=lambda c: c.name)]
-    return {path.stem: read_tracks(path) for path in files if path.exists()}
-
-
-def truth_box_tracks(ws: Workspace, cfg: TrackConfig, tracks: dict) -> dict:
-    """{clip: (truth, tracks of the tracker fed the truth boxes at the clip's stride)} for the clips of
-    `tracks` (`round_tracks`); {} where the dataset has no truth (real data)."""
-    from visem_pl.tasks.dataset.truth import truth_for
-    from visem_pl.tasks.tracking.link import link
-    from visem_pl.tasks.tracking.score import truth_boxes
-
-    truth = truth_for(ws.data_root())
-    if truth is None:
-        return {}
-    out = {}
-    for clip, (_, meta) in tracks.items():
-        t = truth.clip(clip)
-        out[clip] = (t, link(truth_boxes(t, meta["stride"]), meta["width"], meta["height"], meta["stride"], cfg))
-    return out
-
-
-def tracking_scores(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
-    """{stride, tracking, tracking_truth_boxes}: HOTA/MOTA/IDF1 of the round's tracks and of the tracker
-    fed the truth boxes at the same stride; {} where the dataset has no truth (real data)."""
-    from visem_pl.tasks.tracking.score import score
-
-    tracks = round_tracks(ws, n)
-    alone = truth_box_tracks(ws, cfg, tracks)
-    if not alone:
-        return {}
-    stride = next(iter(tracks.values()))[1]["stride"]
-    return {
-        "stride": stride,
-        # interpolated boxes too: they are the tracker's output
-        "tracking": score([(t, tracks[clip][0]) for clip, (t, _) in alone.items()], stride),
-        "tracking_truth_boxes": score(list(alone.values()), stride),
     }
 
 
@@ -242,30 +235,62 @@ def _mae(ours: list[dict], truth: list[dict]) -> dict:
     return out
 
 
+def _clip_motility(job: tuple) -> dict:
+    """One clip's job of `motility_stage` (run in a worker process): the kinematics of its tracks and its
+    shares; with truth, the simulated cells' shares and those of their true paths and of the tracker fed
+    the truth boxes (made by `track`, read from `truth_tracks_cache`, made again where missing or stale)."""
+    from visem_pl.tasks.dataset.truth import TruthStore
+    from visem_pl.tasks.tracking.clips import read_tracks, truth_box_tracks
+    from visem_pl.tasks.tracking.motility import shares
+
+    path, cfg, made_with, truth_folder, cache = job
+    tracks, meta = read_tracks(path)
+    per, share = _clip_shares(tracks, meta, cfg)
+    out = {"clip": path.stem, "per": per, "share": share, "frames_scored": meta["frames_scored"],
+           "detected": int((tracks["source"] == "detected").sum())}  # fmt: skip
+    if truth_folder is None:
+        return out
+    store = TruthStore(truth_folder)
+    t = store.clip(path.stem)
+    tr = truth_box_tracks(t, store.folder / "clips" / f"{path.stem}.parquet", meta, made_with, cache)
+    true_paths = _clip_shares(t.rename(columns={"track_id": "cell"}), {**meta, "stride": 1}, cfg, "cell", "class")[0]
+    seen = true_paths.dropna(subset=["class"])["cell"]
+    cells = t.groupby("track_id")["motility"].first().loc[seen]
+    return {**out, "truth": _truth_share(cells), "truth_paths": shares(true_paths),
+            "truth_boxes": _clip_shares(tr, meta, cfg)[1]}  # fmt: skip
+
+
 def motility_stage(ws: Workspace, n: int) -> dict:
     """CASA kinematics of every track of round n (data/rounds/round-N/motility.csv) and the PR / NP / IM
     shares per clip and per participant; compared with the simulated cells (synthetic truth), with the
     tracker fed the truth boxes, and with the lab's values (the semen analysis CSV) where they exist.
     Writes metrics/rounds/round-N/motility.json."""
-    import json
+    import pyarrow.parquet as pq
 
     from visem_pl.tasks.dataset.clinical import motility as lab_motility
     from visem_pl.tasks.dataset.reader import locate
-    from visem_pl.tasks.tracking.motility import shares
+    from visem_pl.tasks.dataset.truth import truth_for
+    from visem_pl.tasks.tracking.clips import META_KEY
+    from visem_pl.tasks.tracking.pool import map_clips
 
     cfg = motility_config(ws)
     paths = ws.round(n)
     clips = {c.name: c for c in ws.clips()}
-    round_files = round_tracks(ws, n)
-    if not round_files:
+    files = [paths.tracks / f"{c}.parquet" for c in sorted(clips)]
+    files = [f for f in files if f.exists()]
+    if not files:
         raise FileNotFoundError(f"{paths.tracks}: no tracks (run `visem-pl track --round {n}` first)")
+    # The tracker alone with the settings the round's tracks were made with (`auto` resolved), as recorded.
+    made_with = TrackConfig(**json.loads(pq.read_schema(files[0]).metadata[META_KEY])["config"])
+    truth = truth_for(ws.data_root())
+    jobs = [(f, cfg, made_with, truth and truth.folder, truth_tracks_cache(ws, n)) for f in files]
+    done = map_clips(_clip_motility, jobs, [f.stem for f in files], cfg.workers)
     per_clip, per_tracks, by_participant = [], [], {}
-    for clip, (tracks, meta) in round_files.items():
-        per, share = _clip_shares(tracks, meta, cfg)
+    for d in done:
+        clip, per = d["clip"], d["per"]
         participant = clips[clip].video_id
-        detected = int((tracks["source"] == "detected").sum())
-        per_clip.append({"clip": clip, "participant": participant, **share,
-                         "cells_per_frame": round(detected / max(1, meta["frames_scored"]), 2)})  # fmt: skip
+        per_clip.append({"clip": clip, "participant": participant, **d["share"],
+                         "cells_per_frame": round(d["detected"] / max(1, d["frames_scored"]), 2)})  # fmt: skip
         per_tracks.append(per.assign(clip=clip, participant=participant))
         by_participant.setdefault(participant, []).append(per)
     participants = [{"participant": p, "clips": len(v), **_pooled(v)} for p, v in sorted(by_participant.items())]
@@ -293,24 +318,11 @@ def motility_stage(ws: Workspace, n: int) -> dict:
     # Synthetic truth: the simulated cells' own classes, counted over the cells a perfect tracker could
     # classify (seen for at least min_track_s: a cell crossing the field faster has no measurable path),
     # against three estimates that add one source of error each: the classifier on the true paths, the
-    # tracker fed the truth boxes, and the round's own tracks.
-    # The tracker alone with the settings the round's tracks were made with (`auto` resolved), as recorded.
-    made_with = TrackConfig(**next(iter(round_files.values()))[1]["config"])
-    alone = truth_box_tracks(ws, made_with, round_files)
-    if alone:
-        truth_shares, paths_shares, boxes_shares = [], [], []
-        for row in per_clip:
-            (t, tr), meta = alone[row["clip"]], round_files[row["clip"]][1]
-            cells_of = t.rename(columns={"track_id": "cell"})
-            true_paths = _clip_shares(cells_of, {**meta, "stride": 1}, cfg, "cell", "class")[0]
-            seen = true_paths.dropna(subset=["class"])["cell"]
-            cells = t.groupby("track_id")["motility"].first().loc[seen]
-            truth_shares.append(_truth_share(cells))
-            paths_shares.append(shares(true_paths))
-            boxes_shares.append(_clip_shares(tr, meta, cfg)[1])
-        result["mae_pp"] = _mae(per_clip, truth_shares)
-        result["mae_pp_truth_boxes"] = _mae(boxes_shares, truth_shares)
-        result["mae_pp_truth_paths"] = _mae(paths_shares, truth_shares)
+    # tracker fed the truth boxes (`_clip_motility`), and the round's own tracks.
+    if truth is not None:
+        result["mae_pp"] = _mae(per_clip, [d["truth"] for d in done])
+        result["mae_pp_truth_boxes"] = _mae([d["truth_boxes"] for d in done], [d["truth"] for d in done])
+        result["mae_pp_truth_paths"] = _mae([d["truth_paths"] for d in done], [d["truth"] for d in done])
     try:
         lab = lab_motility(locate(ws.data_root())).set_index("ID")
     except FileNotFoundError:
