@@ -246,18 +246,19 @@ def taught_quality(ws: Workspace) -> dict:
             "boxes": n_pred, "truth": n_truth}  # fmt: skip
 
 
-def oracle_labels(ws: Workspace, mode: str) -> None:
-    """Rewrite the round's pseudo-label files from the synthetic truth: `clean` drops the boxes that match
-    no true box (IoU >= 0.5, class-aware), `tight` also replaces each matched box by its true box, `truth`
-    writes every true box of the frame."""
-    from visem_pl.tasks.dataset.labels import yolo_text
+def oracle_labels(ws: Workspace, mode: str) -> pd.DataFrame:
+    """The round's pseudo-labels (boxes.parquet's accepted boxes) rewritten from the synthetic truth:
+    `clean` drops the boxes that match no true box (IoU >= 0.5, class-aware), `tight` also replaces each
+    matched box by its true box, `truth` takes every true box of the frame. The accepted boxes to merge."""
     from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
 
     truth = truth_for(ws.data_root())
-    for path in sorted((ws.round(0).pseudo / "labels").glob("*.txt")):
-        clip, frame = layout.split_item(path.stem)
-        gt = truth.frame(clip, frame)
-        ours = pd.DataFrame(read_yolo_labels(path), columns=["cls", "cx", "cy", "w", "h"])
+    boxes = pd.read_parquet(ws.round(0).boxes)
+    accepted = boxes[boxes["band"] == "accept"]
+    frames = []
+    for (clip, frame), g in accepted.groupby(["clip", "frame"], sort=True):
+        gt = truth.frame(clip, int(frame))
+        ours = g[["cls", "cx", "cy", "w", "h"]].reset_index(drop=True)
         if mode == "truth":
             ours = gt.rename(columns={"class": "cls"})
         else:
@@ -269,7 +270,9 @@ def oracle_labels(ws: Workspace, mode: str) -> None:
                               xywhn_to_xyxy(gt[cols].to_numpy(), layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT))  # fmt: skip
                 iou[ours["cls"].to_numpy()[:, None] != gt["class"].to_numpy()[None, :]] = 0.0
                 ours = ours.assign(**{c: gt[c].to_numpy()[iou.argmax(axis=1)] for c in cols})
-        path.write_text(yolo_text(ours[["cls", "cx", "cy", "w", "h"]].itertuples(index=False)))
+        frames.append(ours[["cls", "cx", "cy", "w", "h"]].assign(clip=clip, frame=int(frame)))
+    columns = ["clip", "frame", "cls", "cx", "cy", "w", "h"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
 def loop_arm(params: dict, seq: dict, shared: Workspace, folder: Path) -> dict:
@@ -296,12 +299,12 @@ def loop_arm(params: dict, seq: dict, shared: Workspace, folder: Path) -> dict:
     if oracle:
         from visem_pl.tasks.pseudo.merge import MergeConfig, completeness, merge_round
 
-        oracle_labels(ws, oracle)
+        oracle = oracle_labels(ws, oracle)
         labelled = pd.read_csv(ws.prepared / "frames.csv")
         reviewed = [(0, ws.round(0).reviewed / "labels")]
         bound = ws.section("merge", MergeConfig).frames_per_clip
         complete = completeness(pd.read_parquet(ws.round(0).boxes))
-        merged = merge_round(0, labelled[labelled["split"] == "train"], ws.round(0).pseudo / "labels", reviewed,
+        merged = merge_round(0, labelled[labelled["split"] == "train"], oracle, reviewed,
                              ws.clips(), ws.round(0).merged, frames_per_clip=bound, complete=complete)  # fmt: skip
     else:
         merged = merge_stage(ws, 0)

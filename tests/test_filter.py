@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from helpers.predfiles import write_predictions
 
@@ -16,7 +17,9 @@ from visem_pl.tasks.pseudo.bands import (
     REVIEW_BOX_COLUMNS,
     Band,
     assign_bands,
+    decide_bands,
     filter_round,
+    label_texts,
     parse_bands,
 )
 
@@ -130,14 +133,16 @@ def filtered(tmp_path):
     return out, stats
 
 
-def test_label_files_hold_exactly_the_accepted_boxes(filtered):
+def test_pseudo_labels_are_exactly_the_accepted_boxes(filtered):
+    """No label files: a frame's pseudo-labels are the text of its accepted boxes in boxes.parquet, in order."""
     out, _ = filtered
-    labels = {p.name: p.read_text() for p in (out / "labels").iterdir()}
-    assert labels == {
-        "11_30_60_frame_0.txt": "0 0.500000 0.250000 0.062500 0.125000\n0 0.125000 0.375000 0.031250 0.062500\n",
-        "11_30_60_frame_4.txt": "1 0.500000 0.500000 0.250000 0.250000\n",
-        "84_0_30_frame_1.txt": "2 0.250000 0.250000 0.015625 0.015625\n",
+    boxes = pd.read_parquet(out / "boxes.parquet")
+    assert dict(label_texts(boxes[boxes["band"] == ACCEPT])) == {
+        "11_30_60_frame_0": "0 0.500000 0.250000 0.062500 0.125000\n0 0.125000 0.375000 0.031250 0.062500\n",
+        "11_30_60_frame_4": "1 0.500000 0.500000 0.250000 0.250000\n",
+        "84_0_30_frame_1": "2 0.250000 0.250000 0.015625 0.015625\n",
     }
+    assert not (out / "labels").exists()
 
 
 def test_review_queue_has_exactly_the_review_band(filtered):
@@ -173,7 +178,10 @@ def test_boxes_and_stats(filtered):
     assert stats == expected
     assert json.loads((out / "stats.json").read_text()) == expected
     # Only the result files: atomic writes leave no temporary file behind.
-    assert sorted(p.name for p in out.iterdir()) == ["boxes.parquet", "labels", "review_queue.csv", "stats.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["boxes.parquet", "review_queue.csv", "stats.json"]
+    # Written clip by clip: one row group per clip with boxes (90_0_30 has none), in name order.
+    meta = pq.ParquetFile(out / "boxes.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [len(ROWS_A), len(ROWS_B)]
 
 
 def test_no_predictions_at_all(tmp_path):
@@ -181,7 +189,7 @@ def test_no_predictions_at_all(tmp_path):
     write_predictions(pred, CLIP_A, [], frames_scored=3)
     stats = filter_round(pred, tmp_path / "pseudo", bands_of())
     assert stats["boxes"] == 0 and stats["review_items"] == 0 and stats["frames_with_pseudo_labels"] == 0
-    assert list((tmp_path / "pseudo" / "labels").iterdir()) == []
+    assert pd.read_parquet(tmp_path / "pseudo" / "boxes.parquet").empty
     assert (tmp_path / "pseudo" / "review_queue.csv").read_text().strip() == ",".join(REVIEW_BOX_COLUMNS)
 
 
@@ -307,3 +315,42 @@ def test_calibrate_keeps_the_band_of_a_class_without_enough_boxes():
     assert used[2] == bands[2] and report["small_or_pinhead"]["validation_boxes"] == 3
     with pytest.raises(ValueError, match="target_precision"):
         Calibration(target_precision=1.5)
+
+
+def test_filter_clip_by_clip_is_the_rule_over_all_clips_at_once(tmp_path):
+    """filter decides each clip alone (bounded memory); the temporal rule over every clip in one table,
+    as it ran before, gives the same boxes, in the same order and types."""
+    from visem_pl.tasks.pseudo.temporal import Temporal, apply_temporal, read_tracks
+
+    rng = np.random.default_rng(3)
+    pred_dir, tracks_dir = tmp_path / "predictions", tmp_path / "tracks"
+    tracks_dir.mkdir()
+    clips = ["11_30_60", "84_0_30", "90_0_30"]
+    for k, clip in enumerate(clips):
+        n = 0 if clip == "90_0_30" else 40  # a clip without boxes: it needs no tracks
+        frames = np.sort(rng.integers(0, 10, n))
+        rows = [
+            (int(f), int(rng.integers(0, 3)), 0.5, 0.5, 0.0625, 0.0625, float(rng.uniform(0.05, 1))) for f in frames
+        ]
+        write_predictions(pred_dir, clip, rows, frames_scored=10)
+        if n:
+            track = rng.integers(0, 4, n)
+            tracks = pd.DataFrame({"track": track, "box": np.arange(n), "frame": frames, "source": "detected"})
+            tracks = tracks.iloc[:-8]  # boxes on no track: the accepted ones are demoted
+            gaps = pd.DataFrame({"track": [0, 1], "box": -1, "frame": [3 + k, 7], "source": "interpolated"})
+            tracks = pd.concat([tracks, gaps], ignore_index=True).assign(
+                cls=0, cx=0.5, cy=0.5, w=0.0625, h=0.0625, conf=np.nan
+            )
+            tracks.astype({"frame": "int64", "track": "int64", "box": "int64", "cls": "int64"}).to_parquet(
+                tracks_dir / f"{clip}.parquet"
+            )
+    rule = Temporal(min_track_frames=3, floor=0.1)
+    filter_round(pred_dir, tmp_path / "pseudo", bands_of(), rule, tracks_dir, clips)
+    got = pd.read_parquet(tmp_path / "pseudo" / "boxes.parquet")
+    pred = pd.concat([pd.read_parquet(pred_dir / f"{c}.parquet") for c in clips], ignore_index=True)
+    pred["box"] = pred.groupby("clip").cumcount().astype(np.int64)
+    pred["band"] = assign_bands(pred, bands_of())
+    whole = apply_temporal(pred, read_tracks(tracks_dir, clips[:2]), rule)
+    assert set(whole["provenance"]) == {"confidence", "promoted", "demoted", "interpolated"}
+    pd.testing.assert_frame_equal(got, whole)
+    pd.testing.assert_frame_equal(decide_bands(pred_dir, bands_of(), rule, tracks_dir, clips), whole)

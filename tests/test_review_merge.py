@@ -306,9 +306,21 @@ def merge_inputs(synth_root, tmp_path, monkeypatch):
         r1 / "84_0_30_frame_5.txt": "2 0.710000 0.700000 0.010000 0.010000\n2 0.1 0.1 0.01 0.01\n",
     }
     for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return ds, labelled, pseudo, [(1, r1), (0, r0)], files
+        if path.parent != pseudo:  # the pseudo-labels are boxes (boxes.parquet's accepted ones), not files
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    accepted = accepted_boxes({p.stem: t for p, t in files.items() if p.parent == pseudo})
+    return ds, labelled, accepted, [(1, r1), (0, r0)], files
+
+
+def accepted_boxes(texts: dict[str, str]) -> pd.DataFrame:
+    """The accepted rows of boxes.parquet (in its types) whose label texts are `texts` {frame item: text}."""
+    rows = []
+    for item, text in texts.items():
+        clip, frame = layout.split_item(item)
+        rows += [(clip, frame, int(v[0]), *map(float, v[1:])) for v in (line.split() for line in text.splitlines())]
+    boxes = pd.DataFrame(rows, columns=["clip", "frame", "cls", "cx", "cy", "w", "h"])
+    return boxes.astype({"frame": np.int64, "cls": np.int8, **{c: np.float32 for c in ("cx", "cy", "w", "h")}})
 
 
 def test_merge_round(merge_inputs, tmp_path):
@@ -336,6 +348,7 @@ def test_merge_round(merge_inputs, tmp_path):
     assert stats["frames"] == {"labelled": 3, "pseudo": 2, "reviewed": 3}
 
     # Labels: the reviewed file replaces the pseudo-labels of its frame; a later round's review wins.
+    pseudo = tmp_path / "pseudo"  # the keys of the texts the accepted boxes were made from
     winners = {
         "11_30_60_frame_0": pseudo / "11_30_60_frame_0.txt",
         "11_30_60_frame_4": tmp_path / "reviewed0" / "11_30_60_frame_4.txt",
@@ -455,8 +468,8 @@ def test_merge_round_keeps_a_bounded_choice_of_pseudo_labelled_frames(merge_inpu
     """merge.frames_per_clip: at most that many pseudo-labelled frames per clip, the most complete of
     each stretch; reviewed frames are all kept beyond the bound."""
     ds, labelled, pseudo, reviewed, _ = merge_inputs
-    for stem in ("11_30_60_frame_3", "84_0_30_frame_1"):
-        (pseudo / f"{stem}.txt").write_text("0 0.400000 0.400000 0.030000 0.040000\n")
+    more = {stem: "0 0.400000 0.400000 0.030000 0.040000\n" for stem in ("11_30_60_frame_3", "84_0_30_frame_1")}
+    pseudo = pd.concat([pseudo, accepted_boxes(more)], ignore_index=True)
     complete = {("11_30_60", 0): 0.4, ("11_30_60", 3): 0.8, ("84_0_30", 1): 0.2, ("84_0_30", 2): 0.9}
     stats = merge_round(1, labelled, pseudo, reviewed, ds.clips(), "merged", frames_per_clip=1, complete=complete)
     frames = pd.read_csv(tmp_path / "merged" / "frames.csv")
@@ -478,14 +491,12 @@ def test_merge_round_rejects_unknown_clips_and_frames_past_the_end(synth_root, t
     monkeypatch.chdir(tmp_path)
     clips = locate(synth_root).clips()
     empty = pd.DataFrame(columns=["image", "label"])
-    (tmp_path / "p1").mkdir()
-    (tmp_path / "p1" / "99_0_30_frame_0.txt").write_text("")
+    box = "0 0.500000 0.500000 0.030000 0.040000\n"
     with pytest.raises(ValueError, match=r"\['99_0_30'\] that are not in the dataset"):
-        merge_round(0, empty, tmp_path / "p1", [], clips, "m1")
-    (tmp_path / "p2").mkdir()
-    (tmp_path / "p2" / f"11_30_60_frame_{FRAMES_PER_CLIP}.txt").write_text("")
+        merge_round(0, empty, accepted_boxes({"99_0_30_frame_0": box}), [], clips, "m1")
+    past = accepted_boxes({f"11_30_60_frame_{FRAMES_PER_CLIP}": box})
     with pytest.raises(ValueError, match=rf"11_30_60\.mp4:0: frames \[{FRAMES_PER_CLIP}\] are past the clip's end"):
-        merge_round(0, empty, tmp_path / "p2", [], clips, "m2")
+        merge_round(0, empty, past, [], clips, "m2")
 
 
 def test_painting_never_touches_a_pseudo_label():

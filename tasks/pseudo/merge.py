@@ -30,6 +30,7 @@ from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.labels import read_yolo_labels
 from visem_pl.tasks.dataset.reader import Clip
 from visem_pl.tasks.inference.clips import frames_at
+from visem_pl.tasks.pseudo.bands import label_texts
 from visem_pl.tasks.workspace.io import atomic_path, write_json
 from visem_pl.tasks.workspace.paths import portable
 from visem_pl.tasks.workspace.progress import progress as report
@@ -67,6 +68,21 @@ def completeness(boxes: pd.DataFrame) -> dict[tuple[str, int], float]:
     seen = boxes[boxes["band"].isin(["accept", "review"])]
     counts = seen.assign(accepted=seen["band"] == "accept").groupby(["clip", "frame"])["accepted"].agg(["sum", "size"])
     return {(c, int(f)): float(a / n) for (c, f), a, n in zip(counts.index, counts["sum"], counts["size"])}
+
+
+def _of_frames(boxes: pd.DataFrame, frames: list[tuple[str, int]]) -> pd.DataFrame:
+    """The rows of `boxes` (columns clip, frame, ...) on `frames` [(clip, frame)], in their order."""
+    if not frames or boxes.empty:
+        return boxes.iloc[:0]
+    on = pd.MultiIndex.from_frame(boxes[["clip", "frame"]].astype({"frame": np.int64}))
+    return boxes[on.isin(pd.MultiIndex.from_tuples(frames, names=["clip", "frame"]))]
+
+
+def _parse_labels(text: str) -> np.ndarray:
+    """(N, 5) rows of a label file's text, as `labels.read_yolo_labels` reads its file."""
+    if not text.strip():
+        return np.zeros((0, 5))
+    return np.array([line.split() for line in text.splitlines() if line.strip()], dtype=np.float64).reshape(-1, 5)
 
 
 def _stems(folder: Path) -> dict[str, Path]:
@@ -128,7 +144,7 @@ def mask_boxes(frame, boxes: pd.DataFrame, keep: np.ndarray | None = None):
 def merge_round(
     round_n: int,
     labelled: pd.DataFrame,
-    pseudo_labels: Path,
+    pseudo: pd.DataFrame,
     reviewed: list[tuple[int, Path]],
     clips: list[Clip],
     out_dir: Path | str,
@@ -141,27 +157,40 @@ def merge_round(
     """Write `images/`, `labels/`, `frames.csv` (image, label, source, round) and `manifest.csv`
     (one row per box with its source and round) under `out_dir`.
 
+    `pseudo`: the round's accepted boxes (columns clip, frame, cls, cx, cy, w, h, and provenance when
+    the round has it), in boxes.parquet's order; a kept frame's label file is their text
+    (`bands.label_texts`, what `filter` used to write as pseudo/labels/).
     `reviewed` is [(round, labels folder)] for every round reviewed so far; later rounds win.
     `doubtful` (columns clip, frame, cx, cy, w, h) are painted out of pseudo-labelled frames.
     `provenance`: {(clip, frame): how each pseudo-label of the frame was accepted, in label order}
-    (confidence, promoted, interpolated: tasks/pseudo/temporal.py), the manifest's `rule`.
+    (confidence, promoted, interpolated: tasks/pseudo/temporal.py), the manifest's `rule`; without it,
+    `pseudo`'s provenance column says.
     `frames_per_clip` (0 = all): the pseudo-labelled frames kept per clip (`choose_frames`, by
     `complete`: {(clip, frame): completeness}); reviewed frames are all kept. `progress`: the clips
     decoded so far, on stderr (False: silent).
     """
-    provenance = provenance or {}
-    doubtful_by_frame = (
-        {k: g for k, g in doubtful.groupby(["clip", "frame"])} if doubtful is not None and not doubtful.empty else {}
-    )
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
-    chosen: dict[str, tuple[str, int, Path]] = {s: (PSEUDO, round_n, p) for s, p in _stems(pseudo_labels).items()}
+    pseudo_frames = pseudo[["clip", "frame"]].drop_duplicates()
+    chosen: dict[str, tuple[str, int, Path | None]] = {
+        s: (PSEUDO, round_n, None)
+        for s in sorted(layout.frame_item(c, int(f)) for c, f in zip(pseudo_frames["clip"], pseudo_frames["frame"]))
+    }
     for rnd, folder in sorted(reviewed):
         chosen.update({s: (REVIEWED, rnd, p) for s, p in _stems(folder).items()})
     pseudo_available = sum(source == PSEUDO for source, _, _ in chosen.values())
     if frames_per_clip:
         chosen = _bounded(chosen, int(frames_per_clip), complete or {})
+    # Only the kept pseudo-labelled frames' label texts, doubtful boxes and rules are built.
+    kept = [layout.split_item(s) for s, (source, _, _) in chosen.items() if source == PSEUDO]
+    pseudo = _of_frames(pseudo, kept)
+    texts = dict(label_texts(pseudo))
+    if provenance is None and "provenance" in pseudo:
+        provenance = {(c, int(f)): g["provenance"].tolist() for (c, f), g in pseudo.groupby(["clip", "frame"])}
+    provenance = provenance or {}
+    doubtful = _of_frames(doubtful, kept) if doubtful is not None and not doubtful.empty else None
+    doubtful_by_frame = {k: g for k, g in doubtful.groupby(["clip", "frame"])} if doubtful is not None else {}
     by_clip: dict[str, set[int]] = {}
     for stem in chosen:
         clip, frame = layout.split_item(stem)
@@ -196,7 +225,8 @@ def merge_round(
                 source, rnd, label_src = chosen[stem]
                 image = out / "images" / f"{stem}.jpg"
                 label = out / "labels" / f"{stem}.txt"
-                parsed = read_yolo_labels(label_src)
+                text = texts[stem] if source == PSEUDO else label_src.read_text()
+                parsed = _parse_labels(text)
                 if source == PSEUDO and (clip_name, index) in doubtful_by_frame:
                     frame = mask_boxes(frame, doubtful_by_frame[(clip_name, index)], keep=parsed)
                 ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -205,7 +235,7 @@ def merge_round(
                 with atomic_path(image) as tmp:
                     tmp.write_bytes(jpg.tobytes())
                 with atomic_path(label) as tmp:
-                    tmp.write_text(label_src.read_text())
+                    tmp.write_text(text)
                 frames.append({"image": portable(image), "label": portable(label), "source": source, "round": rnd})
                 rules = provenance.get((clip_name, index), []) if source == PSEUDO else []
                 fallback = "confidence" if source == PSEUDO else ""

@@ -12,9 +12,16 @@ from visem_pl.tasks.workspace.paths import Workspace
 def filter_stage(ws: Workspace, n: int) -> dict:
     """Split round n's boxes into accept / review / reject bands per class (pseudo-labels, boxes.parquet),
     build the prioritised review queue and create the experts' review folder; writes pseudo.json (with the
-    bands used) and the confidence histogram per class, confidence.csv."""
-    from visem_pl.tasks.pseudo.bands import bands_record, confidence_histogram, filter_round, parse_bands
-    from visem_pl.tasks.review.priority import build_queue, queue_config
+    bands used) and the confidence histogram per class, confidence.csv. Clip by clip: the queue's frame
+    scores and the histogram are taken from each clip's boxes as `filter_round` writes them."""
+    from visem_pl.tasks.pseudo.bands import (
+        bands_record,
+        confidence_histogram,
+        filter_round,
+        parse_bands,
+        sum_histograms,
+    )
+    from visem_pl.tasks.review.priority import join_scores, prioritise, queue_config, score_clip
     from visem_pl.tasks.review.queue import init_review_folder, write_queue
 
     try:
@@ -31,23 +38,22 @@ def filter_stage(ws: Workspace, n: int) -> dict:
     if temporal is not None and temporal.enabled and temporal.check:
         temporal, check = check_temporal(ws, n, bands, temporal)
     clips = [c.name for c in ws.clips()]  # the dataset's: the folders may hold another one's (data.root changed)
-    stats = filter_round(paths.predictions, paths.pseudo, bands, temporal, paths.tracks, clips)
+    # Disagreement with the previous round's model: its predictions, when that round was pseudo-labelled.
+    prev = paths.previous.predictions if paths.previous is not None else None
+    prev = prev if prev is not None and prev.is_dir() else None
+    scores, histograms = [], []
+
+    def each_clip(path, boxes):  # the queue's rows and the histogram from each clip's boxes, as filter goes
+        scores.append(score_clip(path, bands, prev, boxes))
+        histograms.append(confidence_histogram(boxes))
+
+    stats = filter_round(paths.predictions, paths.pseudo, bands, temporal, paths.tracks, clips, on_clip=each_clip)
     if check is not None:
         stats["temporal_check"] = check
     if calibrated is not None:
         stats["calibration"] = calibrated[1]
-    # Disagreement with the previous round's model: its predictions, when that round was pseudo-labelled.
-    prev = paths.previous.predictions if paths.previous is not None else None
-    boxes = pd.read_parquet(paths.boxes)  # the bands filter decided, the temporal rule's included
-    queue = build_queue(
-        paths.predictions,
-        bands,
-        qcfg,
-        prev_dir=prev if prev is not None and prev.is_dir() else None,
-        boxes=boxes,
-        clips=clips,
-    )
-    write_csv(paths.confidence_histogram, confidence_histogram(boxes))
+    queue = prioritise(join_scores(scores), qcfg)
+    write_csv(paths.confidence_histogram, sum_histograms(histograms))
     stats["bands"] = bands_record(bands)
     write_queue(queue, paths.queue_csv)
     init_review_folder(paths.review_folder, n)
@@ -141,7 +147,10 @@ def temporal_config(ws: Workspace):
 
 
 def merge_stage(ws: Workspace, n: int) -> dict:
-    """Round n+1's training set: labelled frames + accepted pseudo-labels + reviewed labels of rounds 0..n."""
+    """Round n+1's training set: labelled frames + accepted pseudo-labels + reviewed labels of rounds 0..n.
+    The pseudo-labels are the accepted boxes of boxes.parquet (no label files: `bands.label_texts`)."""
+    import pyarrow.parquet as pq
+
     from visem_pl.tasks.pseudo.merge import MergeConfig, completeness, merge_round
 
     cfg = ws.section("merge", MergeConfig)
@@ -149,27 +158,21 @@ def merge_stage(ws: Workspace, n: int) -> dict:
     labelled = pd.read_csv(ws.prepared / "frames.csv")
     labelled = labelled[labelled["split"] == "train"]
     reviewed = [(k, ws.round(k).reviewed / "labels") for k in range(n + 1)]
-    boxes = pd.read_parquet(paths.boxes)
+    names = pq.read_schema(paths.boxes).names
+    columns = [c for c in ("clip", "frame", "cls", "cx", "cy", "w", "h", "band", "provenance") if c in names]
+    boxes = pd.read_parquet(paths.boxes, columns=columns)  # what merge reads: not conf, box, track, band_conf
+    accepted = boxes["band"] == "accept"
     return merge_round(
         n,
         labelled,
-        paths.pseudo / "labels",
+        boxes[accepted],
         reviewed,
         ws.clips(),
         paths.merged,
-        doubtful=boxes[boxes["band"] != "accept"],
-        provenance=_provenance(boxes),
+        doubtful=boxes[~accepted],
         frames_per_clip=cfg.frames_per_clip,
         complete=completeness(boxes),
     )
-
-
-def _provenance(boxes: pd.DataFrame) -> dict:
-    """{(clip, frame): provenance of each accepted box}, in the order `filter` wrote the labels."""
-    if "provenance" not in boxes:
-        return {}
-    accepted = boxes[boxes["band"] == "accept"]
-    return {(c, int(f)): g["provenance"].tolist() for (c, f), g in accepted.groupby(["clip", "frame"], sort=False)}
 
 
 def quality_stage(ws: Workspace, n: int) -> dict:

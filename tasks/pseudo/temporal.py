@@ -44,22 +44,28 @@ class Temporal:
     min_boxes: int = 20  # fewer validation boxes than this for an action: it stays as configured
 
 
+def tracks_file(tracks_dir: Path | str, clip: str) -> Path:
+    """A clip's tracks file; a missing one is an error."""
+    path = Path(tracks_dir) / f"{clip}.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no tracks for clip {clip} (run `visem-pl track` first, or set "
+                                "filter.temporal.enabled: false)")  # fmt: skip
+    return path
+
+
 def read_tracks(tracks_dir: Path | str, clips: list[str]) -> pd.DataFrame:
     """Every clip's tracks (columns of tasks.tracking.link plus clip); a missing file is an error."""
-    frames = []
-    for clip in clips:
-        path = Path(tracks_dir) / f"{clip}.parquet"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no tracks for clip {clip} (run `visem-pl track` first, or set "
-                                    "filter.temporal.enabled: false)")  # fmt: skip
-        frames.append(pd.read_parquet(path).assign(clip=clip))
+    frames = [pd.read_parquet(tracks_file(tracks_dir, clip)).assign(clip=clip) for clip in clips]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def apply_temporal(pred: pd.DataFrame, tracks: pd.DataFrame, cfg: Temporal) -> pd.DataFrame:
     """`pred` (clip, box, frame, cls, cx..h, conf, band) with the rule applied; adds band_conf,
-    provenance, track (-1: on none) and the interpolated rows (box -1)."""
-    pred = pred.assign(band_conf=pred["band"], provenance=CONFIDENCE, track=np.int64(-1))
+    provenance, track (-1: on none) and the interpolated rows (box -1). `frame` is int64 (the tracks'),
+    whether or not a clip has interpolated rows: `filter` writes clip by clip, each in the same types."""
+    pred = pred.assign(
+        frame=pred["frame"].astype(np.int64), band_conf=pred["band"], provenance=CONFIDENCE, track=np.int64(-1)
+    )
     confirmed = pd.DataFrame({"clip": pd.Series(dtype=object), "track": pd.Series(dtype=np.int64)})
     detected = tracks[tracks["source"] == "detected"] if not tracks.empty else tracks
     if not detected.empty:

@@ -184,26 +184,38 @@ def score_frames(
 
     `filtered`: the round's filtered boxes (`filter`'s boxes.parquet, with its `band` column), whose
     bands may come from the temporal rule too (an isolated confident box demoted to review); without
-    them bands are decided by confidence here. `clips`: only these clips' files (names). Clip by clip,
-    each clip's frames in one pass (no loop over frames but for the disagreement with the last round)."""
-    columns = [c for c in QUEUE_COLUMNS if c != "priority"]
+    them bands are decided by confidence here. `clips`: only these clips' files (names). Clip by clip
+    (`score_clip`; `join_scores` joins them)."""
     rows_of = filtered.groupby("clip", sort=False).indices if filtered is not None else {}  # positions, no copy
     parts = []
     for path in prediction_files(pred_dir, clips):
-        clip = path.stem
-        if filtered is not None:
-            pred = filtered.iloc[rows_of.get(clip, [])]
-            pred = pred[pred["band"] != REJECT]
-        else:
-            pred = _shown(pd.read_parquet(path), bands)
-        prev_path = Path(prev_dir) / path.name if prev_dir is not None else None
-        prev, prev_scored = None, set()
-        if prev_path is not None and prev_path.exists():
-            prev = _shown(pd.read_parquet(prev_path), bands)
-            prev_scored = set(scored_frames(prev_path))
-        part = _score_clip(clip, pred, np.asarray(scored_frames(path), dtype=np.int64), prev, prev_scored, bands)
-        if part is not None:
-            parts.append(part)
+        mine = filtered.iloc[rows_of.get(path.stem, [])] if filtered is not None else None
+        parts.append(score_clip(path, bands, prev_dir, mine))
+    return join_scores(parts)
+
+
+def score_clip(
+    path: Path, bands: dict[int, Band], prev_dir: Path | str | None = None, filtered: pd.DataFrame | None = None
+) -> dict | None:
+    """`score_frames` of one clip's prediction file `path` (`filtered`: that clip's filtered boxes), as
+    columns; None when no frame has a review-band box. Each clip's frames in one pass (no loop over frames
+    but for the disagreement with the last round)."""
+    if filtered is not None:
+        pred = filtered[filtered["band"] != REJECT]
+    else:
+        pred = _shown(pd.read_parquet(path), bands)
+    prev_path = Path(prev_dir) / path.name if prev_dir is not None else None
+    prev, prev_scored = None, set()
+    if prev_path is not None and prev_path.exists():
+        prev = _shown(pd.read_parquet(prev_path), bands)
+        prev_scored = set(scored_frames(prev_path))
+    return _score_clip(path.stem, pred, np.asarray(scored_frames(path), dtype=np.int64), prev, prev_scored, bands)
+
+
+def join_scores(parts: list[dict | None]) -> pd.DataFrame:
+    """`score_clip`'s columns of clips, in their order, as `score_frames`' table."""
+    columns = [c for c in QUEUE_COLUMNS if c != "priority"]
+    parts = [part for part in parts if part is not None]
     if not parts:
         return pd.DataFrame([], columns=columns)
     joined = {c: [x for part in parts for x in part[c]] if c in ("item", "clip") else

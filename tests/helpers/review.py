@@ -13,7 +13,7 @@ from helpers.trees import tiny_twin
 from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.reader import locate
 from visem_pl.tasks.dataset.truth import truth_for
-from visem_pl.tasks.pseudo.bands import filter_round, parse_bands
+from visem_pl.tasks.pseudo.bands import filter_round, label_texts, parse_bands
 from visem_pl.tasks.pseudo.merge import merge_round
 from visem_pl.tasks.review.priority import QueueConfig, build_queue
 from visem_pl.tasks.review.queue import read_queue, write_queue
@@ -100,10 +100,11 @@ def check_merged(synth_root, round_dir, store: QueueStore, tmp_path, monkeypatch
     """Merge with the store's answers: reviewed frames hold exactly the edits, the rest pseudo-labels."""
     monkeypatch.chdir(tmp_path)
     boxes = pd.read_parquet(round_dir / "pseudo" / "boxes.parquet")
+    accepted = boxes[boxes["band"] == "accept"]
     stats = merge_round(
         0,
         pd.DataFrame(columns=["image", "label"]),
-        round_dir / "pseudo" / "labels",
+        accepted,
         [(0, store.labels)],
         locate(synth_root).clips(),
         "merged",
@@ -121,9 +122,9 @@ def check_merged(synth_root, round_dir, store: QueueStore, tmp_path, monkeypatch
         assert [g[0] for g in got] == [w[0] for w in want], item
         for g, w in zip(got, want):
             assert g[1:] == pytest.approx(w[1:], abs=1.5e-6), item
-    assert (tmp_path / "merged" / "labels" / f"{A}_frame_4.txt").read_text() == (
-        round_dir / "pseudo" / "labels" / f"{A}_frame_4.txt"
-    ).read_text()
+    assert (tmp_path / "merged" / "labels" / f"{A}_frame_4.txt").read_text() == dict(label_texts(accepted))[
+        f"{A}_frame_4"
+    ]
     assert merged_items(tmp_path / "merged" / "frames.csv") == set(ITEMS)
     assert store.status(merged_items(tmp_path / "merged" / "frames.csv"))["states"] == {
         "pending": 0,
