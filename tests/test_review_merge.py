@@ -519,3 +519,18 @@ def test_painting_never_touches_a_pseudo_label():
     assert changed(0.8, 0.2, 0.05, 0.06) > 0.9, "a doubtful box on no pseudo-label is painted out"
     assert changed(0.665, 0.5, 0.02, 0.06) > 0.9, "the neighbour's part outside the accepted box is painted"
     assert (mask_boxes(frame, doubtful.iloc[:1], keep=accepted) == frame).all(), "a duplicate alone: frame untouched"
+
+
+def test_frames_at_gives_the_full_decode_s_frames(synth_root):
+    """merge and the review export decode chosen frames with frames_at (the others grabbed, not converted,
+    and decoding stops after the last): pixel for pixel the frames of a full decode; past the end is named."""
+    from visem_pl.tasks.inference.clips import frames_at, iter_frames
+
+    clip = locate(synth_root).clips()[0]
+    full = dict(iter_frames(clip.path, 1))
+    wanted = [0, 3, len(full) // 2, len(full) - 1]
+    got = list(frames_at(clip.path, [wanted[2], wanted[0], wanted[3], wanted[1]]))
+    assert [i for i, _ in got] == wanted
+    assert all(np.array_equal(frame, full[i]) for i, frame in got)
+    with pytest.raises(ValueError, match=rf"frames \[{len(full)}\] are past the clip's end"):
+        list(frames_at(clip.path, [1, len(full)]))
