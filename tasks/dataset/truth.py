@@ -29,7 +29,9 @@ class TruthStore:
         return df[df["frame"] == frame].reset_index(drop=True)
 
 
-@lru_cache(maxsize=64)
+# A few clips: the stages go clip by clip, and a real-length clip's truth is about 10 MB in memory (64 of them
+# made quality's and the review's memory grow with the round's clips).
+@lru_cache(maxsize=8)
 def _load(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no ground truth for this clip")

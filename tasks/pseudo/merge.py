@@ -19,6 +19,7 @@ round 0 while their labels stayed (`visem-pl bench ssl`, docs/BENCHMARKS.md).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,18 +105,23 @@ def _rect(cx: float, cy: float, bw: float, bh: float, w: int, h: int, grow: floa
     return x0, y0, int(min(w, cx * w + bw / 2 + 1)), int(min(h, cy * h + bh / 2 + 1))
 
 
-def _bounded(chosen: dict[str, tuple[str, int, Path]], k: int, complete: dict) -> dict[str, tuple[str, int, Path]]:
-    """`chosen` with at most k pseudo-labelled frames per clip (`choose_frames`); reviewed ones all stay."""
+def _kept_frames(
+    accepted: pd.DataFrame, doubtful: pd.DataFrame | None, complete: dict, reviewed: set[str], k: int
+) -> tuple[int, pd.DataFrame, pd.DataFrame | None]:
+    """Of some clips' `accepted` boxes (every accepted box of each of these clips), the pseudo-labelled
+    frames there are (those not `reviewed`, frame items), and the accepted and `doubtful` boxes of the
+    frames kept: at most k per clip (`choose_frames` by `complete`), k = 0 all."""
+    frames = accepted[["clip", "frame"]].drop_duplicates()
     by_clip: dict[str, list[int]] = {}
-    for stem, (source, _, _) in chosen.items():
-        if source == PSEUDO:
-            clip, frame = layout.split_item(stem)
-            by_clip.setdefault(clip, []).append(frame)
-    keep = set()
-    for clip, frames in by_clip.items():
-        scores = {f: complete.get((clip, f), 0.0) for f in frames}
-        keep.update(layout.frame_item(clip, f) for f in choose_frames(frames, scores, k))
-    return {s: v for s, v in chosen.items() if v[0] != PSEUDO or s in keep}
+    for clip, frame in zip(frames["clip"], frames["frame"]):
+        if layout.frame_item(clip, int(frame)) not in reviewed:
+            by_clip.setdefault(clip, []).append(int(frame))
+    kept = []
+    for clip, clip_frames in by_clip.items():
+        scores = {f: complete.get((clip, f), 0.0) for f in clip_frames}
+        kept += [(clip, f) for f in choose_frames(clip_frames, scores, k)]
+    doubtful = _of_frames(doubtful, kept) if doubtful is not None and not doubtful.empty else None
+    return sum(map(len, by_clip.values())), _of_frames(accepted, kept), doubtful
 
 
 def mask_boxes(frame, boxes: pd.DataFrame, keep: np.ndarray | None = None):
@@ -144,7 +150,7 @@ def mask_boxes(frame, boxes: pd.DataFrame, keep: np.ndarray | None = None):
 def merge_round(
     round_n: int,
     labelled: pd.DataFrame,
-    pseudo: pd.DataFrame,
+    pseudo: pd.DataFrame | Iterable[tuple[pd.DataFrame, pd.DataFrame | None, dict]],
     reviewed: list[tuple[int, Path]],
     clips: list[Clip],
     out_dir: Path | str,
@@ -160,6 +166,9 @@ def merge_round(
     `pseudo`: the round's accepted boxes (columns clip, frame, cls, cx, cy, w, h, and provenance when
     the round has it), in boxes.parquet's order; a kept frame's label file is their text
     (`bands.label_texts`, what `filter` used to write as pseudo/labels/).
+    Or `pseudo` is parts [(accepted, doubtful, complete)], each of them every box of some clips (a clip
+    at a time: `merge_stage` reads boxes.parquet so), `doubtful` and `complete` then unused: only the kept
+    frames' boxes of each part are held.
     `reviewed` is [(round, labels folder)] for every round reviewed so far; later rounds win.
     `doubtful` (columns clip, frame, cx, cy, w, h) are painted out of pseudo-labelled frames.
     `provenance`: {(clip, frame): how each pseudo-label of the frame was accepted, in label order}
@@ -172,24 +181,32 @@ def merge_round(
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
-    pseudo_frames = pseudo[["clip", "frame"]].drop_duplicates()
-    chosen: dict[str, tuple[str, int, Path | None]] = {
-        s: (PSEUDO, round_n, None)
-        for s in sorted(layout.frame_item(c, int(f)) for c, f in zip(pseudo_frames["clip"], pseudo_frames["frame"]))
-    }
+    chosen: dict[str, tuple[str, int, Path | None]] = {}  # reviewed frames: later rounds win
     for rnd, folder in sorted(reviewed):
         chosen.update({s: (REVIEWED, rnd, p) for s, p in _stems(folder).items()})
-    pseudo_available = sum(source == PSEUDO for source, _, _ in chosen.values())
-    if frames_per_clip:
-        chosen = _bounded(chosen, int(frames_per_clip), complete or {})
-    # Only the kept pseudo-labelled frames' label texts, doubtful boxes and rules are built.
-    kept = [layout.split_item(s) for s, (source, _, _) in chosen.items() if source == PSEUDO]
-    pseudo = _of_frames(pseudo, kept)
+    parts = [(pseudo, doubtful, complete or {})] if isinstance(pseudo, pd.DataFrame) else pseudo
+    # Part by part (a clip at a time from the stage), only the kept pseudo-labelled frames' boxes stay.
+    reviewed_items, pseudo_available, kept_pseudo, kept_doubtful = set(chosen), 0, [], []
+    pseudo = pd.DataFrame(columns=["clip", "frame", "cls", "cx", "cy", "w", "h"])  # no part: no pseudo-label
+    for accepted, doubtful_part, complete_part in parts:
+        available, accepted, doubtful_part = _kept_frames(
+            accepted, doubtful_part, complete_part, reviewed_items, int(frames_per_clip)
+        )
+        pseudo_available += available
+        pseudo = accepted if not kept_pseudo else pseudo  # the columns when no frame is kept
+        if len(accepted):
+            kept_pseudo.append(accepted)
+        if doubtful_part is not None and len(doubtful_part):
+            kept_doubtful.append(doubtful_part)
+    if kept_pseudo:
+        pseudo = pd.concat(kept_pseudo, ignore_index=True) if len(kept_pseudo) > 1 else kept_pseudo[0]
+    for clip, frame in zip(pseudo["clip"], pseudo["frame"]):
+        chosen.setdefault(layout.frame_item(clip, int(frame)), (PSEUDO, round_n, None))
     texts = dict(label_texts(pseudo))
     if provenance is None and "provenance" in pseudo:
         provenance = {(c, int(f)): g["provenance"].tolist() for (c, f), g in pseudo.groupby(["clip", "frame"])}
     provenance = provenance or {}
-    doubtful = _of_frames(doubtful, kept) if doubtful is not None and not doubtful.empty else None
+    doubtful = pd.concat(kept_doubtful, ignore_index=True) if kept_doubtful else None
     doubtful_by_frame = {k: g for k, g in doubtful.groupby(["clip", "frame"])} if doubtful is not None else {}
     by_clip: dict[str, set[int]] = {}
     for stem in chosen:

@@ -15,6 +15,7 @@ from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.truth import TruthStore
 from visem_pl.tasks.inference.clips import prediction_files, scored_frames
 from visem_pl.tasks.pseudo.bands import ACCEPT, REVIEW
+from visem_pl.tasks.pseudo.boxfile import BoxFile
 from visem_pl.tasks.training.metrics import greedy_matches, iou_pairs, xywhn_to_xyxy
 
 # name: (column, bands counted)
@@ -28,14 +29,15 @@ _XYWH = ["cx", "cy", "w", "h"]
 
 
 def pseudo_label_quality(
-    boxes: pd.DataFrame, pred_dir: Path, truth: TruthStore, clips: list[str] | None = None
+    boxes: pd.DataFrame | Path, pred_dir: Path, truth: TruthStore, clips: list[str] | None = None
 ) -> dict:
     """{band: {class: {precision, recall, boxes, truth}}} over all scored frames of all clips (`clips`, names:
-    of these only)."""
+    of these only). `boxes`: the round's boxes, or its boxes.parquet, read one clip at a time (`BoxFile`)."""
     tally = {b: np.zeros((3, 3), dtype=np.int64) for b in BANDS}  # per class: tp, n_pred, n_truth
-    if "band_conf" not in boxes:  # a round filtered before the temporal rule existed
-        boxes = boxes.assign(band_conf=boxes["band"])
-    by_clip = {clip: g for clip, g in boxes.groupby("clip", sort=False)}
+    if isinstance(boxes, pd.DataFrame):
+        by_clip = {clip: g for clip, g in boxes.groupby("clip", sort=False)}
+    else:
+        by_clip = BoxFile(boxes)
     for path in prediction_files(pred_dir, clips):  # clip by clip: its boxes and its truth, read once
         clip = path.stem
         frames = scored_frames(path)
@@ -48,6 +50,8 @@ def pseudo_label_quality(
         pred = pred[pred["frame"].isin(frames)] if pred is not None else None
         if pred is None or pred.empty:
             continue
+        if "band_conf" not in pred:  # a round filtered before the temporal rule existed
+            pred = pred.assign(band_conf=pred["band"])
         # Pairs at IoU >= 0.5 once for all boxes; each band matches its own boxes among them
         frame, cls = pred["frame"].to_numpy(), pred["cls"].to_numpy()
         pairs = iou_pairs(

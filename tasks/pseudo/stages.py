@@ -149,8 +149,7 @@ def temporal_config(ws: Workspace):
 def merge_stage(ws: Workspace, n: int) -> dict:
     """Round n+1's training set: labelled frames + accepted pseudo-labels + reviewed labels of rounds 0..n.
     The pseudo-labels are the accepted boxes of boxes.parquet (no label files: `bands.label_texts`)."""
-    import pyarrow.parquet as pq
-
+    from visem_pl.tasks.pseudo.boxfile import BoxFile
     from visem_pl.tasks.pseudo.merge import MergeConfig, completeness, merge_round
 
     cfg = ws.section("merge", MergeConfig)
@@ -158,20 +157,23 @@ def merge_stage(ws: Workspace, n: int) -> dict:
     labelled = pd.read_csv(ws.prepared / "frames.csv")
     labelled = labelled[labelled["split"] == "train"]
     reviewed = [(k, ws.round(k).reviewed / "labels") for k in range(n + 1)]
-    names = pq.read_schema(paths.boxes).names
-    columns = [c for c in ("clip", "frame", "cls", "cx", "cy", "w", "h", "band", "provenance") if c in names]
-    boxes = pd.read_parquet(paths.boxes, columns=columns)  # what merge reads: not conf, box, track, band_conf
-    accepted = boxes["band"] == "accept"
+    # What merge reads (not conf, box, track, band_conf), one clip at a time: memory holds one clip's
+    # boxes and the kept frames' boxes, whatever the number of clips.
+    boxes = BoxFile(paths.boxes, columns=["cls", "cx", "cy", "w", "h", "band", "provenance"])
+
+    def parts():
+        for _, rows in boxes.clips():
+            accepted = rows["band"] == "accept"
+            yield rows[accepted], rows[~accepted], completeness(rows)
+
     return merge_round(
         n,
         labelled,
-        boxes[accepted],
+        parts(),
         reviewed,
         ws.clips(),
         paths.merged,
-        doubtful=boxes[~accepted],
         frames_per_clip=cfg.frames_per_clip,
-        complete=completeness(boxes),
     )
 
 
@@ -186,9 +188,8 @@ def quality_stage(ws: Workspace, n: int) -> dict:
     if truth is None:
         result = {"truth": False}
     else:
-        boxes = pd.read_parquet(paths.boxes)
-        clips = [c.name for c in ws.clips()]
-        result = {"truth": True, **pseudo_label_quality(boxes, paths.predictions, truth, clips)}
+        clips = [c.name for c in ws.clips()]  # boxes.parquet read one clip at a time
+        result = {"truth": True, **pseudo_label_quality(paths.boxes, paths.predictions, truth, clips)}
     result["computed_from"] = ws.computed_from(n)
     write_json(paths.metrics / "quality.json", result)
     return result

@@ -97,8 +97,9 @@ def _bands_section(ws: Workspace, n: int, figures) -> list[str]:
     return out
 
 
-def _review_section(ws: Workspace, n: int, figures, boxes: pd.DataFrame) -> list[str]:
-    """The queue's items per state and reviewer, and what the review did to the model's `boxes`."""
+def _review_section(ws: Workspace, n: int, figures, boxes: Path) -> list[str]:
+    """The queue's items per state and reviewer, and what the review did to the model's `boxes` (the
+    round's boxes.parquet, of which only the reviewed frames are read)."""
     from visem_pl.tasks.review.changes import review_summary
     from visem_pl.tasks.review.store import QueueStore, merged_items
 
@@ -120,8 +121,9 @@ def _review_section(ws: Workspace, n: int, figures, boxes: pd.DataFrame) -> list
     return out
 
 
-def _gallery(ws: Workspace, n: int, figures, boxes: pd.DataFrame, top: int, random: int, seed: int) -> list[str]:
-    """The queue's highest-priority frames and a few random scored frames, the round's `boxes` drawn."""
+def _gallery(ws: Workspace, n: int, figures, boxes, top: int, random: int, seed: int) -> list[str]:
+    """The queue's highest-priority frames and a few random scored frames, the round's `boxes` (a `BoxFile`
+    of its boxes.parquet) drawn: of the file, only the (clip, frame) pairs and the drawn frames are read."""
     from visem_pl.tasks.dataset.truth import truth_for
     from visem_pl.tasks.inference.clips import frames_at
     from visem_pl.tasks.review.queue import read_queue
@@ -134,7 +136,7 @@ def _gallery(ws: Workspace, n: int, figures, boxes: pd.DataFrame, top: int, rand
             (c, int(f), f"review priority {p:.2f}")
             for c, f, p in queue[["clip", "frame", "priority"]].head(top).to_numpy()
         ]
-    scored = boxes[["clip", "frame"]].drop_duplicates()
+    scored = boxes.scored_frames()
     scored = scored[~scored.set_index(["clip", "frame"]).index.isin([(c, f) for c, f, _ in picks])]
     if len(scored):
         rng = np.random.default_rng(seed)
@@ -145,6 +147,7 @@ def _gallery(ws: Workspace, n: int, figures, boxes: pd.DataFrame, top: int, rand
     truth = truth_for(ws.data_root())
     clips = {c.name: c for c in ws.clips()}
     figures_html = []
+    boxes = boxes.frames((c, f) for c, f, _ in picks)  # only the drawn frames' boxes are read
     for clip, wanted in pd.DataFrame(picks, columns=["clip", "frame", "why"]).groupby("clip", sort=False):
         if clip not in clips:
             continue
@@ -248,6 +251,7 @@ def _motility(ws: Workspace, n: int, figures) -> list[str]:
 
 def render(ws: Workspace, gallery_top: int = 4, gallery_random: int = 3, track_clips: int = 4, seed: int = 0) -> str:
     """The page's HTML."""
+    from visem_pl.tasks.pseudo.boxfile import BoxFile
     from visem_pl.tasks.reporting import figures
 
     data = collect(ws)
@@ -287,8 +291,8 @@ def render(ws: Workspace, gallery_top: int = 4, gallery_random: int = 3, track_c
     for n in pseudo:
         parts.append(f'<h2 id="round-{n}">Round {n}: pseudo-labels, review and tracks</h2>')
         parts += _bands_section(ws, n, figures)
-        boxes = pd.read_parquet(ws.round(n).boxes)  # every box of the round with its band, read once
-        parts += _review_section(ws, n, figures, boxes)
+        parts += _review_section(ws, n, figures, ws.round(n).boxes)
+        boxes = BoxFile(ws.round(n).boxes)  # the frames it draws, not every box of the round
         parts += _gallery(ws, n, figures, boxes, gallery_top, gallery_random, seed)
         parts += _tracks_section(ws, n, figures, track_clips)
     parts.append("</body></html>")

@@ -41,10 +41,11 @@ def frame_changes(shown: pd.DataFrame, answer: pd.DataFrame, fix_iou: float = 0.
     return out
 
 
-def review_summary(store, boxes: pd.DataFrame, merged: set[str] = frozenset()) -> dict:
+def review_summary(store, boxes, merged: set[str] = frozenset()) -> dict:
     """A queue store's items per state (`QueueStore.status`) and per reviewer, and what the reviews changed:
     {"states": {...}, "reviewers": {name: items}, "changes": {kept, fixed, deleted, added}, "frames": n}.
-    `boxes`: the round's boxes with their bands (pseudo/boxes.parquet), what the experts were shown."""
+    `boxes`: the round's boxes with their bands, what the experts were shown: a DataFrame, or
+    pseudo/boxes.parquet, of which only the reviewed frames are read (`exchange.boxes_by_item`)."""
     from visem_pl.tasks.dataset.labels import read_yolo_labels
     from visem_pl.tasks.review.exchange import boxes_by_item
     from visem_pl.tasks.review.queue import REVIEWED

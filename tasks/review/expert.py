@@ -129,7 +129,7 @@ def simulate_review(
             shutil.rmtree(old)
     store = QueueStore(out_dir / "queue")
     store.init(read_queue(pseudo_dir / "queue.csv"), round_n)
-    boxes = pd.read_parquet(pseudo_dir / "boxes.parquet")
+    boxes = pseudo_dir / "boxes.parquet"  # only the queued frames' boxes are read
     batch = exchange.export_queue(store, exchange.LABELSTUDIO, boxes, clips, round_n, when=SIMULATED_TIME)
     log_rows = []
     if batch["batch"]:

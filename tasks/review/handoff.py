@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from visem_pl.tasks.review.queue import queue_status, read_queue
 from visem_pl.tasks.review.store import ImportRefused, QueueStore, merged_items
 from visem_pl.tasks.workspace.errors import Refused
@@ -102,8 +100,7 @@ def export(ws: Workspace, n: int, fmt: str, out: Path | None = None, store: Path
     if fmt not in FORMATS:
         raise Refused([f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'"])
     st = opened_store(ws, n, store)
-    boxes = pd.read_parquet(ws.round(n).boxes)
-    return export_queue(st, fmt, boxes, ws.clips(), n, out=out)
+    return export_queue(st, fmt, ws.round(n).boxes, ws.clips(), n, out=out)  # only the queued frames' boxes read
 
 
 def _refused(what: str, exc: ImportRefused, redact=str) -> Refused:
@@ -153,8 +150,7 @@ def push(
 
     st = opened_store(ws, n, store)
     try:
-        boxes = pd.read_parquet(ws.round(n).boxes)
-        return live_push(st, n, boxes, ws.clips(), server, document_root=document_root, title=title)
+        return live_push(st, n, ws.round(n).boxes, ws.clips(), server, document_root=document_root, title=title)
     except (LiveError, ValueError, OSError) as exc:
         raise Refused([server.redact(exc)]) from None
 

@@ -44,8 +44,13 @@ def write_frames(clips: list[Clip], items: pd.DataFrame, out_dir: Path) -> dict[
     return written
 
 
-def boxes_by_item(boxes: pd.DataFrame, items: list[str]) -> dict[str, pd.DataFrame]:
-    """The model's accept + review boxes of each item (the pre-annotations), by confidence."""
+def boxes_by_item(boxes: pd.DataFrame | Path, items: list[str]) -> dict[str, pd.DataFrame]:
+    """The model's accept + review boxes of each item (the pre-annotations), by confidence. `boxes`: the
+    round's boxes, or its boxes.parquet, of which only the items' frames are read (`BoxFile.items`)."""
+    if not isinstance(boxes, pd.DataFrame):
+        from visem_pl.tasks.pseudo.boxfile import BoxFile
+
+        boxes = BoxFile(boxes).items(items)
     shown = boxes[boxes["band"] != REJECT]
     out = {}
     wanted = set(items)
@@ -60,7 +65,7 @@ def write_labelstudio_batch(
     folder: Path,
     store: QueueStore,
     todo: list[str],
-    boxes: pd.DataFrame,
+    boxes: pd.DataFrame | Path,
     clips: list[Clip],
     round_n: int,
     batch: str,
@@ -88,14 +93,15 @@ def write_labelstudio_batch(
 def export_queue(
     store: QueueStore,
     fmt: str,
-    boxes: pd.DataFrame,
+    boxes: pd.DataFrame | Path,
     clips: list[Clip],
     round_n: int,
     out: Path | str | None = None,
     when: str | None = None,
     images: bool = True,
 ) -> dict:
-    """Export every item not reviewed yet as one batch; returns {batch, dir, items, files}."""
+    """Export every item not reviewed yet as one batch; returns {batch, dir, items, files}. `boxes`: the
+    round's boxes or its boxes.parquet (`boxes_by_item`: only the exported frames' boxes are read)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known: {list(FORMATS)}")
     when = when or utc_now()

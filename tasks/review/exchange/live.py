@@ -89,7 +89,7 @@ def image_url(rel_dir: str, item: str) -> str:
 def push(
     store: QueueStore,
     round_n: int,
-    boxes: pd.DataFrame,
+    boxes: pd.DataFrame | Path,
     clips: list[Clip],
     server: Server,
     document_root: Path | str | None = None,
