@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers.project import left
+from helpers.project import HOLD_SECOND_WRITE, left
 from helpers.trees import tiny_twin
 
 from visem_pl.tasks.workspace import offline
@@ -54,27 +54,15 @@ PRED = Workspace().round(0).predictions
 # The killed child: `visem-pl infer --round 0` whose second clip stops between writing its hidden
 # temporary file and renaming it into place, and waits there for the kill (fault injection in the
 # child only: the product code runs unchanged). The test kills it once the marker file says so.
-HELD_CHILD = r"""
-import contextlib, os, sys, time
-from pathlib import Path
-import visem_pl.tasks.inference.clips as clips
-
-real, calls = clips.atomic_path, []
-
-@contextlib.contextmanager
-def held(path):
-    calls.append(path)
-    with real(path) as tmp:
-        yield tmp
-        if len(calls) == 2:
-            Path(os.environ["HELD_MARKER"]).write_text(str(tmp))
-            time.sleep(600)
-
-clips.atomic_path = held
+HELD_CHILD = (
+    HOLD_SECOND_WRITE
+    + """
+import sys
 from visem_pl.cli.main import app
 sys.argv = ["visem-pl", "infer", "--round", "0"]
 app()
 """
+)
 
 
 def untrained_weights(path: Path, seed: int) -> Path:

@@ -17,15 +17,14 @@ patches one function, as tests/test_infer_resume.py does): the product code runs
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from helpers.project import BIN, env, left, make_workspace, run, stop_group
+from helpers.prefect import FlowProcess
+from helpers.project import BIN, HOLD_SECOND_WRITE, left, make_workspace, run
 from helpers.project import TINY as BASE
 
 TINY = {**BASE, "orchestrate": {"task_runner": "threads", "infer_concurrency": 1, "review_timeout_hours": 1}}
@@ -64,29 +63,13 @@ print(json.dumps({"type": state.type.value, "message": state.message, "flow_run"
                   "totals": state.result() if state.is_completed() else None}))
 """
 
-# `pseudo-label-round` round 0 as flow run argv[2] (no git commit, no push). With HOLD_MARKER set, the
+# `pseudo-label-round` round 0 as flow run argv[2] (no git commit, no push). With HELD_MARKER set, the
 # second clip file it writes stops between its hidden temporary file and the rename into place, says so
-# in HOLD_MARKER and waits there for the kill.
-ROUND_CHILD = r"""
-import contextlib, json, os, sys, time
-from pathlib import Path
-
-if os.environ.get("HOLD_MARKER"):
-    import visem_pl.tasks.inference.clips as clips
-
-    real, calls = clips.atomic_path, []
-
-    @contextlib.contextmanager
-    def held(path):
-        calls.append(path)
-        with real(path) as tmp:
-            yield tmp
-            if len(calls) == 2:
-                Path(os.environ["HOLD_MARKER"]).write_text(str(tmp))
-                time.sleep(600)
-
-    clips.atomic_path = held
-
+# in HELD_MARKER and waits there for the kill.
+ROUND_CHILD = (
+    HOLD_SECOND_WRITE
+    + """
+import json, sys
 from visem_pl.flows.round import pseudo_label_round
 
 state = pseudo_label_round.with_options(flow_run_name=sys.argv[2])(
@@ -95,50 +78,11 @@ state = pseudo_label_round.with_options(flow_run_name=sys.argv[2])(
 result = state.result() if state.is_completed() else None
 print(json.dumps({"type": state.type.value, "message": state.message, "clips": result and result["clips"]}))
 """
-
-
-class Child:
-    """Python code in a process (and session) of its own, its output in files, never an unread pipe."""
-
-    def __init__(self, ws: Path, server, code: str, args: list[str], folder: Path, **extra_env: str):
-        folder.mkdir(parents=True, exist_ok=True)
-        self.out, self.log = folder / "out.txt", folder / "log.txt"
-        with open(self.out, "w") as out, open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                [str(BIN / "python"), "-c", code, *args],
-                cwd=ws,
-                env=env(**server.env, **extra_env),
-                stdout=out,
-                stderr=log,
-                start_new_session=True,
-            )
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:]
-
-    def result(self, timeout: float = 600) -> dict:
-        """The JSON the code printed last, once the process has ended by itself (exit 0)."""
-        try:
-            rc = self.proc.wait(left(timeout))
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"the flow did not finish in time:\n{self.log_tail()}") from None
-        assert rc == 0, self.log_tail()
-        return json.loads(self.out.read_text().strip().splitlines()[-1])
-
-    def kill(self) -> int:
-        """SIGKILL to the whole process group, as a crash or the OOM killer would end it."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        return self.proc.wait(30)
-
-    def stop(self) -> None:
-        stop_group(self.proc)
+)
 
 
 def run_clips(ws: Path, server, out: Path, folder: Path, **fault: str) -> dict:
-    child = Child(ws, server, CLIPS_CHILD, [str(ws), str(out)], folder, **fault)
+    child = FlowProcess(ws, server, CLIPS_CHILD, folder, [str(ws), str(out)], **fault)
     try:
         return child.result()
     finally:
@@ -208,7 +152,7 @@ def test_a_clip_that_fails_twice_is_retried_and_the_run_completes(project, prefe
             assert r["run_count"] == 1 and "AwaitingRetry" not in names, (clip, r["run_count"], names)
 
 
-def wait_for_file(path: Path, child: Child, what: str, timeout: float = 420) -> None:
+def wait_for_file(path: Path, child: FlowProcess, what: str, timeout: float = 420) -> None:
     deadline = time.monotonic() + left(timeout)
     while not path.exists():
         assert child.alive(), f"the round ended before {what}:\n{child.log_tail()}"
@@ -216,7 +160,7 @@ def wait_for_file(path: Path, child: Child, what: str, timeout: float = 420) -> 
         time.sleep(0.2)
 
 
-def paused_run(server, name: str, child: Child, key: str, timeout: float = 420) -> dict:
+def paused_run(server, name: str, child: FlowProcess, key: str, timeout: float = 420) -> dict:
     deadline = time.monotonic() + left(timeout)
     while True:
         runs = server.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": [name]}}}).json()
@@ -233,8 +177,8 @@ def test_a_round_killed_mid_inference_restarts_without_redoing_finished_clips(pr
     ws, base, reference = project["ws"], project["base"], project["reference"]
     pred = ws / PRED
     marker = base / "held.marker"
-    killed = Child(ws, prefect_server, ROUND_CHILD, [str(ws), "killed-mid-inference"], base / "killed",
-                   HOLD_MARKER=str(marker))  # fmt: skip
+    killed = FlowProcess(ws, prefect_server, ROUND_CHILD, base / "killed", [str(ws), "killed-mid-inference"],
+                         HELD_MARKER=str(marker))  # fmt: skip
     try:
         wait_for_file(marker, killed, "its second clip")
         held_tmp = Path(marker.read_text())
@@ -251,7 +195,7 @@ def test_a_round_killed_mid_inference_restarts_without_redoing_finished_clips(pr
     assert tables(pred) == finished and held_tmp.exists()  # the second clip's half-done file, hidden
     before = {name: (p.stat().st_ino, p.stat().st_mtime_ns) for name, p in finished.items()}
 
-    again = Child(ws, prefect_server, ROUND_CHILD, [str(ws), "started-again"], base / "again")
+    again = FlowProcess(ws, prefect_server, ROUND_CHILD, base / "again", [str(ws), "started-again"])
     try:
         waiting = paused_run(prefect_server, "started-again", again, "review-round-0-1")
         answer = base / "expert.json"

@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from helpers.prefect import FlowProcess
 from helpers.project import BIN, env, left, make_workspace, run, stop_group
 from helpers.project import TINY as BASE
 
@@ -307,37 +308,6 @@ def test_dask_local_cluster_gives_the_single_process_outputs(finished, project, 
         assert a.schema.metadata == b.schema.metadata
 
 
-class FlowProcess:
-    """Python code running flows in a process of its own (a review wait there pauses in the process).
-    Its output goes to files, never to a pipe nobody reads while waiting (a chatty flow would block)."""
-
-    def __init__(self, ws: Path, server, code: str, folder: Path, extra_env: dict | None = None):
-        self.out, self.log = folder / "out.txt", folder / "log.txt"
-        with open(self.out, "w") as out, open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                [str(BIN / "python"), "-c", code],
-                cwd=ws,
-                env=env(**server.env, **(extra_env or {})),
-                stdout=out,
-                stderr=log,
-                start_new_session=True,
-            )
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-    def result(self, timeout: float = 600) -> dict:
-        """The JSON the code printed last, once the process has ended by itself (exit 0)."""
-        assert self.proc.wait(left(timeout)) == 0, self.log_tail()
-        return json.loads(self.out.read_text().strip().splitlines()[-1])
-
-    def stop(self) -> None:
-        stop_group(self.proc)
-
-
 @pytest.fixture(scope="module")
 def campaign(finished, project, prefect_server, tmp_path_factory):
     """A campaign (max_rounds 3) started in a Python process after round 1: it runs round 2, whose review
@@ -497,7 +467,7 @@ def round_in_process(ws: Path, server, name: str, folder: Path, extra_env: dict 
         f"s = pseudo_label_round.with_options(flow_run_name={name!r})(**{params!r}, return_state=True); "
         "print(json.dumps({'type': s.type.value, 'message': s.message}))"
     )
-    return FlowProcess(ws, server, code, folder, extra_env)
+    return FlowProcess(ws, server, code, folder, **(extra_env or {}))
 
 
 def paused_run(server, name: str, flows: FlowProcess, key: str) -> dict:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import httpx
+
+from helpers.project import BIN, env, left, stop_group
 
 
 class PrefectServer:
@@ -35,3 +40,45 @@ class PrefectServer:
     def post(self, path: str, body: dict):
         r = httpx.post(f"{self.url}{path}", json=body, timeout=30)
         return r
+
+
+class FlowProcess:
+    """Python code running flows in a process (and session) of its own, talking to `server`: a review wait
+    there pauses in the process. Its output goes to files, never to a pipe nobody reads while waiting (a
+    chatty flow would block). `args` are the code's sys.argv[1:], `extra_env` its extra environment."""
+
+    def __init__(self, ws: Path, server, code: str, folder: Path, args=(), **extra_env: str):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.out, self.log = folder / "out.txt", folder / "log.txt"
+        with open(self.out, "w") as out, open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [str(BIN / "python"), "-c", code, *args],
+                cwd=ws,
+                env=env(**server.env, **extra_env),
+                stdout=out,
+                stderr=log,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:]
+
+    def result(self, timeout: float = 600) -> dict:
+        """The JSON the code printed last, once the process has ended by itself (exit 0)."""
+        try:
+            rc = self.proc.wait(left(timeout))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the flow did not finish in time:\n{self.log_tail()}") from None
+        assert rc == 0, self.log_tail()
+        return json.loads(self.out.read_text().strip().splitlines()[-1])
+
+    def kill(self) -> int:
+        """SIGKILL to the whole process group, as a crash or the OOM killer would end it."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        return self.proc.wait(30)
+
+    def stop(self) -> None:
+        stop_group(self.proc)

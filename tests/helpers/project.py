@@ -64,6 +64,30 @@ TINY = {
     "pseudo_rounds": [0],
 }
 
+# Python code for a child process (fault injection in the child only: the product code runs unchanged): with
+# HELD_MARKER set, its second atomic write of a prediction file stops between the hidden temporary file and
+# the rename into place, writes that file's path to HELD_MARKER and waits there to be killed.
+HOLD_SECOND_WRITE = r"""
+import contextlib, os, time
+from pathlib import Path
+
+if os.environ.get("HELD_MARKER"):
+    import visem_pl.tasks.inference.clips as _clips
+
+    _real, _calls = _clips.atomic_path, []
+
+    @contextlib.contextmanager
+    def _held(path):
+        _calls.append(path)
+        with _real(path) as tmp:
+            yield tmp
+            if len(_calls) == 2:
+                Path(os.environ["HELD_MARKER"]).write_text(str(tmp))
+                time.sleep(600)
+
+    _clips.atomic_path = _held
+"""
+
 GIT_ID = {
     "GIT_AUTHOR_NAME": "t",
     "GIT_AUTHOR_EMAIL": "t@example.invalid",
