@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.label_studio import REPO, label_studio_bin
+from helpers.label_studio import INITIAL_USER as EXPERT
+from helpers.label_studio import REPO, add_user, label_studio_bin
 from helpers.project import free_port
-from helpers.review import ITEMS, A, B, check_merged, edit, expected_answers, region
+from helpers.review import ITEMS, A, B, check_merged, edit, expected_answers, parse_labels, region
 from helpers.trees import tree_digest
 
 from visem_pl.tasks.review.exchange import labelstudio
@@ -200,27 +201,30 @@ def test_push_edit_pull_merge(ls_server, queue_synth, queue_round, tmp_path, mon
     archived = store.root / first["file"]
     assert archived.parent == store.imports and archived.name.endswith(f"_dr-a_labelstudio-project-{pid}-{batch}.json")
     assert {t["data"]["item"] for t in json.loads(archived.read_text())} == set(ITEMS)
+    # Each item is recorded as answered by the Label Studio user who annotated it; --reviewer is who pulled.
     assert {i: (e["state"], e["reviewer"]) for i, e in store.state()["items"].items()} == {
-        i: (REVIEWED, "dr-a") for i in ITEMS
+        i: (REVIEWED, EXPERT) for i in ITEMS
     }
+    assert store.state()["imports"][-1]["reviewer"] == "dr-a"
     # Nothing new in the project: pulling again is a no-op.
     before = tree_digest(store.root)
     rc, out, err = cli("review", "pull", "--round", "0", "--reviewer", "dr-a")
     assert rc == 0 and "already imported" in out and json.loads(out.splitlines()[-1])["unchanged"] is True
     assert tree_digest(store.root) == before
 
-    # A second reviewer clears B frame 1 in Label Studio: refused without --replace, then replaced.
+    # The expert clears B frame 1 in Label Studio, dr-b pulls: refused without --replace, then replaced.
     expert.annotations.update(id=annotation_ids[f"{B}_frame_1"], result=[])
     rc, out, err = cli("review", "pull", "--round", "0", "--reviewer", "dr-b")
     assert rc == 2
-    assert f"{B}_frame_1: already reviewed by dr-a with another answer (use --replace to overwrite)" in err
+    assert f"{B}_frame_1: already reviewed by {EXPERT} with another answer (use --replace to overwrite)" in err
     assert sum("already reviewed" in ln for ln in err.splitlines()) == 1
     assert tree_digest(store.root) == before
     rc, out, err = cli("review", "pull", "--round", "0", "--reviewer", "dr-b", "--replace")
     assert rc == 0, err
     assert json.loads(out.splitlines()[-1])["changed"] == 1
     state = store.state()["items"]
-    assert (state[f"{B}_frame_1"]["reviewer"], (store.labels / f"{B}_frame_1.txt").read_text()) == ("dr-b", "")
+    assert (state[f"{B}_frame_1"]["reviewer"], (store.labels / f"{B}_frame_1.txt").read_text()) == (EXPERT, "")
+    assert store.state()["imports"][-1]["reviewer"] == "dr-b"
     assert len(list(store.imports.iterdir())) == 2
     rc, out, err = cli("review", "push", "--round", "0")
     assert rc == 0 and "nothing to push" in out
@@ -248,3 +252,152 @@ def test_push_edit_pull_merge(ls_server, queue_synth, queue_round, tmp_path, mon
         assert not [text for text in cli.outputs if secret in text]
         assert [p for p in files_under(proj, tmp_path) if secret.encode() in p.read_bytes()] == []
     assert answers[f"{A}_frame_0"] != answers[f"{A}_frame_2"] and set(expected_answers(boxes)) == set(ITEMS)
+
+
+# --- two experts on the same frames (Label Studio overlap) ----------------------------------------
+
+
+def test_two_experts_answer_the_same_frames(ls_server, queue_synth, queue_round, tmp_path):
+    """A second Label Studio user with a key of their own; both annotate the three pushed frames through the
+    API (the same boxes on B frame 1 and, 1 px apart, on A frame 0; on A frame 2 the second leaves out a
+    box). `review pull` under each params.yaml review.multiple_annotations rule: refuse refuses naming every
+    frame and writes nothing; agree takes the agreed frames and leaves A frame 2 queued with the reason; a
+    ground-truth mark wins; latest takes the later annotation. Every item records both experts' e-mails and
+    `review status` their counts and agreement."""
+    from label_studio_sdk import LabelStudio
+
+    ls = ls_server
+    second_email = "second@visem-pl.test"
+    second_token = add_user(ls, second_email)
+    proj = ls.root / "overlap-project"
+    (proj / "data" / "rounds" / "round-0").mkdir(parents=True)
+    shutil.copytree(queue_round / "pseudo", proj / "data" / "rounds" / "round-0" / "pseudo")
+
+    def rule(name: str) -> None:
+        params = {"data": {"root": str(queue_synth)}, "review": {"multiple_annotations": name}}
+        (proj / "params.yaml").write_text(json.dumps(params))
+
+    env = {
+        "LABEL_STUDIO_URL": ls.url,
+        "LABEL_STUDIO_API_KEY": ls.token,
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(ls.root),
+    }
+    cli = Cli(proj, env)
+    store = QueueStore(proj / "review" / "round-0")
+    first, second = LabelStudio(base_url=ls.url, api_key=ls.token), LabelStudio(base_url=ls.url, api_key=second_token)
+    me, other = first.users.whoami(), second.users.whoami()
+    assert (me.email, other.email) == (EXPERT, second_email) and me.id != other.id
+
+    rule("latest")
+    rc, out, err = cli("review", "push", "--round", "0", "--title", "visem-pl overlap round 0")
+    assert rc == 0, err
+    pid = json.loads(out.splitlines()[-1])["project"]
+    tasks = {t.data["item"]: t for t in first.tasks.list(project=pid, fields="all")}
+    a0, a2, b1 = f"{A}_frame_0", f"{A}_frame_2", f"{B}_frame_1"
+    preds = {item: rows_of(first.predictions.list(task=t.id)[0].result) for item, t in tasks.items()}
+    mine = {a0: edit(preds[a0]), a2: preds[a2], b1: []}
+    theirs = {a0: [[r[0], r[1] + 0.002, *r[2:]] for r in mine[a0]], a2: preds[a2][1:], b1: []}
+    ids = {}
+    for who, client, answers in (("first", first, mine), ("second", second, theirs)):  # the second expert later
+        for item, rows in answers.items():
+            result = [region(*r, f"{who}{j}") for j, r in enumerate(rows)]
+            made = client.annotations.create(id=tasks[item].id, result=result, lead_time=8.0, was_cancelled=False)
+            ids[who, item] = made.id
+    assert first.annotations.get(id=ids["second", a0]).completed_by == other.id  # the second expert's own key
+    assert all(len(first.annotations.list(id=t.id)) == 2 for t in tasks.values())
+    both = [EXPERT, second_email]
+
+    def items() -> dict:
+        return store.state()["items"]
+
+    def labels(item: str) -> list[list]:
+        return parse_labels((store.labels / f"{item}.txt").read_text())
+
+    def same(got: list[list], want: list[list]) -> bool:
+        return [g[0] for g in got] == [w[0] for w in want] and all(
+            g[1:] == pytest.approx(w[1:], abs=1.5e-6) for g, w in zip(got, want)
+        )
+
+    # refuse: every frame named with its task and annotators, nothing written.
+    rule("refuse")
+    before = tree_digest(store.root)
+    rc, out, err = cli("review", "pull", "--round", "0")
+    assert rc == 2 and "refused, nothing imported (3 problem(s))" in err, err
+    for item in (a0, a2, b1):
+        assert f"{item}: 2 annotations on one task (task {tasks[item].id}, by {EXPERT}, {second_email})" in err
+    assert tree_digest(store.root) == before
+
+    # agree: A frame 0 (the two 1 px apart: their mean) and B frame 1 (both empty) taken; A frame 2 stays
+    # in the queue, the box they split on said.
+    rule("agree")
+    rc, out, err = cli("review", "pull", "--round", "0")
+    assert rc == 0, err
+    pulled = json.loads(out.splitlines()[-1])
+    assert (pulled["imported"], pulled["changed"], pulled["requeued"]) == (2, 2, 1)
+    assert same(labels(a0), [[r[0], r[1] + 0.001, *r[2:]] for r in mine[a0]]) and labels(b1) == []
+    assert not (store.labels / f"{a2}.txt").exists()
+    state = items()
+    assert {i: (e["state"], e["taken_from"], e["annotators"], e["rule"]) for i, e in state.items()} == {
+        a0: (REVIEWED, both, both, "agree"),
+        a2: ("exported", [], both, "agree"),
+        b1: (REVIEWED, both, both, "agree"),
+    }
+    assert state[a2]["requeued"]["reason"].startswith(f"annotators {EXPERT}, {second_email} disagree on 1 box(es)")
+    (imported,) = store.state()["imports"]
+    assert (imported["reviewer"], imported["rule"]) == (EXPERT, "agree")  # no --reviewer: the key's user pulled
+    assert store.to_export() == [a2]
+
+    rc, out, err = cli("review", "status", "--round", "0", "--json")
+    assert rc == 0, err
+    status = json.loads(out)
+    assert status["per_reviewer"] == {EXPERT: {"answered": 3, "taken": 2}, second_email: {"answered": 3, "taken": 2}}
+    n = len(mine[a2])
+    f1_a2 = 2 * (n - 1) / (2 * n - 1)
+    assert status["agreement"]["items"] == 3
+    assert status["agreement"]["mean_f1"] == pytest.approx((2 + f1_a2) / 3, abs=1e-4)
+    assert status["agreement"]["pairs"] == [
+        {"annotators": sorted(both), "items": 3, "mean_f1": pytest.approx((2 + f1_a2) / 3, abs=1e-4)}
+    ]
+    assert list(status["requeued"]) == [a2] and status["left"] == 1
+    rc, out, err = cli("review", "status", "--round", "0")
+    mean = status["agreement"]["mean_f1"]
+    assert rc == 0 and f"agreement: 3 item(s) answered by several reviewers, mean F1 {mean:.3f}" in out, err
+    assert f"{EXPERT} vs {second_email}: 3 item(s)" in out and f"back in the queue: {a2}: annotators" in out
+
+    # The first expert marks their answer to A frame 2 as ground truth: it wins over the rule.
+    first.annotations.update(id=ids["first", a2], ground_truth=True)
+    rc, out, err = cli("review", "pull", "--round", "0")
+    assert rc == 0, err
+    entry = items()[a2]
+    assert (entry["state"], entry["reviewer"], entry["rule"], "requeued" in entry) == (
+        REVIEWED,
+        EXPERT,
+        "ground_truth",
+        False,
+    )
+    assert same(labels(a2), mine[a2])
+
+    # latest (dr-lead pulls): the second expert answered last; A frame 0 is reviewed with the agreed boxes,
+    # so taking theirs needs --replace. The ground truth still wins on A frame 2.
+    rule("latest")
+    before = tree_digest(store.root)
+    rc, out, err = cli("review", "pull", "--round", "0", "--reviewer", "dr-lead")
+    assert rc == 2 and f"{a0}: already reviewed by {EXPERT}, {second_email} with another answer" in err, err
+    assert tree_digest(store.root) == before
+    rc, out, err = cli("review", "pull", "--round", "0", "--reviewer", "dr-lead", "--replace")
+    assert rc == 0, err
+    assert json.loads(out.splitlines()[-1])["changed"] == 1
+    state = items()
+    assert {i: (e["reviewer"], e["rule"]) for i, e in state.items()} == {
+        a0: (second_email, "latest"),
+        a2: (EXPERT, "ground_truth"),
+        b1: (", ".join(both), "agree"),  # the same (empty) answer: it stays whose it was
+    }
+    assert same(labels(a0), theirs[a0]) and same(labels(a2), mine[a2])
+    last = store.state()["imports"][-1]
+    assert (last["reviewer"], last["rule"]) == ("dr-lead", "latest") and "_dr-lead_labelstudio-project-" in last["file"]
+
+    # Neither expert's key appears in any output or written file.
+    for secret in (ls.token, second_token):
+        assert not [text for text in cli.outputs if secret in text]
+        assert [p for p in files_under(proj) if secret.encode() in p.read_bytes()] == []

@@ -228,6 +228,7 @@ def test_labelstudio_round_trip(queue_synth, queue_round, exported_ls, tmp_path,
         "format": "labelstudio",
         "imported": 3,
         "changed": 3,
+        "requeued": 0,  # items the annotators disagree on (review.multiple_annotations agree)
         "unchanged": False,
         "file": "imports/20240502T101112Z_dr-a_project-1-at-2024-05-02.json",
     }

@@ -47,9 +47,10 @@ REVIEW_KEYS = tuple(f.name for f in fields(ReviewConfig))
 
 def expert_config(ws: Workspace) -> ReviewConfig:
     """The simulated expert's part of params.yaml `review:`."""
+    from visem_pl.tasks.review.exchange.overlap import IMPORT_KEYS
     from visem_pl.tasks.review.priority import QueueConfig
 
-    return ws.section("review", ReviewConfig, drop=tuple(f.name for f in fields(QueueConfig)))
+    return ws.section("review", ReviewConfig, drop=tuple(f.name for f in fields(QueueConfig)) + IMPORT_KEYS)
 
 
 def expert_answer(pred: pd.DataFrame, truth: pd.DataFrame, cfg: ReviewConfig, rng) -> tuple[pd.DataFrame, dict]:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from visem_pl.tasks.review.queue import queue_status, read_queue
-from visem_pl.tasks.review.store import ImportRefused, QueueStore, merged_items
+from visem_pl.tasks.review.store import ImportRefused, QueueStore, merged_items, who_answered
 from visem_pl.tasks.workspace.errors import Refused
 from visem_pl.tasks.workspace.paths import Workspace
 
@@ -22,6 +22,13 @@ def require_reviewer(reviewer: str | None) -> str:
     if not name:
         raise Refused(["reviewer: name who reviewed (--reviewer NAME); it is recorded per item"])
     return name
+
+
+def multiple_annotations(ws: Workspace) -> str:
+    """params.yaml review.multiple_annotations: how a frame several experts answered is taken (overlap.py)."""
+    from visem_pl.tasks.review.exchange.overlap import import_config
+
+    return import_config(ws).multiple_annotations
 
 
 def store_of(ws: Workspace, n: int, store: Path | None = None) -> QueueStore:
@@ -70,7 +77,8 @@ def opened_store(ws: Workspace, n: int, store: Path | None = None) -> QueueStore
 
 
 def status(ws: Workspace, n: int, store: Path | None = None) -> dict:
-    """Items per state (pending, exported, reviewed, merged), per clip, what is left, the reviewers."""
+    """Items per state (pending, exported, reviewed, merged), per clip, what is left, the reviewers: items per
+    annotator, their agreement where several answered one frame, the items sent back to the queue."""
     paths = ws.round(n)
     candidates = [store] if store is not None else [paths.review_folder, paths.reviewed / "queue"]
     found = next((QueueStore(c) for c in candidates if QueueStore(c).exists()), None)
@@ -82,7 +90,7 @@ def status(ws: Workspace, n: int, store: Path | None = None) -> dict:
         except Refused as exc:
             data["warning"] = exc.lines[0]
     elif store is None and paths.queue_csv.exists():
-        where, data = str(paths.queue_csv), queue_status(read_queue(paths.queue_csv))
+        where, data = str(paths.queue_csv), {**who_answered({}), **queue_status(read_queue(paths.queue_csv))}
     else:
         raise Refused(
             [
@@ -118,13 +126,15 @@ def import_file(
     replace: bool = False,
     store: Path | None = None,
 ) -> dict:
-    """Check an expert's file against the queue and import it all or nothing."""
+    """Check an expert's file against the queue and import it all or nothing. `reviewer` names the items'
+    annotators where the file does not (a Label Studio export carrying its users names them)."""
     from visem_pl.tasks.review.exchange import import_answers
 
+    rule = multiple_annotations(ws)
     st = answering_store(ws, n, store, "export")
     reviewer = require_reviewer(reviewer)
     try:
-        return import_answers(st, file, reviewer, fmt=fmt, replace=replace)
+        return import_answers(st, file, reviewer, fmt=fmt, replace=replace, rule=rule)
     except ImportRefused as exc:
         raise _refused(str(file), exc) from None
 
@@ -133,7 +143,7 @@ def check_file(ws: Workspace, n: int, file: Path, store: Path | None = None) -> 
     """Every reason `import_file` would refuse this file, importing nothing."""
     from visem_pl.tasks.review.exchange import check_answers
 
-    return check_answers(store_of(ws, n, store), file)
+    return check_answers(store_of(ws, n, store), file, rule=multiple_annotations(ws))
 
 
 def push(
@@ -159,19 +169,21 @@ def pull(
     ws: Workspace,
     n: int,
     server,
-    reviewer: str,
+    reviewer: str | None = None,
     batch: str | None = None,
     replace: bool = False,
     store: Path | None = None,
 ) -> dict:
-    """The Label Studio project's annotations, imported all or nothing."""
+    """The Label Studio project's annotations, imported all or nothing. Each item is recorded as answered by
+    the Label Studio users who annotated it; `reviewer` is who pulls (None: the API key's user)."""
     from visem_pl.tasks.review.exchange.live import LiveError
     from visem_pl.tasks.review.exchange.live import pull as live_pull
 
+    rule = multiple_annotations(ws)
     st = answering_store(ws, n, store, "push")
-    reviewer = require_reviewer(reviewer)
+    reviewer = require_reviewer(reviewer) if reviewer is not None else None
     try:
-        return live_pull(st, server, reviewer, batch=batch, replace=replace)
+        return live_pull(st, server, reviewer, batch=batch, replace=replace, rule=rule)
     except ImportRefused as exc:
         raise _refused(f"Label Studio project of {st.root}", exc, server.redact) from None
     except (LiveError, ValueError, OSError) as exc:

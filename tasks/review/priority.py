@@ -39,9 +39,10 @@ class QueueConfig:
 
 def queue_config(ws: Workspace) -> QueueConfig:
     """The queue's part of params.yaml `review:` (the rest is the simulated expert's)."""
+    from visem_pl.tasks.review.exchange.overlap import IMPORT_KEYS
     from visem_pl.tasks.review.expert import REVIEW_KEYS
 
-    return ws.section("review", QueueConfig, drop=REVIEW_KEYS)
+    return ws.section("review", QueueConfig, drop=REVIEW_KEYS + IMPORT_KEYS)
 
 
 # --- priority ---

@@ -1,8 +1,12 @@
 """A queue store: one round's review queue and its lifecycle in a folder (docs/REVIEW_QUEUE.md).
 
-queue.csv, state.json (per item: pending, exported, reviewed; reviewer, time, batches, import),
-exports/<batch>/, imports/ (every file as it came back) and labels/<item>.txt (the answers).
-"merged" is derived from the round's merged training set, never stored.
+queue.csv, state.json (per item: pending, exported, reviewed; reviewer, time, batches, import; and, from
+each import, `annotators` (every expert who answered the frame), `taken_from` (whose answer the label is),
+`rule` (how it was chosen among them), `agreement` (F1 per pair of annotators) and, for an item sent back
+to the queue because they disagreed, `requeued` (why, when, which import)), exports/<batch>/, imports/
+(every file as it came back) and labels/<item>.txt (the answers). "merged" is derived from the round's
+merged training set, never stored. Stores written before those per-item keys existed read the same: every
+reader takes them with a default.
 """
 
 from __future__ import annotations
@@ -44,6 +48,15 @@ class Answers:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (item, what is wrong)
     unanswered: list[str] = field(default_factory=list)  # items in the file without an answer
     batch: str | None = None  # the export the file answers, if known
+    # Who answered each item, where the file says (Label Studio): {reviewer, taken_from, annotators, rule,
+    # agreement} (tasks/review/exchange/overlap.py); an item not here was answered by whoever imports the file.
+    who: dict[str, dict] = field(default_factory=dict)
+    # Items the file answers but the queue does not take: the annotators disagree (review.multiple_annotations
+    # agree), so the item goes back to the queue to be reviewed again; (item, why).
+    requeued: list[tuple[str, str]] = field(default_factory=list)
+    # The review.multiple_annotations rule the answers were read with, where a task had several annotations
+    # (None: one each, so any rule reads the file the same).
+    rule: str | None = None
 
 
 class ImportRefused(Refused):
@@ -164,12 +177,12 @@ class QueueStore:
         known = state["items"]
         problems = [f"{item}: {msg}" for item, msg in answers.problems]
         counts: dict[str, int] = {}
-        for item, _ in answers.boxes:
+        for item in [i for i, _ in answers.boxes] + [i for i, _ in answers.requeued]:
             counts[item] = counts.get(item, 0) + 1
         problems += [f"{item}: answered {n} times in the file (duplicate)" for item, n in counts.items() if n > 1]
         problems += [
             f"{item}: not an item of this round's queue (unknown frame)"
-            for item in dict.fromkeys([i for i, _ in answers.boxes] + answers.unanswered)
+            for item in dict.fromkeys(list(counts) + answers.unanswered)
             if item not in known
         ]
         answered = set(counts)
@@ -186,6 +199,9 @@ class QueueStore:
                 if answered and answered <= set(e["items"]):
                     expected = e["items"]
                     break
+        # An item the file answers wrongly (a bad region, several annotations refused) is named for that, not
+        # also as missing.
+        answered |= {item for item, _ in answers.problems}
         missing = [i for i in dict.fromkeys(list(expected) + answers.unanswered) if i in known and i not in answered]
         problems += [f"{item}: missing from the file (no answer)" for item in missing]
         if not replace:
@@ -196,6 +212,12 @@ class QueueStore:
                             f"{item}: already reviewed by {known[item]['reviewer']} with another answer "
                             f"(use --replace to overwrite)"
                         )
+            for item, why in answers.requeued:
+                if item in known and known[item]["state"] == REVIEWED and counts[item] == 1:
+                    problems.append(
+                        f"{item}: already reviewed by {known[item]['reviewer']}, but now {why} "
+                        f"(use --replace to put it back in the review queue)"
+                    )
         return problems
 
     def apply(
@@ -207,14 +229,17 @@ class QueueStore:
         replace: bool = False,
         when: str | None = None,
     ) -> dict:
-        """Check, then import all or nothing: labels, the archived original, the states."""
+        """Check, then import all or nothing: labels, the archived original, the states. `reviewer`: who
+        imports (the archived file's name, the import's record, and each item's reviewer where the file does
+        not say who answered it, `answers.who`)."""
         original = Path(original)
         digest = file_sha256(original)
         self.recover()
         state = self.state()
         for done in state["imports"]:
-            if done["sha256"] == digest:
-                return {"imported": 0, "changed": 0, "unchanged": True, "file": done["file"]}
+            # The same file read the same way: nothing new. Read with another rule it may answer otherwise.
+            if done["sha256"] == digest and done.get("rule") == answers.rule:
+                return {"imported": 0, "changed": 0, "requeued": 0, "unchanged": True, "file": done["file"]}
         problems = self.check(answers, replace=replace)
         if problems:
             raise ImportRefused(problems)
@@ -228,23 +253,51 @@ class QueueStore:
         # What every label the import may write held before (None: no file), so that a kill at any point
         # before state.json is saved can be undone by the next command.
         previous = {}
-        for item, _ in answers.boxes:
+        for item in [i for i, _ in answers.boxes] + [i for i, _ in answers.requeued]:
             path = self.labels / f"{item}.txt"
             previous[item] = path.read_text() if path.exists() else None
         rel = archived.relative_to(self.root).as_posix()
         write_json(self.journal, {"file": rel, "sha256": digest, "source": original.name, "started_at": when,
                                   "previous": previous})  # fmt: skip
         shutil.copyfile(original, archived)
-        changed = []
+        changed, requeued = [], []
         for item, boxes in answers.boxes:
             path = self.labels / f"{item}.txt"
             text = yolo_text(boxes)
             entry = state["items"][item]
+            who = answers.who.get(item) or {"reviewer": reviewer, "taken_from": [reviewer], "annotators": [reviewer],
+                                            "rule": "single"}  # fmt: skip
+            seen = {"annotators": who["annotators"], "agreement": who.get("agreement") or []}
             if entry["state"] == REVIEWED and path.exists() and path.read_text() == text:
+                # The same answer: it stays whose it was (reviewer, taken_from, rule), but who answered since
+                # (an annotator who agreed), where the file says, is kept for the agreement `status` shows.
+                if item in answers.who:
+                    entry.update(seen)
                 continue
             write_text(path, text)
-            entry.update({"state": REVIEWED, "reviewer": reviewer, "reviewed_at": when, "import": archived.name})
+            entry.update({"state": REVIEWED, "reviewer": who["reviewer"], "reviewed_at": when, "import": archived.name,
+                          "taken_from": who["taken_from"], "rule": who["rule"], **seen})  # fmt: skip
+            entry.pop("requeued", None)
             changed.append(item)
+        for item, why in answers.requeued:
+            # The annotators disagree: not an answer. The item goes back to the queue (a label an earlier
+            # import wrote is removed, as --replace allowed) and the next export or push hands it out again.
+            entry, who = state["items"][item], answers.who[item]
+            (self.labels / f"{item}.txt").unlink(missing_ok=True)
+            entry.update(
+                {
+                    "state": EXPORTED if entry["exports"] else PENDING,
+                    "reviewer": None,
+                    "reviewed_at": None,
+                    "import": None,
+                    "taken_from": [],
+                    "annotators": who["annotators"],
+                    "rule": who["rule"],
+                    "agreement": who.get("agreement") or [],
+                    "requeued": {"reason": why, "at": when, "import": archived.name},
+                }
+            )
+            requeued.append(item)
         state["imports"].append(
             {
                 "file": rel,
@@ -256,11 +309,19 @@ class QueueStore:
                 "batch": answers.batch,
                 "items": [i for i, _ in answers.boxes],
                 "changed": changed,
+                "requeued": requeued,
+                "rule": answers.rule,
             }
         )
         self.save(state)  # the commit point
         self.journal.unlink()
-        return {"imported": len(answers.boxes), "changed": len(changed), "unchanged": False, "file": rel}
+        return {
+            "imported": len(answers.boxes),
+            "changed": len(changed),
+            "requeued": len(requeued),
+            "unchanged": False,
+            "file": rel,
+        }
 
     def recover(self) -> str | None:
         """Finish or undo an import a crash interrupted, and say which (None when there was none).
@@ -329,8 +390,44 @@ class QueueStore:
             "states": per_state,
             "clips": per_clip,
             "left": left,
-            "reviewers": sorted({e["reviewer"] for e in items.values() if e["reviewer"]}),
+            **who_answered(items),
         }
+
+
+def who_answered(items: dict) -> dict:
+    """Per annotator, the items they answered and the reviewed items holding their answer; where several
+    answered one frame, their agreement (F1 of their boxes, overlap.py), per pair of annotators and over all
+    such items; and the items sent back to the queue because they disagreed."""
+    per: dict[str, dict[str, int]] = {}
+    pairs: dict[tuple[str, str], list[float]] = {}
+    overlap_f1, requeued = [], {}
+    for item, e in items.items():
+        annotators = e.get("annotators") or ([e["reviewer"]] if e.get("reviewer") else [])
+        for name in dict.fromkeys(annotators):
+            per.setdefault(name, {"answered": 0, "taken": 0})["answered"] += 1
+        if e["state"] == REVIEWED and e.get("reviewer"):
+            for name in dict.fromkeys(e.get("taken_from") or [e["reviewer"]]):
+                per.setdefault(name, {"answered": 0, "taken": 0})["taken"] += 1
+        agreement = e.get("agreement") or []
+        if agreement:
+            overlap_f1.append(sum(p["f1"] for p in agreement) / len(agreement))
+            for p in agreement:
+                pairs.setdefault(tuple(sorted(p["annotators"])), []).append(p["f1"])
+        if e.get("requeued") and e["state"] != REVIEWED:
+            requeued[item] = e["requeued"]["reason"]
+    return {
+        "reviewers": sorted(per),
+        "per_reviewer": dict(sorted(per.items())),
+        "agreement": {
+            "items": len(overlap_f1),
+            "mean_f1": round(sum(overlap_f1) / len(overlap_f1), 4) if overlap_f1 else None,
+            "pairs": [
+                {"annotators": list(k), "items": len(v), "mean_f1": round(sum(v) / len(v), 4)}
+                for k, v in sorted(pairs.items())
+            ],
+        },
+        "requeued": requeued,
+    }
 
 
 def merged_items(frames_csv: Path | str) -> set[str]:

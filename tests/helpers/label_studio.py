@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 LS_VENV = REPO / ".ls-venv"
 MAKE_TARGET = "make ls-venv"
 START_TIMEOUT_S = 300
+INITIAL_USER = "expert@visem-pl.test"  # the server's first user, whose key the tests push and pull with
 
 
 def label_studio_bin(venv: Path = LS_VENV) -> Path:
@@ -44,7 +46,7 @@ def server_env(base: Path, root: Path, token: str) -> dict:
         {
             "HOME": str(base / "home"),
             "LABEL_STUDIO_BASE_DATA_DIR": str(base / "data"),
-            "LABEL_STUDIO_USERNAME": "expert@visem-pl.test",
+            "LABEL_STUDIO_USERNAME": INITIAL_USER,
             "LABEL_STUDIO_PASSWORD": secrets.token_hex(12),
             "LABEL_STUDIO_USER_TOKEN": token,  # set for the initial user...
             "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",  # ...and legacy tokens on for its organisation
@@ -61,3 +63,25 @@ def server_env(base: Path, root: Path, token: str) -> dict:
         }
     )
     return env
+
+
+def add_user(server: LabelStudioServer, email: str) -> str:
+    """Another expert in the running server's organisation, and an API token of their own (what they annotate
+    with it is `completed_by` them). Label Studio 1.23 has no API for another user's token, so this does what
+    the server's start does for the initial user: `label-studio init` on the same data dir creates the user,
+    adds it to the organisation and sets its legacy token."""
+    token = secrets.token_hex(20)
+    base = server.log.parent
+    env = {**server_env(base, server.root, token), "LABEL_STUDIO_USERNAME": email}
+    proc = subprocess.run(
+        [str(label_studio_bin()), "init", "--quiet"],
+        cwd=base,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"label-studio init for {email} failed ({proc.returncode}): {proc.stderr[-2000:]}", pytrace=False)
+    return token

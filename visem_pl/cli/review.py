@@ -48,6 +48,7 @@ def status(
         typer.echo(json.dumps(data, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"Review queue of round {round_n} ({data['queue']})")
@@ -61,8 +62,28 @@ def status(
     console.print(table)
     console.print(
         f"{data['left']} of {data['items']} items left to review"
-        + (f"; reviewers: {', '.join(data['reviewers'])}" if data["reviewers"] else "")
+        + (f"; reviewers: {escape(', '.join(data['reviewers']))}" if data["reviewers"] else "")
     )
+    if data["per_reviewer"]:
+        who = Table(title="Items per reviewer (answered: frames they annotated; taken: reviewed with their answer)")
+        who.add_column("reviewer")
+        who.add_column("answered", justify="right")
+        who.add_column("taken", justify="right")
+        for name, counts in data["per_reviewer"].items():
+            who.add_row(escape(name), str(counts["answered"]), str(counts["taken"]))
+        console.print(who)
+    agreement = data["agreement"]
+    if agreement["items"]:
+        console.print(
+            f"agreement: {agreement['items']} item(s) answered by several reviewers, mean F1 "
+            f"{agreement['mean_f1']:.3f} (boxes matched by class and IoU >= 0.5)"
+        )
+        for pair in agreement["pairs"]:
+            console.print(
+                f"  {escape(' vs '.join(pair['annotators']))}: {pair['items']} item(s), mean F1 {pair['mean_f1']:.3f}"
+            )
+    for item, why in data["requeued"].items():
+        console.print(f"back in the queue: {item}: {why}", markup=False, highlight=False)
     if "warning" in data:
         console.print(f"warning: {data['warning']}", markup=False, highlight=False)
 
@@ -91,18 +112,25 @@ def export_cmd(
 def import_cmd(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The experts' file."),
     round_n: int = ROUND_OPT,
-    reviewer: str = typer.Option(..., "--reviewer", help="Who reviewed (recorded per item)."),
+    reviewer: str = typer.Option(
+        ...,
+        "--reviewer",
+        help="Who imports; recorded per item unless the file names its annotators (a Label Studio export with "
+        "annotator details).",
+    ),
     fmt: Optional[str] = typer.Option(
         None, "--format", "-f", help="labelstudio (.json) or cvat (.zip); default from the file name."
     ),
     replace: bool = typer.Option(False, "--replace", help="Overwrite answers already imported."),
     store: Optional[Path] = STORE_OPT,
+    params: Path = PARAMS_OPT,
 ) -> None:
-    """Check an expert's file against the queue and import it all or nothing (problems: exit 2, nothing changed)."""
+    """Check an expert's file against the queue and import it all or nothing (problems: exit 2, nothing changed).
+    A task several experts annotated is taken as params.yaml review.multiple_annotations says."""
     from visem_pl.tasks.review import handoff
 
     with bad_input(ValueError):
-        result = handoff.import_file(Workspace(), round_n, file, reviewer, fmt=fmt, replace=replace, store=store)
+        result = handoff.import_file(workspace(params), round_n, file, reviewer, fmt=fmt, replace=replace, store=store)
     if result["unchanged"]:
         typer.echo(f"{file}: already imported as {result['file']}; nothing to do")
     typer.echo(json.dumps(result))
@@ -146,18 +174,24 @@ def push_cmd(
 @review_app.command("pull")
 def pull_cmd(
     round_n: int = ROUND_OPT,
-    reviewer: str = typer.Option(..., "--reviewer", help="Who reviewed (recorded per item)."),
+    reviewer: Optional[str] = typer.Option(
+        None,
+        "--reviewer",
+        help="Who pulls (default: the API key's Label Studio user); each item records the Label Studio users "
+        "who annotated it.",
+    ),
     batch: Optional[str] = typer.Option(None, "--batch", help="The pushed batch (default: the latest)."),
     replace: bool = typer.Option(False, "--replace", help="Overwrite answers already imported."),
     store: Optional[Path] = STORE_OPT,
+    params: Path = PARAMS_OPT,
 ) -> None:
     """Fetch the Label Studio project's annotations and import them all or nothing (problems: exit 2, nothing
-    changed)."""
+    changed). A task several experts annotated is taken as params.yaml review.multiple_annotations says."""
     from visem_pl.tasks.review import handoff
 
     server = _live_server()
     with bad_input(Refused):
-        result = handoff.pull(Workspace(), round_n, server, reviewer, batch=batch, replace=replace, store=store)
+        result = handoff.pull(workspace(params), round_n, server, reviewer, batch=batch, replace=replace, store=store)
     if result["unchanged"]:
         typer.echo(
             f"project {result['project']}: its annotations are already imported as {result['file']}; nothing to do"

@@ -2,7 +2,9 @@
 
 `export_queue` writes one batch under the store's `exports/` (or `out`): frame images decoded
 from the clips, plus the format's files; `import_answers` reads an expert's file, checks it
-against the queue and imports it all or nothing (`QueueStore.apply`).
+against the queue and imports it all or nothing (`QueueStore.apply`). A Label Studio task
+several experts annotated is answered as params.yaml `review.multiple_annotations` says
+(`overlap.py`).
 """
 
 from __future__ import annotations
@@ -141,7 +143,9 @@ def detect_format(path: Path | str) -> str:
     raise ValueError(f"{path}: cannot tell the format from the name (.json = labelstudio, .zip = cvat); pass --format")
 
 
-def read_answers(path: Path | str, fmt: str) -> Answers:
+def read_answers(path: Path | str, fmt: str, rule: str = "latest", reviewer: str | None = None) -> Answers:
+    """The file's answers; a Label Studio task with several annotations answered as `rule` says, its
+    annotators named by the export or, where it names none, `reviewer` (labelstudio.annotators_of)."""
     if fmt == LABELSTUDIO:
         from visem_pl.tasks.review.exchange import labelstudio
 
@@ -149,7 +153,7 @@ def read_answers(path: Path | str, fmt: str) -> Answers:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             return Answers(problems=[("-", f"{path}: not a readable JSON file ({exc})")])
-        return labelstudio.parse_export(data)
+        return labelstudio.parse_export(data, rule=rule, fallback=reviewer)
     if fmt == CVAT:
         from visem_pl.tasks.review.exchange import cvat
 
@@ -164,21 +168,23 @@ def import_answers(
     fmt: str | None = None,
     replace: bool = False,
     when: str | None = None,
+    rule: str = "latest",
 ) -> dict:
     """Check an expert's file against the queue and import it all or nothing (ImportRefused lists
-    every problem with its item id, and nothing is changed)."""
+    every problem with its item id, and nothing is changed); `rule`: params.yaml
+    review.multiple_annotations."""
     fmt = fmt or detect_format(path)
-    answers = read_answers(path, fmt)
+    answers = read_answers(path, fmt, rule=rule, reviewer=reviewer)
     return {"format": fmt, **store.apply(answers, path, reviewer, fmt, replace=replace, when=when)}
 
 
-def check_answers(store: QueueStore, path: Path | str, fmt: str | None = None) -> list[str]:
+def check_answers(store: QueueStore, path: Path | str, fmt: str | None = None, rule: str = "latest") -> list[str]:
     """Every reason `import_answers` would refuse this file, without importing anything."""
     path = Path(path)
     if not path.is_file():
         return [f"{path}: no such file"]
     try:
         fmt = fmt or detect_format(path)
-        return store.check(read_answers(path, fmt))
+        return store.check(read_answers(path, fmt, rule=rule))
     except ValueError as exc:
         return [str(exc)]

@@ -17,6 +17,7 @@ from xml.sax.saxutils import quoteattr
 from visem_pl.tasks.dataset import layout
 from visem_pl.tasks.dataset.labels import Box
 from visem_pl.tasks.dataset.validate import parse_box, txt_of
+from visem_pl.tasks.review.exchange import overlap
 from visem_pl.tasks.review.store import Answers
 
 FROM_NAME, TO_NAME = "label", "image"
@@ -120,12 +121,65 @@ def region_to_box(region: dict) -> Box | str:
     return parsed if not isinstance(parsed, str) else f"region {region.get('id', '?')}: {parsed}"
 
 
-def parse_export(data: list[dict]) -> Answers:
-    """Label Studio's JSON export -> answers per item (complete labels), with every problem found."""
+def user_name(completed_by, users: dict[int, str]) -> str | None:
+    """Who an annotation's `completed_by` is: the e-mail (else the name) where the export carries the user
+    (an object, as exports made with annotator details do), else the e-mail `users` gives for its id (a live
+    pull asks the server); None where neither says (then the importer names them, `annotators_of`)."""
+    if isinstance(completed_by, dict):
+        email = str(completed_by.get("email") or "").strip()
+        if email:
+            return email
+        name = " ".join(str(completed_by.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
+        if name:
+            return name
+        completed_by = completed_by.get("id")
+    if isinstance(completed_by, int) and not isinstance(completed_by, bool):
+        return users.get(completed_by)
+    return None
+
+
+def user_id(completed_by):
+    return completed_by.get("id") if isinstance(completed_by, dict) else completed_by
+
+
+def annotators_of(data: list, users: dict[int, str], fallback: str | None):
+    """`completed_by` -> the annotator recorded per item. A user neither the export nor the server names is
+    `fallback` (the `--reviewer` of a file import) where the file holds one such user, the usual export of
+    one expert; with several (overlap, exported without annotator details) each is `labelstudio-user-<id>`,
+    as one name for all would hide who disagreed with whom."""
+    unnamed = {
+        str(user_id(a.get("completed_by")))
+        for task in data
+        if isinstance(task, dict)
+        for a in task.get("annotations") or []
+        if isinstance(a, dict) and not a.get("was_cancelled") and user_name(a.get("completed_by"), users) is None
+    }
+
+    def name(completed_by) -> str:
+        known = user_name(completed_by, users)
+        if known is not None:
+            return known
+        if fallback and len(unnamed) <= 1:
+            return fallback
+        uid = user_id(completed_by)
+        return f"labelstudio-user-{uid}" if uid is not None else "unknown-annotator"
+
+    return name
+
+
+def parse_export(
+    data: list[dict], rule: str = overlap.LATEST, users: dict[int, str] | None = None, fallback: str | None = None
+) -> Answers:
+    """Label Studio's JSON export -> answers per item (complete labels), with every problem found. A task
+    with several annotations is answered as `rule` says (tasks/review/exchange/overlap.py); `users` (id ->
+    e-mail) and `fallback` name the annotators (`annotators_of`)."""
     out = Answers()
     if not isinstance(data, list):
         out.problems.append(("-", "a Label Studio JSON export is a list of tasks"))
         return out
+    if rule not in overlap.RULES:
+        raise ValueError(f"review.multiple_annotations must be one of {', '.join(overlap.RULES)}, not {rule!r}")
+    name = annotators_of(data, users or {}, fallback)
     batches = set()
     for k, task in enumerate(data):
         d = task.get("data") if isinstance(task, dict) else None
@@ -135,25 +189,53 @@ def parse_export(data: list[dict]) -> Answers:
             continue
         if d.get("batch"):
             batches.add(d["batch"])
-        annotations = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
-        if not annotations:
+        # A skipped annotation (`was_cancelled`) is no answer: the expert saw the frame and did not label it.
+        given = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+        if not given:
             out.unanswered.append(item)
             continue
-        if len(annotations) > 1:
-            out.problems.append((item, f"{len(annotations)} annotations on one task; keep one"))
-            continue
-        boxes, bad = [], False
-        for region in annotations[0].get("result") or []:
-            if region.get("type") != "rectanglelabels":
-                continue  # e.g. a comment or a relation: not a box
-            parsed = region_to_box(region)
-            if isinstance(parsed, str):
-                out.problems.append((item, parsed))
+        if len(given) > 1:
+            out.rule = rule
+        read, bad = [], False
+        for a in given:
+            boxes = []
+            for region in a.get("result") or []:
+                if region.get("type") != "rectanglelabels":
+                    continue  # e.g. a comment or a relation: not a box
+                parsed = region_to_box(region)
+                if isinstance(parsed, str):
+                    # With several annotations, say whose region is wrong.
+                    whose = f"annotation {a.get('id', '?')} by {name(a.get('completed_by'))}: "
+                    out.problems.append((item, (whose if len(given) > 1 else "") + parsed))
+                    bad = True
+                else:
+                    boxes.append(parsed)
+            stamps = {key: a.get(key) for key in ("updated_at", "created_at") if a.get(key) is not None}
+            unreadable = [key for key, v in stamps.items() if overlap.parse_time(v) is None]
+            if unreadable and len(given) > 1:  # which annotation is the latest must not be guessed
+                key = unreadable[0]
+                out.problems.append((item, f"annotation {a.get('id', '?')}: {key} {stamps[key]!r} is not a time"))
                 bad = True
-            else:
-                boxes.append(parsed)
-        if not bad:
-            out.boxes.append((item, boxes))
+            when = overlap.parse_time(a.get("updated_at")) or overlap.parse_time(a.get("created_at"))
+            aid = a.get("id") if isinstance(a.get("id"), int) else None
+            read.append(overlap.Annotation(aid, name(a.get("completed_by")), boxes, when, bool(a.get("ground_truth"))))
+        if bad:
+            continue
+        choice = overlap.choose(read, rule, task_id=task.get("id"))
+        if choice.refused:
+            out.problems.append((item, choice.refused))
+            continue
+        out.who[item] = {
+            "reviewer": choice.reviewer,
+            "taken_from": choice.taken_from,
+            "annotators": choice.annotators,
+            "rule": choice.rule,
+            "agreement": choice.agreement,
+        }
+        if choice.requeue:
+            out.requeued.append((item, choice.requeue))
+        else:
+            out.boxes.append((item, choice.boxes))
     if len(batches) > 1:
         out.problems.append(("-", f"tasks of several exports in one file: {sorted(batches)}"))
     elif batches:

@@ -200,26 +200,56 @@ def download(server: Server, project_id: int, client=None) -> bytes:
         raise LiveError(f"{server.url}: cannot export project {project_id}: {describe(exc, server)}") from None
 
 
+def user_emails(server: Server, client) -> dict[int, str]:
+    """Every Label Studio user the key may see: id -> e-mail (else username, else first and last name), as
+    the project's export names its annotators by id only (`completed_by`)."""
+    try:
+        users = client.users.list()
+    except Exception as exc:  # noqa: BLE001
+        raise LiveError(f"{server.url}: cannot list the Label Studio users: {describe(exc, server)}") from None
+    out = {}
+    for u in users:
+        full = " ".join(p for p in (getattr(u, "first_name", None), getattr(u, "last_name", None)) if p).strip()
+        name = getattr(u, "email", None) or getattr(u, "username", None) or full
+        if getattr(u, "id", None) is not None and name:
+            out[int(u.id)] = name
+    return out
+
+
+def who_pulls(server: Server, client) -> str:
+    """The Label Studio user whose key pulls (recorded as who imported, where no --reviewer is given)."""
+    try:
+        me = client.users.whoami()
+    except Exception as exc:  # noqa: BLE001
+        raise LiveError(f"{server.url}: cannot ask Label Studio who the key is: {describe(exc, server)}") from None
+    return getattr(me, "email", None) or getattr(me, "username", None) or f"labelstudio-user-{me.id}"
+
+
 def pull(
     store: QueueStore,
     server: Server,
-    reviewer: str,
+    reviewer: str | None = None,
     batch: str | None = None,
     replace: bool = False,
     when: str | None = None,
     client=None,
+    rule: str = "latest",
 ) -> dict:
     """Fetch the project's annotations and import them all or nothing (ImportRefused lists every
-    problem with its item id, and nothing is changed)."""
+    problem with its item id, and nothing is changed). Each item is recorded as answered by the Label
+    Studio user who completed its annotation (several: as `rule`, params.yaml review.multiple_annotations,
+    says); `reviewer` is who pulls (default: the key's user)."""
     from visem_pl.tasks.review.exchange import labelstudio
 
     info = pushed_batch(store, batch)
+    client = client if client is not None else connect(server)
     raw = download(server, int(info["project"]), client=client)
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LiveError(f"{server.url}: project {info['project']}'s export is not JSON ({exc})") from None
-    answers = labelstudio.parse_export(data)
+    reviewer = reviewer or who_pulls(server, client)
+    answers = labelstudio.parse_export(data, rule=rule, users=user_emails(server, client))
     with tempfile.TemporaryDirectory(prefix="visem-ls-pull-") as tmp:
         original = Path(tmp) / f"{PULLED_PREFIX}{int(info['project'])}-{info['batch']}.json"
         original.write_bytes(raw)
