@@ -23,7 +23,7 @@ from pydantic import Field
 
 from visem_pl.flows import versioning
 from visem_pl.flows.inference import pseudo_label_clips
-from visem_pl.flows.review_wait import describe_wait, wait_for_review
+from visem_pl.flows.review_wait import wait_for_review
 from visem_pl.flows.runners import OrchestrateConfig, make_task_runner
 from visem_pl.flows.steps import (
     declare_round,
@@ -186,7 +186,7 @@ def review_round(n: int, opts: RoundOptions) -> dict:
     timeout = int(opts.orchestrate.review_timeout_hours * 3600)
     imports, reason, attempt = [], None, 1
     while True:
-        answer = wait_for_review(n, attempt, describe_wait(n, export, context, reason), timeout, context)
+        answer = wait_for_review(n, attempt, export, context, reason, timeout)
         logger.info(
             "round %d review answer %d from %r: %s%s",
             n,

@@ -15,6 +15,7 @@ from prefect import task
 from prefect.cache_policies import INPUTS, RUN_ID, TASK_SOURCE
 
 from visem_pl.flows import versioning
+from visem_pl.flows.review_wait import read_answer
 from visem_pl.tasks.campaign.rounds import ensure_round
 from visem_pl.tasks.review import handoff
 from visem_pl.tasks.workspace.errors import Refused
@@ -120,35 +121,21 @@ def import_review(workspace: str, n: int, answer: dict, attempt: int) -> dict:
     """Import the experts' answers all or nothing (as `visem-pl review import`, or `review pull` for a
     Label Studio project); returns {ok, problems, left}: what was wrong, or what is still unanswered."""
     ws = Workspace(Path(workspace))
-    export, project = answer.get("export_path"), answer.get("label_studio_project")
-    problems = []
-    try:
-        reviewer = handoff.require_reviewer(answer.get("reviewer"))
-    except Refused as exc:
-        problems += exc.lines
-    if bool(export) == (project is not None):
-        problems.append("give either export_path (a Label Studio JSON export or CVAT zip) or label_studio_project")
+    reviewer, target, problems = read_answer(answer, workspace)
     if problems:
         return {"ok": False, "problems": problems}
     try:
-        if export:
-            if not Path(export).is_absolute():
-                return {
-                    "ok": False,
-                    "problems": [f"{export}: give the export's absolute path (the round runs in {workspace})"],
-                }
-            if not Path(export).is_file():
-                return {"ok": False, "problems": [f"{export}: no such file"]}
-            result = handoff.import_file(ws, n, Path(export), reviewer)
+        if isinstance(target, Path):
+            result = handoff.import_file(ws, n, target, reviewer)
         else:
             from visem_pl.tasks.review.exchange.live import LiveError, batch_of_project, server_from_env
 
-            batch = batch_of_project(ws.round(n).review_folder, int(project))
+            batch = batch_of_project(ws.round(n).review_folder, target)
             if batch is None:
                 return {
                     "ok": False,
                     "problems": [
-                        f"Label Studio project {project} holds no batch of round {n}'s "
+                        f"Label Studio project {target} holds no batch of round {n}'s "
                         f"queue (push it with `visem-pl review push --round {n}`)"
                     ],
                 }

@@ -14,13 +14,12 @@ import pytest
 from helpers.browser import require_browser
 from helpers.label_studio import START_TIMEOUT_S, LabelStudioServer, label_studio_bin, server_env
 from helpers.pipeline import two_rounds
-from helpers.prefect import PrefectServer
+from helpers.prefect import start_prefect
 from helpers.project import TINY, make_workspace, start_clock, start_server, stop_group
 from helpers.review import make_queue_round, make_queue_synth
 from helpers.trees import SMALL_CLIPS, SMALL_FRAMES, SMALL_VIDEOS, Tree
 
 from visem_pl.tasks.dataset.replica import build_replica
-from visem_pl.tasks.workspace.offline import OFFLINE_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -92,23 +91,10 @@ def run_cli(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory):
-    """`prefect server start` on loopback (SQLite, no UI), started once and shared by every test."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    log_path = home / "server.log"
-    env = {**os.environ, **OFFLINE_ENV, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-
-    def start(port: int) -> subprocess.Popen:
-        with open(log_path, "w") as log:
-            return subprocess.Popen(
-                [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-                 "--port", str(port), "--no-ui", "--analytics-off"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-
-    proc, port = start_server(start, "/api/health", log_path, 180, "prefect server")
+    """`prefect server start` on loopback (SQLite, with its web UI), started once and shared by every test."""
+    proc, server = start_prefect(tmp_path_factory.mktemp("prefect-home"))
     try:
-        yield PrefectServer(f"http://127.0.0.1:{port}/api", home)
+        yield server
     finally:
         stop_group(proc)
 

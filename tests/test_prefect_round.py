@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from helpers.label_studio import INITIAL_USER
 from helpers.prefect import FlowProcess
 from helpers.project import BIN, env, left, make_workspace, run, stop_group
 from helpers.project import TINY as BASE
@@ -152,15 +153,27 @@ def test_round_waits_with_a_typed_review_form(waiting, prefect_server, project):
     keyset = fr["state"]["state_details"]["run_input_keyset"]
     schema = prefect_server.input(waiting["id"], keyset["schema"])
     props = schema["properties"]
-    assert set(props) == {"reviewer", "export_path", "label_studio_project", "decision", "notes"}
+    # One plain text box per answer, in the form's order; only the reviewer is required (a stop needs no answer).
+    assert list(props) == ["reviewer", "answer", "decision", "notes"]
+    assert schema["required"] == ["reviewer"]
+    assert all(props[k]["type"] == "string" and "anyOf" not in props[k] for k in props)
     assert props["decision"]["enum"] == ["import", "stop"]
     assert all(props[k].get("description") for k in props)
+    assert "absolute path of the reviewed export" in props["answer"]["description"]
+    assert "digits only is read as a project number" in props["answer"]["description"]
     description = prefect_server.input(waiting["id"], keyset["description"])
     state = json.loads((project / "review/round-1/state.json").read_text())
     batch = state["exports"][-1]["batch"]
     assert f"Round 1: {len(state['items'])} of {len(state['items'])} frames wait for review" in description
     assert str(project / "review/round-1/exports" / batch / "tasks.json") in description
     assert f"visem-pl review submit --flow-run {waiting['id']}" in description
+    # One log line says what waits and how to answer.
+    line = (
+        f"Round 1 waits for {len(state['items'])} frames to be reviewed: answer in the Prefect UI's Resume form "
+        f"({prefect_server.url.removesuffix('/api')}/runs/flow-run/{waiting['id']}) or run "
+        f"`visem-pl review submit --flow-run {waiting['id']} --export FILE --reviewer NAME`"
+    )
+    assert line in logs_with(prefect_server, waiting["id"], line)
     # Every clip pseudo-labelled by the mapped tasks, one per clip.
     assert len(waiting["stamps"]) - 1 == len(list((project / "data/synthetic").rglob("*_*_*.mp4")))
 
@@ -185,7 +198,7 @@ def test_bad_answers_are_refused_and_the_round_keeps_waiting(waiting, prefect_se
     assert waiting_key(prefect_server.get(f"/flow_runs/{rid}")) == "review-round-1-1"
     # An answer through the UI's form is checked by the flow: refused with the reason, and it waits again.
     r = prefect_server.post(
-        f"/flow_runs/{rid}/resume", {"run_input": {"reviewer": "ui", "export_path": str(tmp_path / "nowhere.json")}}
+        f"/flow_runs/{rid}/resume", {"run_input": {"reviewer": "ui", "answer": str(tmp_path / "nowhere.json")}}
     )
     assert r.status_code == 201 and r.json()["status"] == "ACCEPT", r.text
     fr = wait_for(prefect_server, rid, lambda f: waiting_key(f) == "review-round-1-2", "the second wait")
@@ -250,6 +263,21 @@ def test_expert_answers_reach_the_merged_set(finished, project):
     assert stats["reviewers"] == ["dr-expert"]
     merged = (project / "data/rounds/round-1/merged/frames.csv").read_text()
     assert all(item in merged for item in items)
+
+
+def test_each_wait_is_announced_once(finished, waiting, prefect_server):
+    """The run waited twice (the refused answer, then the expert's); each resume runs the flow again from the
+    top, where the earlier waits return their stored answers without saying again that the round waits."""
+    messages, offset, of_run = [], 0, {"flow_run_id": {"any_": [waiting["id"]]}}
+    while True:  # every line, page by page (the server gives at most 200 at a time)
+        rows = prefect_server.post(
+            "/logs/filter", {"logs": of_run, "sort": "TIMESTAMP_ASC", "limit": 200, "offset": offset}
+        ).json()
+        messages += [r["message"] for r in rows]
+        offset += len(rows)
+        if len(rows) < 200:
+            break
+    assert sum(m.startswith("Round 1 waits for ") for m in messages) == 2
 
 
 def test_nothing_finished_before_the_wait_ran_again(finished, waiting, project):
@@ -530,8 +558,11 @@ def test_round_resumed_from_a_label_studio_project(prefect_server, ls_server, tm
     assert final["type"] == "COMPLETED", flows.log_tail()
     state = json.loads((ws / "review/round-1/state.json").read_text())
     items = state["items"]
-    assert items and all(v["state"] == "reviewed" and v["reviewer"] == "dr-ls" for v in items.values())
+    # Each frame records its Label Studio annotator (the key's user made the annotations); whoever submitted
+    # the answer is recorded on the import.
+    assert items and all(v["state"] == "reviewed" and v["reviewer"] == INITIAL_USER for v in items.values())
     (imported,) = state["imports"]
+    assert imported["reviewer"] == "dr-ls"
     assert imported["batch"] == pushed["batch"] and imported["source"].startswith(
         f"labelstudio-project-{pushed['project']}-"
     )

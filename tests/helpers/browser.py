@@ -7,6 +7,9 @@ that is not `file:`, `data:`, `blob:` or `about:` is aborted and reported.
     .venv/bin/python tests/helpers/browser.py PAGE.html OUT.png [--width 1280] [--clip-height N]
 
 prints the checks, saves the screenshot, and exits 1 when a check fails (2 when no browser is there).
+
+`browse(origin)` opens a site served on loopback instead (a local server's web UI): only that origin
+(and `data:`, `blob:`, `about:`) is reached, every other request is aborted and reported.
 """
 
 from __future__ import annotations
@@ -16,15 +19,19 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = Path("/usr/bin/chromium")
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
 # Headless, no sandbox (root in a container), and nothing that phones home (Google's update, sync,
 # safe-browsing and field-trial services): under `run-offline` those attempts would only show up as
 # refused connections, and outside it they would leave the machine. The host resolver refuses every
-# name but localhost, so Chromium itself cannot reach another machine even outside the namespace.
+# name but localhost, so Chromium itself cannot reach another machine even outside the namespace; its
+# rules apply to IP literals too, hence the loopback address is excluded by name (browse()'s servers).
 FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -39,7 +46,7 @@ FLAGS = (
     "--disable-breakpad",
     "--metrics-recording-only",
     "--no-pings",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
 )
 BLANK_BELOW = 0.001  # a screenshot with less than 0.1 % of its pixels off the most common colour is blank
 TIMEOUT_MS = 60_000
@@ -184,6 +191,21 @@ def ink(png: Path) -> float:
     return float(off.mean())
 
 
+def _launch(pw, profile: str, exe: Path, width: int, height: int, timeout_ms: int):
+    """Headless Chromium with a fresh, empty profile every time: nothing cached, no first-run or sync state."""
+    return pw.chromium.launch_persistent_context(
+        profile,
+        executable_path=str(exe),
+        headless=True,
+        args=list(FLAGS),
+        chromium_sandbox=False,
+        viewport={"width": width, "height": height},
+        device_scale_factor=1,
+        service_workers="block",
+        timeout=timeout_ms,
+    )
+
+
 def render(
     page: Path,
     screenshot: Path | None = None,
@@ -231,18 +253,7 @@ def render(
             route.abort("blockedbyclient")
 
     with tempfile.TemporaryDirectory(prefix="visem-chromium-") as profile, sync_playwright() as pw:
-        # A fresh, empty profile every time: nothing cached, no first-run or sync state.
-        context = pw.chromium.launch_persistent_context(
-            profile,
-            executable_path=str(exe),
-            headless=True,
-            args=list(FLAGS),
-            chromium_sandbox=False,
-            viewport={"width": width, "height": height},
-            device_scale_factor=1,
-            service_workers="block",
-            timeout=timeout_ms,
-        )
+        context = _launch(pw, profile, exe, width, height, timeout_ms)
         try:
             context.set_default_timeout(timeout_ms)
             context.route("**/*", on_route)
@@ -272,6 +283,92 @@ def render(
         finally:
             context.close()
     return out
+
+
+@dataclass
+class Visit:
+    """What a person's browser met on a site served on loopback (browse()), gathered while it is open."""
+
+    origin: str  # http://127.0.0.1:PORT
+    console_errors: list[str] = field(default_factory=list)  # "message (url:line)"
+    page_errors: list[str] = field(default_factory=list)  # uncaught exceptions
+    remote_requests: list[str] = field(default_factory=list)  # URLs off the origin the pages tried (all aborted)
+    failed_requests: list[str] = field(default_factory=list)  # the origin's URLs that failed or answered >= 400
+
+    def problems(self, known: Iterable[str] = ()) -> list[str]:
+        """What a person would call broken, as Rendered.problems, less the faults of someone else's site that
+        the caller names: `known` are URL prefixes (a failed request, its console message, an aborted
+        remote request)."""
+        known = tuple(known)
+
+        def theirs(text: str) -> bool:
+            return any(text.startswith(k) or f"({k}" in text for k in known)
+
+        out = [f"console error: {m}" for m in self.console_errors if not theirs(m)]
+        out += [f"page error: {m}" for m in self.page_errors]
+        out += [f"non-local request (aborted): {u}" for u in self.remote_requests if not theirs(u)]
+        out += [f"failed to load: {u}" for u in self.failed_requests if not theirs(u)]
+        return out
+
+
+@contextmanager
+def browse(
+    origin: str,
+    width: int = 1280,
+    height: int = 900,
+    executable: Path | None = None,
+    timeout_ms: int = TIMEOUT_MS,
+) -> Iterator[tuple[Any, Visit]]:
+    """A headless Chromium tab (Playwright's Page) for the site served at `origin` on loopback, and the Visit
+    its checks gather: requests to `origin` and local schemes go through, every other is aborted.
+
+    Every request waits for this process's route handler, which runs only while Playwright is called: wait
+    for what a page sends with Playwright (expect_response, wait_for_timeout), never with time.sleep."""
+    from playwright.sync_api import sync_playwright
+
+    exe = executable or chromium_path()
+    if exe is None:
+        raise FileNotFoundError(f"no {CHROMIUM}: install Debian's chromium (`make browser`, as root)")
+    visit = Visit(origin.rstrip("/"))
+    mine = (visit.origin + "/", *LOCAL_SCHEMES)
+
+    def on_console(msg) -> None:
+        if msg.type == "error":
+            where = msg.location or {}
+            at = f" ({short(where['url'])}:{where.get('lineNumber', '?')})" if where.get("url") else ""
+            visit.console_errors.append(msg.text + at)
+
+    def on_route(route) -> None:
+        url = route.request.url
+        if url.startswith(mine):
+            route.continue_()
+            return
+        if url not in visit.remote_requests:
+            visit.remote_requests.append(url)
+        route.abort("blockedbyclient")
+
+    def on_failed(request) -> None:
+        # ERR_ABORTED: the page itself cancelled it (a new page loaded while it was under way).
+        if request.url.startswith(visit.origin + "/") and request.failure != "net::ERR_ABORTED":
+            visit.failed_requests.append(f"{request.url} ({request.failure})")
+
+    def on_response(response) -> None:
+        if response.status >= 400 and response.url.startswith(visit.origin + "/"):
+            visit.failed_requests.append(f"{response.url} (HTTP {response.status})")
+
+    with tempfile.TemporaryDirectory(prefix="visem-chromium-") as profile, sync_playwright() as pw:
+        context = _launch(pw, profile, exe, width, height, timeout_ms)
+        try:
+            context.set_default_timeout(timeout_ms)
+            context.route("**/*", on_route)
+            tab = context.pages[0] if context.pages else context.new_page()
+            tab.on("console", on_console)
+            tab.on("pageerror", lambda exc: visit.page_errors.append(str(exc)))
+            tab.on("requestfailed", on_failed)
+            tab.on("response", on_response)
+            yield tab, visit
+        finally:
+            context.close()
 
 
 def main(argv: list[str] | None = None) -> int:

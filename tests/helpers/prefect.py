@@ -1,4 +1,4 @@
-"""A client of the test session's Prefect server."""
+"""The test session's Prefect server: started (with its web UI), and a client of it."""
 
 from __future__ import annotations
 
@@ -10,12 +10,46 @@ from pathlib import Path
 
 import httpx
 
-from helpers.project import BIN, env, left, stop_group
+from helpers.project import BIN, env, left, start_server, stop_group
+from visem_pl.tasks.workspace.offline import OFFLINE_ENV
+
+
+def start_prefect(home: Path, timeout_s: float = 180) -> tuple[subprocess.Popen, PrefectServer]:
+    """`prefect server start` on loopback (SQLite in `home`), serving its web UI as a user's server does;
+    (process, server). The process runs in a session of its own: end it with stop_group."""
+    log_path = home / "server.log"
+    base = {
+        **os.environ,
+        **OFFLINE_ENV,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # The server copies the UI's files at start: here, not into the installed package (read-only in CI).
+        "PREFECT_UI_STATIC_DIRECTORY": str(home / "ui"),
+    }
+    base.pop("PREFECT_API_URL", None)
+
+    def start(port: int) -> subprocess.Popen:
+        # The UI's pages call the API at this URL (its default is port 4200, not ours).
+        server_env = {**base, "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
+        with open(log_path, "w") as log:
+            return subprocess.Popen(
+                [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
+                 "--analytics-off"],
+                env=server_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    proc, port = start_server(start, "/api/health", log_path, timeout_s, "prefect server")
+    return proc, PrefectServer(f"http://127.0.0.1:{port}/api", home)
 
 
 class PrefectServer:
     def __init__(self, url: str, home: Path):
         self.url, self.home = url, home
+
+    @property
+    def ui(self) -> str:
+        """The web UI's origin (http://127.0.0.1:PORT)."""
+        return self.url.removesuffix("/api")
 
     @property
     def env(self) -> dict:

@@ -224,7 +224,9 @@ def submit_cmd(
         ..., "--flow-run", help="The waiting flow run's id (Prefect UI, `prefect flow-run ls --state Suspended`)."
     ),
     export: Optional[Path] = typer.Option(None, "--export", help="The reviewed export: Label Studio JSON or CVAT zip."),
-    project: Optional[int] = typer.Option(None, "--label-studio-project", help="Or: the Label Studio project to pull."),
+    project: Optional[int] = typer.Option(
+        None, "--label-studio-project", min=1, help="Or: the Label Studio project to pull (its number)."
+    ),
     reviewer: str = typer.Option(..., "--reviewer", help="Who reviewed."),
     decision: str = typer.Option("import", "--decision", help="import (finish the round) or stop."),
     notes: str = typer.Option("", "--notes", help="Kept in the flow run's log."),
@@ -254,13 +256,9 @@ def submit_cmd(
         problems = handoff.check_file(ws, n, export, store=Path(context["store"]) if context.get("store") else None)
         if problems:
             fail([f"{export}: refused, flow run {run_id} keeps waiting ({len(problems)} problem(s)):"] + problems[:50])
-    answer = ReviewInput(
-        reviewer=reviewer,
-        export_path=str(export) if export else None,
-        label_studio_project=project,
-        decision=decision,
-        notes=notes,
-    )
+    # The form's one answer field: the export's absolute path, or the project's number (digits only).
+    given = str(export) if export is not None else str(project) if project is not None else ""
+    answer = ReviewInput(reviewer=reviewer, answer=given, decision=decision, notes=notes)
     try:
         resume_with(run_id, answer)
     except Exception as exc:  # noqa: BLE001 - Prefect's reasons (not paused, timed out, invalid input) end here
