@@ -146,8 +146,11 @@ def chunk_seed(seed: int, k: int) -> int:
     return 1000 * seed + k
 
 
-def labelled_sequence(base: Workspace, seed: int, patience: int, max_chunks: int, folder: Path) -> dict:
-    """Arm A's chunks until `patience` chunks bring no gain (and the one after the best, arm B)."""
+def labelled_sequence(
+    base: Workspace, seed: int, patience: int, max_chunks: int, folder: Path, with_b: bool = True
+) -> dict:
+    """Arm A's chunks until `patience` chunks bring no gain (and the one after the best, arm B, unless
+    `with_b` is false: bench review needs only A; its "B" is then None when that chunk was not trained)."""
     cfg = base.section("train", TrainConfig, drop=("restart_each_round",))
     eval_cfg = base.section("evaluate", EvalConfig)
     frames = pd.read_csv(base.prepared / "frames.csv")
@@ -164,7 +167,7 @@ def labelled_sequence(base: Workspace, seed: int, patience: int, max_chunks: int
         best = int(np.argmax(fits))
         log(f"seed {seed}: chunk {k} fitness {fits[-1]:.4f} (best chunk {best}: {fits[best]:.4f})")
         if k - best >= patience or k + 1 >= max_chunks:
-            if k > best:  # B, the chunk after the best, exists
+            if k > best or not with_b:  # B, the chunk after the best, exists (or is not needed)
                 break
         k += 1
     iterations = cfg.epochs * -(-cfg.crops // cfg.batch)
@@ -172,7 +175,7 @@ def labelled_sequence(base: Workspace, seed: int, patience: int, max_chunks: int
         "chunks": fits,
         "best_chunk": best,
         "A": fits[best],
-        "B": fits[best + 1],
+        "B": fits[best + 1] if best + 1 < len(fits) else None,
         "A_iterations": (best + 1) * iterations,
         "chunk_iterations": iterations,
         "chunk_images": cfg.epochs * cfg.crops,

@@ -87,11 +87,41 @@ def test_priority_components(scored):
     assert (a1.uncertainty, a1.disagreement, a1.temporal) == pytest.approx((1.0, 0.0, 1 / 3))
     assert (a2.uncertainty, a2.disagreement, a2.temporal) == pytest.approx((0.5, 2 / 3, 1.0))
     assert (b2.uncertainty, b2.disagreement, b2.temporal) == pytest.approx((0.5, 0.0, 1.0))
-    assert a1.priority == pytest.approx(4 / 9) and a2.priority == pytest.approx((0.5 + 2 / 3 + 1) / 3)
-    assert b2.priority == pytest.approx(0.5)
+    # One review box in every frame: the same load, the round's top percentile.
+    assert (a1.load, a2.load, b2.load) == (1.0, 1.0, 1.0)
+    assert a1.priority == pytest.approx((1 + 1 / 3 + 1) / 4) and a2.priority == pytest.approx((0.5 + 2 / 3 + 2) / 4)
+    assert b2.priority == pytest.approx(2.5 / 4)
     assert (a1.n_boxes, a1.n_review, a2.n_boxes, b2.n_boxes) == (1, 1, 1, 1)
-    # Spread over clips: each clip's best first (A's best outranks B's), then the next layer.
+    # By priority, highest first (at most per_clip_max = 2 frames of a clip).
     assert list(q["item"]) == [f"{A}_frame_2", f"{B}_frame_2", f"{A}_frame_1"]
+
+
+def test_load_and_the_per_clip_cap():
+    """Load is the frame's review-band boxes as a percentile of the round's review-band frames (ties take the
+    higher rank); the cap keeps a crowded clip from taking the whole budget."""
+    from visem_pl.tasks.review.priority import prioritise
+
+    frames = pd.DataFrame(
+        {
+            "item": [f"c{c}_frame_{f}" for c, f in [(1, 0), (1, 3), (1, 6), (2, 0), (2, 3)]],
+            "clip": ["c1", "c1", "c1", "c2", "c2"],
+            "frame": [0, 3, 6, 0, 3],
+            "uncertainty": [0.5] * 5,
+            "disagreement": [0.0] * 5,
+            "temporal": [0.0] * 5,
+            "n_boxes": [30, 25, 20, 5, 2],
+            "n_review": [12, 10, 8, 2, 1],
+        }
+    )
+    q = prioritise(frames, QueueConfig(max_items=0, per_clip_max=0))
+    assert list(q["item"]) == ["c1_frame_0", "c1_frame_3", "c1_frame_6", "c2_frame_0", "c2_frame_3"]
+    assert list(q["load"]) == pytest.approx([1.0, 0.8, 0.6, 0.4, 0.2])
+    assert list(q["priority"]) == pytest.approx([(0.5 + x) / 4 for x in (1.0, 0.8, 0.6, 0.4, 0.2)])
+    capped = prioritise(frames, QueueConfig(max_items=3))  # the default cap, 2
+    assert list(capped["item"]) == ["c1_frame_0", "c1_frame_3", "c2_frame_0"]
+    no_load = prioritise(frames, QueueConfig(max_items=0, per_clip_max=0, weights={"uncertainty": 1.0}))
+    assert list(no_load["priority"]) == [0.5] * 5  # weights without load: the component does not count
+    assert list(prioritise(frames.iloc[0:0], QueueConfig())["item"]) == []
 
 
 def test_round_zero_has_no_disagreement_and_budgets(scored):
@@ -106,8 +136,43 @@ def test_round_zero_has_no_disagreement_and_budgets(scored):
     ) == [f"{A}_frame_2", f"{B}_frame_2"]
     only_u = QueueConfig(max_items=0, weights={"uncertainty": 1.0, "disagreement": 0.0, "temporal": 0.0})
     q = build_queue(scored / "now", BANDS, only_u, scored / "prev")
-    assert list(q["item"]) == [f"{A}_frame_1", f"{B}_frame_2", f"{A}_frame_2"]
+    assert list(q["item"])[0] == f"{A}_frame_1" and sorted(q["item"]) == sorted(rows_of(scored))
     assert list(q["priority"]) == pytest.approx([1.0, 0.5, 0.5])
+
+
+def rows_of(scored):
+    return list(build_queue(scored / "now", BANDS, QueueConfig(max_items=0))["item"])
+
+
+def test_uncertainty_and_random_orders(scored):
+    """bench review's baselines: the top frames by uncertainty alone (no spread over clips), and a seeded
+    draw from the review band (the same draw for the same seed, every frame once, the budget and cap kept)."""
+    by_u = build_queue(scored / "now", BANDS, QueueConfig(max_items=0, order="uncertainty"), scored / "prev")
+    # A's frame 1 (uncertainty 1.0) first although A's frame 2 has the higher priority; then the two at 0.5.
+    assert list(by_u["item"])[0] == f"{A}_frame_1" and list(by_u["uncertainty"]) == pytest.approx([1.0, 0.5, 0.5])
+    priority = {f"{A}_frame_1": (1 + 1 / 3 + 1) / 4, f"{A}_frame_2": (0.5 + 2 / 3 + 2) / 4, f"{B}_frame_2": 2.5 / 4}
+    assert list(by_u["priority"]) == pytest.approx([priority[i] for i in by_u["item"]])  # still written
+    two = build_queue(scored / "now", BANDS, QueueConfig(max_items=2, order="uncertainty"), scored / "prev")
+    assert list(two["item"]) == list(by_u["item"])[:2]
+    capped = QueueConfig(max_items=0, per_clip_max=1, order="uncertainty")
+    assert list(build_queue(scored / "now", BANDS, capped, scored / "prev")["item"]) == [
+        f"{A}_frame_1",
+        f"{B}_frame_2",
+    ]
+    draws = {
+        seed: list(
+            build_queue(scored / "now", BANDS, QueueConfig(max_items=0, order="random", order_seed=seed))["item"]
+        )
+        for seed in range(8)
+    }
+    assert all(sorted(d) == sorted(by_u["item"]) for d in draws.values())
+    assert len({tuple(d) for d in draws.values()}) > 1, "the seed does not change the draw"
+    again = build_queue(scored / "now", BANDS, QueueConfig(max_items=0, order="random", order_seed=3))
+    assert list(again["item"]) == draws[3]
+    one = build_queue(scored / "now", BANDS, QueueConfig(max_items=1, order="random", order_seed=3))
+    assert list(one["item"]) == draws[3][:1]
+    with pytest.raises(ValueError, match="review.order must be one of priority, uncertainty, random, not 'best'"):
+        QueueConfig(order="best")
 
 
 def test_the_queue_follows_the_bands_filter_decided(scored, tmp_path):

@@ -1,5 +1,6 @@
 """Which review-band frames an expert sees first: uncertainty, disagreement with the previous
-round, temporal inconsistency, and a budget spread round-robin over clips (docs/REVIEW_QUEUE.md).
+round, temporal inconsistency and load (how much there is to decide in the frame), at most a few
+frames per clip (docs/REVIEW_QUEUE.md; `visem-pl bench review` measures the order, docs/review.md).
 """
 
 from __future__ import annotations
@@ -17,16 +18,25 @@ from visem_pl.tasks.review.queue import COMPONENTS, QUEUE_COLUMNS
 from visem_pl.tasks.training.metrics import box_iou, key_pairs, xywhn_to_xyxy
 from visem_pl.tasks.workspace.paths import Workspace
 
+ORDERS = ("priority", "uncertainty", "random")
+
 
 @dataclass(frozen=True)
 class QueueConfig:
     max_items: int = 30  # review budget in frames per round; 0 = every review-band frame
-    per_clip_max: int = 0  # at most this many frames of one clip; 0 = no cap
+    per_clip_max: int = 2  # at most this many frames of one clip; 0 = no cap
     weights: dict = field(default_factory=lambda: {c: 1.0 for c in COMPONENTS})
+    # Which frames fill the budget: `priority` (the weighted components, highest first), `uncertainty`
+    # (the frames with the most uncertain box alone, the classic active-learning pick) or `random` (a draw
+    # from the review band with `order_seed`: an unbiased audit of the band; both are bench review's baselines).
+    order: str = "priority"
+    order_seed: int = 0
 
     def __post_init__(self):
         if int(self.max_items) < 0 or int(self.per_clip_max) < 0:
             raise ValueError("review.max_items and review.per_clip_max must be >= 0")
+        if self.order not in ORDERS:
+            raise ValueError(f"review.order must be one of {', '.join(ORDERS)}, not {self.order!r}")
         if not isinstance(self.weights, dict):
             raise ValueError(f"review.weights must be a mapping of {list(COMPONENTS)} to numbers")
         unknown = sorted(set(self.weights) - set(COMPONENTS))
@@ -181,7 +191,8 @@ def score_frames(
     filtered: pd.DataFrame | None = None,
     clips: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Every frame with a review-band box, with its three components (QUEUE_COLUMNS less priority).
+    """Every frame with a review-band box, with its frame-by-frame components (QUEUE_COLUMNS less priority
+    and load, which `prioritise` adds over the whole round).
 
     `filtered`: the round's filtered boxes (`filter`'s boxes.parquet, with its `band` column), whose
     bands may come from the temporal rule too (an isolated confident box demoted to review); without
@@ -215,7 +226,7 @@ def score_clip(
 
 def join_scores(parts: list[dict | None]) -> pd.DataFrame:
     """`score_clip`'s columns of clips, in their order, as `score_frames`' table."""
-    columns = [c for c in QUEUE_COLUMNS if c != "priority"]
+    columns = [c for c in QUEUE_COLUMNS if c not in ("priority", "load")]
     parts = [part for part in parts if part is not None]
     if not parts:
         return pd.DataFrame([], columns=columns)
@@ -225,24 +236,30 @@ def join_scores(parts: list[dict | None]) -> pd.DataFrame:
 
 
 def prioritise(frames: pd.DataFrame, cfg: QueueConfig) -> pd.DataFrame:
-    """Priority (weighted mean of the components) and the budgeted, clip-spread review order."""
+    """Load, priority (weighted mean of the components) and the budgeted review order: by priority, highest
+    first, at most `per_clip_max` frames of a clip; or as `cfg.order` says (its comment in QueueConfig).
+
+    Load is what makes a frame worth an expert's minute: a frame with many review-band boxes holds many of
+    the model's mistakes (on a 640-iteration round 0 of the twin, the simulated expert's corrections per frame
+    correlate 0.9 with it, against 0.5 for uncertainty). A percentile of the round's review-band frames, so one crowded
+    frame does not squash the others. The cap keeps the budget from going to one crowded clip's near
+    duplicates (docs/review.md has the measurements)."""
     frames = frames.copy()
+    frames["load"] = frames["n_review"].rank(method="max", pct=True) if len(frames) else 0.0
     total = float(sum(cfg.weights.get(c, 0.0) for c in COMPONENTS))
     frames["priority"] = (
         sum(frames[c] * float(cfg.weights.get(c, 0.0)) for c in COMPONENTS) / total if total > 0 else 0.0
     )
-    frames = frames.sort_values(["priority", "clip", "frame"], ascending=[False, True, True], kind="stable")
-    per_clip = {clip: list(g.index) for clip, g in frames.groupby("clip", sort=False)}  # clips by best item
     cap = int(cfg.per_clip_max) or None
     budget = int(cfg.max_items) or len(frames)
-    picked: list = []
-    depth = 0
-    while len(picked) < budget:
-        layer = [idx[depth] for idx in per_clip.values() if depth < len(idx) and (cap is None or depth < cap)]
-        if not layer:
-            break
-        picked += layer[: budget - len(picked)]
-        depth += 1
+    if cfg.order == "random":  # the same draw for the same table and seed
+        frames = frames.sort_values(["clip", "frame"], kind="stable")
+        frames = frames.iloc[np.random.default_rng(int(cfg.order_seed)).permutation(len(frames))]
+    else:
+        key = "priority" if cfg.order == "priority" else "uncertainty"
+        frames = frames.sort_values([key, "clip", "frame"], ascending=[False, True, True], kind="stable")
+    rank_in_clip = frames.groupby("clip", sort=False).cumcount().to_numpy()
+    picked = list(frames.index[(rank_in_clip < cap) if cap else np.ones(len(frames), bool)][:budget])
     out = frames.loc[picked, QUEUE_COLUMNS].reset_index(drop=True)
     out["frame"] = out["frame"].astype(int)
     return out

@@ -10,7 +10,9 @@ from visem_pl.tasks.workspace.io import write_text
 
 PENDING, EXPORTED, REVIEWED, MERGED = "pending", "exported", "reviewed", "merged"
 STATES = (PENDING, EXPORTED, REVIEWED, MERGED)
-COMPONENTS = ("uncertainty", "disagreement", "temporal")
+# `load` (how many review-band boxes the frame holds, as a percentile of the round's review-band frames)
+# is computed over the whole round (`priority.prioritise`), the others frame by frame.
+COMPONENTS = ("uncertainty", "disagreement", "temporal", "load")
 QUEUE_COLUMNS = ["item", "clip", "frame", "priority", *COMPONENTS, "n_boxes", "n_review"]
 QUEUE_FILE = "queue.csv"
 
@@ -38,7 +40,7 @@ def queue_status(queue: pd.DataFrame) -> dict:
 
 
 REVIEW_README = """\
-Review folder of round {n} (see README.md, "Review queue").
+Review folder of round {n} (see docs/review.md).
 
 Experts' answers for round {n}'s review queue live here, written only by visem-pl:
 

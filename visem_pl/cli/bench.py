@@ -89,6 +89,28 @@ def ssl(
     runpy.run_path(str(script), run_name="__main__")
 
 
+@bench_app.command("review")
+def review(
+    seeds: int = typer.Option(3, help="seeds (round 0's training, the random draw)"),
+    patience: int = typer.Option(2, help="chunks without a fitness gain that end round 0's training"),
+    max_chunks: int = typer.Option(4, help="round 0's chunks at most (4: the demo's round 0)"),
+    workdir: Path = typer.Option(None, help="where arms are trained and resumed (default .cache/bench-review)"),
+    params: Path = typer.Option(None, help="params.yaml (default: the project's)"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON result (only) on stdout"),
+    out: Path = typer.Option(None, help="also write the JSON result to this file"),
+) -> None:
+    """Round 1 after the expert reviews the prioritised queue, the highest-uncertainty frames or random
+    review-band frames, same budget: is the queue's order worth the expert's time (benchmarks/bench_review.py)."""
+    script = REPO / "benchmarks" / "bench_review.py"
+    if not script.exists():
+        raise typer.BadParameter(f"{script} is missing (benchmarks live in a source checkout)")
+    argv = [str(script), "--seeds", str(seeds), "--patience", str(patience), "--max-chunks", str(max_chunks)]
+    argv += (["--workdir", str(workdir)] if workdir else []) + (["--params", str(params)] if params else [])
+    argv += (["--json"] if json_out else []) + (["--out", str(out)] if out else [])
+    sys.argv = argv
+    runpy.run_path(str(script), run_name="__main__")
+
+
 @bench_app.command("scale")
 def scale(
     clips: list[int] = typer.Option([50, 150, 502], help="round sizes in clips (repeatable)"),
