@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from helpers.prefect import FlowProcess
+from helpers.prefect import FlowProcess, paused_run
 from helpers.project import BIN, HOLD_SECOND_WRITE, left, make_workspace, run
 from helpers.project import TINY as BASE
 
@@ -158,18 +158,6 @@ def wait_for_file(path: Path, child: FlowProcess, what: str, timeout: float = 42
         assert child.alive(), f"the round ended before {what}:\n{child.log_tail()}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{child.log_tail()}"
         time.sleep(0.2)
-
-
-def paused_run(server, name: str, child: FlowProcess, key: str, timeout: float = 420) -> dict:
-    deadline = time.monotonic() + left(timeout)
-    while True:
-        runs = server.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": [name]}}}).json()
-        state = runs[0]["state"] if runs else None
-        if state and state["type"] == "PAUSED" and state["state_details"].get("pause_key") == key:
-            return runs[0]
-        assert child.alive(), f"flow run {name} ended before {key}:\n{child.log_tail()}"
-        assert time.monotonic() < deadline, f"flow run {name} never reached {key}:\n{child.log_tail()}"
-        time.sleep(1)
 
 
 @pytest.mark.timeout(900)

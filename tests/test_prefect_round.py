@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from helpers.label_studio import INITIAL_USER
-from helpers.prefect import FlowProcess
+from helpers.prefect import FlowProcess, paused_run
 from helpers.project import BIN, env, left, make_workspace, run, stop_group
 from helpers.project import TINY as BASE
 
@@ -496,17 +496,6 @@ def round_in_process(ws: Path, server, name: str, folder: Path, extra_env: dict 
         "print(json.dumps({'type': s.type.value, 'message': s.message}))"
     )
     return FlowProcess(ws, server, code, folder, **(extra_env or {}))
-
-
-def paused_run(server, name: str, flows: FlowProcess, key: str) -> dict:
-    deadline = time.time() + left(600)
-    while True:
-        runs = server.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": [name]}}}).json()
-        if runs and waiting_key(runs[0]) == key:
-            return runs[0]
-        assert flows.alive(), flows.log_tail()
-        assert time.time() < deadline, f"flow run {name} never reached {key}"
-        time.sleep(1)
 
 
 def test_review_wait_times_out(campaign, project, prefect_server, tmp_path):

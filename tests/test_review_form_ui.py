@@ -19,7 +19,8 @@ from uuid import uuid4
 
 import pytest
 from helpers.browser import browse
-from helpers.prefect_ui import UIS, paused_at, start_review_form
+from helpers.prefect import paused_run
+from helpers.prefect_ui import UIS, start_review_form
 from helpers.project import left
 from pydantic import ValidationError
 
@@ -64,7 +65,7 @@ def test_resume_form_in_the_prefect_ui(browser, prefect_server, tmp_path, ui_nam
     missing = tmp_path / "exports" / "expert.json"  # an export the expert forgot to copy to the round's machine
     flows = start_review_form(prefect_server, tmp_path, name)
     try:
-        run_id = paused_at(prefect_server, name, flows, "review-round-1-1")["id"]
+        run_id = paused_run(prefect_server, name, flows, "review-round-1-1")["id"]
         line = (
             "Round 1 waits for 30 frames to be reviewed: answer in the Prefect UI's Resume form "
             f"({origin}/runs/flow-run/{run_id}) or run "
@@ -87,7 +88,7 @@ def test_resume_form_in_the_prefect_ui(browser, prefect_server, tmp_path, ui_nam
             # A reviewer and a path to a file that is not there: the flow refuses it and waits again.
             ui.control(dialog, "Reviewer").fill("Dr Ann Example")
             assert ui.resume(dialog)["status"] == "ACCEPT"
-            paused_at(prefect_server, name, flows, "review-round-1-2")
+            paused_run(prefect_server, name, flows, "review-round-1-2")
             dialog = ui.open_form(page, origin, run_id)
             dialog.get_by_text("Round 1: 30 of 30 frames wait for review.").wait_for()
             text = dialog.inner_text()

@@ -22,6 +22,7 @@ from helpers.predfiles import write_predictions
 from helpers.review import (
     BANDS,
     ITEMS,
+    KILL_AFTER,
     A,
     B,
     check_merged,
@@ -530,27 +531,6 @@ def test_collect_review_waits_then_copies(queue_round, exported_ls, tmp_path):
         p.name: p.read_text() for p in store.labels.iterdir()
     }
     assert store.state()["items"][ITEMS[0]]["state"] == REVIEWED
-
-
-# A review import killed (SIGKILL) right after its k-th file operation (rename, copy, unlink), k = 0, 1, ...
-# until one run finishes: every point between the journal, the archived copy, each label, state.json and
-# the journal's removal.
-KILL_AFTER = """
-import os, shutil, signal, sys
-limit, done = int(sys.argv[1]), [0]
-def counted(op):
-    def run(*args, **kwargs):
-        if done[0] == limit:
-            os.kill(os.getpid(), signal.SIGKILL)
-        result = op(*args, **kwargs)
-        done[0] += 1
-        return result
-    return run
-os.replace, os.unlink, shutil.copyfile = counted(os.replace), counted(os.unlink), counted(shutil.copyfile)
-from visem_pl.cli.main import app
-sys.argv = ["visem-pl", *sys.argv[2:]]
-app()
-"""
 
 
 def test_a_killed_import_leaves_the_store_as_before_or_fully_imported(exported_ls, tmp_path, run_cli):

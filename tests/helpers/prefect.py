@@ -116,3 +116,19 @@ class FlowProcess:
 
     def stop(self) -> None:
         stop_group(self.proc)
+
+
+def paused_run(server: PrefectServer, name: str, child: FlowProcess, key: str, timeout: float = 600) -> dict:
+    """Flow run `name` (run by `child`) once it waits with pause key `key` (`review-round-N-attempt`); fails
+    with the child's log when the child ends first or the wait does not come within `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + left(timeout)
+    while True:
+        runs = server.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": [name]}}}).json()
+        state = runs[0]["state"] if runs else None
+        if state and state["type"] == "PAUSED" and state["state_details"].get("pause_key") == key:
+            return runs[0]
+        assert child.alive(), f"flow run {name} ended before waiting at {key}:\n{child.log_tail()}"
+        assert time.monotonic() < deadline, f"flow run {name} never waited at {key}: {state}\n{child.log_tail()}"
+        time.sleep(0.5)

@@ -18,7 +18,6 @@ import argparse
 import re
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
@@ -27,8 +26,8 @@ if __package__ in (None, ""):  # run as a script: import `helpers` as the tests 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.browser import browse, chromium_path  # noqa: E402
-from helpers.prefect import FlowProcess, PrefectServer, start_prefect  # noqa: E402
-from helpers.project import left, stop_group  # noqa: E402
+from helpers.prefect import FlowProcess, PrefectServer, paused_run, start_prefect  # noqa: E402
+from helpers.project import stop_group  # noqa: E402
 
 # Round 1's review wait with 30 frames queued, in a flow of its own; each answer is checked as the round
 # checks it before importing (read_answer), refused ones are shown at the top of the next form, and the
@@ -67,19 +66,6 @@ def start_review_form(server: PrefectServer, folder: Path, name: str) -> FlowPro
     ws = folder / "project"
     ws.mkdir(parents=True, exist_ok=True)
     return FlowProcess(ws, server, REVIEW_FORM_FLOW, folder / "flow", args=(str(ws), name))
-
-
-def paused_at(server: PrefectServer, name: str, flows: FlowProcess, key: str, timeout: float = 180) -> dict:
-    """Flow run `name` once it waits with pause key `key`."""
-    deadline = time.monotonic() + left(timeout)
-    while True:
-        runs = server.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": [name]}}}).json()
-        state = runs[0]["state"] if runs else None
-        if state and state["type"] == "PAUSED" and state["state_details"].get("pause_key") == key:
-            return runs[0]
-        assert flows.alive(), f"the review-form flow ended before waiting at {key}:\n{flows.log_tail()}"
-        assert time.monotonic() < deadline, f"flow run {name} never waited at {key}: {state}\n{flows.log_tail()}"
-        time.sleep(0.5)
 
 
 @dataclass(frozen=True)
@@ -170,7 +156,7 @@ def screenshot_form(out: Path, ui: PrefectUI, width: int = 1280, height: int = 9
         try:
             name = f"review-form-{uuid4().hex[:8]}"
             flows = start_review_form(server, Path(tmp), name)
-            run = paused_at(server, name, flows, "review-round-1-1")
+            run = paused_run(server, name, flows, "review-round-1-1")
             with browse(server.ui, width=width, height=height) as (page, visit):
                 dialog = ui.open_form(page, server.ui, run["id"])
                 dialog.get_by_text("Round 1: 30 of 30 frames wait for review.").wait_for()  # loaded apart
