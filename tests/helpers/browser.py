@@ -206,6 +206,25 @@ def _launch(pw, profile: str, exe: Path, width: int, height: int, timeout_ms: in
     )
 
 
+@contextmanager
+def _tab(executable: Path | None, width: int, height: int, timeout_ms: int, on_route) -> Iterator[Any]:
+    """A tab of a headless Chromium (`executable`, else Debian's) in a throwaway profile, every request of it
+    through `on_route`; closed on the way out. render() and browse() add their own checks to it."""
+    from playwright.sync_api import sync_playwright
+
+    exe = executable or chromium_path()
+    if exe is None:
+        raise FileNotFoundError(f"no {CHROMIUM}: install Debian's chromium (`make browser`, as root)")
+    with tempfile.TemporaryDirectory(prefix="visem-chromium-") as profile, sync_playwright() as pw:
+        context = _launch(pw, profile, exe, width, height, timeout_ms)
+        try:
+            context.set_default_timeout(timeout_ms)
+            context.route("**/*", on_route)
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+
+
 def render(
     page: Path,
     screenshot: Path | None = None,
@@ -219,14 +238,9 @@ def render(
 
     The screenshot is of the full page (its top `clip_height` pixels when given), `width` CSS pixels wide.
     """
-    from playwright.sync_api import sync_playwright
-
     page = Path(page).resolve()
     if not page.is_file():
         raise FileNotFoundError(page)
-    exe = executable or chromium_path()
-    if exe is None:
-        raise FileNotFoundError(f"no {CHROMIUM}: install Debian's chromium (`make browser`, as root)")
     out = Rendered(page=page)
 
     def on_console(msg) -> None:
@@ -252,36 +266,29 @@ def render(
             on_request(route.request)  # recorded even if the request event came first or not at all
             route.abort("blockedbyclient")
 
-    with tempfile.TemporaryDirectory(prefix="visem-chromium-") as profile, sync_playwright() as pw:
-        context = _launch(pw, profile, exe, width, height, timeout_ms)
-        try:
-            context.set_default_timeout(timeout_ms)
-            context.route("**/*", on_route)
-            tab = context.pages[0] if context.pages else context.new_page()
-            tab.on("console", on_console)
-            tab.on("pageerror", lambda exc: out.page_errors.append(str(exc)))
-            tab.on("request", on_request)
-            tab.on("requestfailed", on_failed)
-            tab.goto(page.as_uri(), wait_until="load")
-            tab.evaluate("document.fonts.ready.then(() => true)")
-            out.images = [Image(**i) for i in tab.evaluate(_IMAGES_JS)]
-            # Two animation frames: what the load handlers changed is painted before the screenshot.
-            tab.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))")
-            out.title = tab.title()
-            out.text = tab.evaluate("document.body ? document.body.innerText : ''")
-            if screenshot is not None:
-                screenshot = Path(screenshot)
-                screenshot.parent.mkdir(parents=True, exist_ok=True)
-                clip = None
-                if clip_height:
-                    full = tab.evaluate("document.documentElement.scrollHeight")
-                    clip = {"x": 0, "y": 0, "width": width, "height": min(clip_height, max(full, 1))}
-                tab.screenshot(path=str(screenshot), full_page=True, clip=clip, animations="disabled")
-                out.screenshot = screenshot
-                out.ink = ink(screenshot)
-                out.blank = out.ink < BLANK_BELOW
-        finally:
-            context.close()
+    with _tab(executable, width, height, timeout_ms, on_route) as tab:
+        tab.on("console", on_console)
+        tab.on("pageerror", lambda exc: out.page_errors.append(str(exc)))
+        tab.on("request", on_request)
+        tab.on("requestfailed", on_failed)
+        tab.goto(page.as_uri(), wait_until="load")
+        tab.evaluate("document.fonts.ready.then(() => true)")
+        out.images = [Image(**i) for i in tab.evaluate(_IMAGES_JS)]
+        # Two animation frames: what the load handlers changed is painted before the screenshot.
+        tab.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))")
+        out.title = tab.title()
+        out.text = tab.evaluate("document.body ? document.body.innerText : ''")
+        if screenshot is not None:
+            screenshot = Path(screenshot)
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            clip = None
+            if clip_height:
+                full = tab.evaluate("document.documentElement.scrollHeight")
+                clip = {"x": 0, "y": 0, "width": width, "height": min(clip_height, max(full, 1))}
+            tab.screenshot(path=str(screenshot), full_page=True, clip=clip, animations="disabled")
+            out.screenshot = screenshot
+            out.ink = ink(screenshot)
+            out.blank = out.ink < BLANK_BELOW
     return out
 
 
@@ -324,11 +331,6 @@ def browse(
 
     Every request waits for this process's route handler, which runs only while Playwright is called: wait
     for what a page sends with Playwright (expect_response, wait_for_timeout), never with time.sleep."""
-    from playwright.sync_api import sync_playwright
-
-    exe = executable or chromium_path()
-    if exe is None:
-        raise FileNotFoundError(f"no {CHROMIUM}: install Debian's chromium (`make browser`, as root)")
     visit = Visit(origin.rstrip("/"))
     mine = (visit.origin + "/", *LOCAL_SCHEMES)
 
@@ -356,19 +358,12 @@ def browse(
         if response.status >= 400 and response.url.startswith(visit.origin + "/"):
             visit.failed_requests.append(f"{response.url} (HTTP {response.status})")
 
-    with tempfile.TemporaryDirectory(prefix="visem-chromium-") as profile, sync_playwright() as pw:
-        context = _launch(pw, profile, exe, width, height, timeout_ms)
-        try:
-            context.set_default_timeout(timeout_ms)
-            context.route("**/*", on_route)
-            tab = context.pages[0] if context.pages else context.new_page()
-            tab.on("console", on_console)
-            tab.on("pageerror", lambda exc: visit.page_errors.append(str(exc)))
-            tab.on("requestfailed", on_failed)
-            tab.on("response", on_response)
-            yield tab, visit
-        finally:
-            context.close()
+    with _tab(executable, width, height, timeout_ms, on_route) as tab:
+        tab.on("console", on_console)
+        tab.on("pageerror", lambda exc: visit.page_errors.append(str(exc)))
+        tab.on("requestfailed", on_failed)
+        tab.on("response", on_response)
+        yield tab, visit
 
 
 def main(argv: list[str] | None = None) -> int:
