@@ -12,6 +12,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,10 @@ class TrainConfig:
     # set also holds pseudo-labelled frames, so pseudo-labels add to the labels' signal
     # instead of drowning it. 0 = every frame weighs the same.
     trusted_share: float = 0.5
+    # The weights a call writes: an exponential moving average over about this share of its optimizer
+    # steps (0 = Ultralytics' own EMA, whose 2,000-update ramp averages nothing in a call of a few hundred
+    # steps). One call's last raw weights scatter widely in fitness from seed to seed (bench ssl).
+    average_share: float = 0.0
 
 
 def write_yolo_data(workdir: Path, train_images: list[Path], val_images: list[Path]) -> Path:
@@ -138,6 +143,8 @@ def train(
                 bar.advance(done - bar.completed, note=_losses(trainer.tloss))
 
         model.add_callback("on_fit_epoch_end", epoch_done)
+        if cfg.average_share > 0:
+            model.add_callback("on_pretrain_routine_end", partial(_average_weights, cfg=cfg))
         model.train(
             data=str(data),
             epochs=cfg.epochs,
@@ -189,6 +196,24 @@ def train(
     write_json(out_dir / "train.json", info)
     shutil.rmtree(workdir, ignore_errors=True)
     return info
+
+
+def ema_decay(horizon: float):
+    """EMA decay after `updates` updates: the plain mean of every weight so far until `horizon` updates,
+    then an exponential average over about the last `horizon` (the running mean keeps the first
+    updates from weighing the start point's weights alone)."""
+    cap = 1.0 - 1.0 / max(horizon, 1.0)
+
+    def decay(updates: int) -> float:
+        return min(cap, updates / (updates + 1.0))
+
+    return decay
+
+
+def _average_weights(trainer, cfg: TrainConfig) -> None:
+    """Replace the trainer's EMA decay (Ultralytics saves the EMA as the checkpoint's weights)."""
+    steps = cfg.epochs * -(-cfg.crops // cfg.batch) / max(trainer.accumulate, 1)
+    trainer.ema.decay = ema_decay(cfg.average_share * steps)
 
 
 def _losses(tloss) -> str:
