@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -238,6 +239,30 @@ def test_temporal_rule_promotes_demotes_and_interpolates():
     assert (off["provenance"] != "demoted").all() and len(off) == len(pred)
     no_promotion = apply_temporal(pred, tracks, Temporal(min_track_frames=5, floor=0.1, promote=False))
     assert (no_promotion["provenance"] != "promoted").all()
+
+
+def test_a_track_the_detector_is_half_sure_of_is_not_confirmed():
+    """min_track_conf: a long track of middling boxes (mean 0.45) is not confirmed: its accepted boxes go to
+    review and its low ones stay where confidence put them; a track at mean 0.7 is confirmed as before."""
+    from visem_pl.tasks.pseudo.temporal import Temporal, apply_temporal
+
+    def box(clip, b, conf):
+        band = ACCEPT if conf >= 0.3 else REVIEW
+        return {"clip": clip, "box": b, "frame": 3 * b, "cls": 0, "cx": 0.5, "cy": 0.5, "w": 0.04, "h": 0.05,
+                "conf": conf, "band": band}  # fmt: skip
+
+    weak, strong = [0.5, 0.4, 0.6, 0.2, 0.55], [0.8, 0.7, 0.9, 0.2, 0.9]
+    pred = pd.DataFrame([box("w", i, c) for i, c in enumerate(weak)] + [box("s", i, c) for i, c in enumerate(strong)])
+    tracks = pd.DataFrame(
+        [{"clip": clip, "track": 0, "box": b, "frame": 3 * b, "source": "detected"} for clip in "ws" for b in range(5)]
+    ).assign(cls=0, cx=0.5, cy=0.5, w=0.04, h=0.05, conf=np.nan)
+    rule = Temporal(min_track_frames=3, floor=0.1, min_track_conf=0.6)
+    got = apply_temporal(pred, tracks, rule).set_index(["clip", "box"])
+    assert (got.loc["w", "band"] == REVIEW).all()
+    assert got.loc["w", "provenance"].tolist() == ["demoted", "demoted", "demoted", "confidence", "demoted"]
+    assert (got.loc["s", "band"] == ACCEPT).all() and got.loc[("s", 3), "provenance"] == "promoted"
+    # Off (0, the default), the weak track is confirmed like any other.
+    assert (apply_temporal(pred, tracks, replace(rule, min_track_conf=0.0))["band"] == ACCEPT).all()
 
 
 def test_the_check_keeps_only_the_actions_that_pay_on_labelled_frames():

@@ -3,9 +3,11 @@
 A cell seen on many scored frames, confidently on some, is very likely a cell on each of them,
 even where the detector was unsure; a confident box seen on one frame only is often flicker. With
 the round's tracks (`track@N`), a track is confirmed when it has at least `min_track_frames`
-detected scored frames, at least `min_accepted` of them accept-band boxes:
+detected scored frames, at least `min_accepted` of them accept-band boxes, and a mean detector
+confidence over them of at least `min_track_conf` (a persistent object the detector is only half
+sure of, frame after frame, is mostly something nobody labels: a defocused cell, debris):
 - promoted: a review- or reject-band box on a confirmed track with conf >= `floor` is accepted;
-- demoted: an accepted box on no confirmed track goes to review;
+- demoted: an accepted box on no confirmed track (isolated, or on a weak one) goes to review;
 - interpolated: where a confirmed track missed a scored frame (a gap of up to `track.max_gap`),
   its interpolated box is accepted (conf NaN: no detector score).
 Every box keeps how its band was decided in `provenance` (confidence, promoted, demoted,
@@ -35,6 +37,7 @@ class Temporal:
     enabled: bool = True
     min_track_frames: int = 3  # detected scored frames that confirm a track
     min_accepted: int = 1  # ... of which at least this many confident enough to be accepted alone
+    min_track_conf: float = 0.0  # ... and their mean confidence at least this (0: any)
     floor: float = 0.1  # review- or reject-band boxes on a confirmed track at or above it are accepted
     promote: bool = True  # low boxes on a confirmed track are accepted (down to `floor`)
     demote_isolated: bool = True  # accepted boxes on no confirmed track go to review
@@ -73,8 +76,9 @@ def apply_temporal(pred: pd.DataFrame, tracks: pd.DataFrame, cfg: Temporal) -> p
         pred["track"] = on["track"].fillna(-1).astype(np.int64).to_numpy()
         linked = pred[pred["track"] >= 0]
         per = linked.assign(accepted=linked["band"] == ACCEPT).groupby(["clip", "track"])
-        counts = per.agg(length=("box", "size"), accepted=("accepted", "sum")).reset_index()
+        counts = per.agg(length=("box", "size"), accepted=("accepted", "sum"), conf=("conf", "mean")).reset_index()
         ok = (counts["length"] >= cfg.min_track_frames) & (counts["accepted"] >= cfg.min_accepted)
+        ok &= counts["conf"].to_numpy(np.float32) >= np.float32(cfg.min_track_conf)
         confirmed = counts[ok][["clip", "track"]]
     is_confirmed = pd.MultiIndex.from_frame(pred[["clip", "track"]]).isin(
         pd.MultiIndex.from_frame(confirmed[["clip", "track"]])
