@@ -83,6 +83,14 @@ ABLATION: dict[str, dict] = {
     },
     "fine-tune at lr0 / 5 (B too)": {"train": {"finetune_lr0": 0.000286}},
     "every pseudo-labelled frame (merge.frames_per_clip 0)": {"merge": {"frames_per_clip": 0}},
+    # The written weights an average over the call's last quarter of updates instead of its last ones (B too).
+    "weights averaged (train.average_share 0.25, B too)": {"train": {"average_share": 0.25}},
+    "raw last weights (train.average_share 0, B too)": {"train": {"average_share": 0.0}},
+    # A track confirms its boxes only at a mean confidence of 0.5 (filter.temporal.min_track_conf).
+    "track confidence (min_track_conf 0.5)": {"filter": {"temporal": {"min_track_conf": 0.5}}},
+    "no track confidence (min_track_conf 0)": {"filter": {"temporal": {"min_track_conf": 0.0}}},
+    # E = four chunks: round 1 (and B) trained 4 x train.epochs in one call.
+    "round 1 four chunks long (B too)": {"train": {"epochs": "x4"}},
     "merge.frames_per_clip 4": {"merge": {"frames_per_clip": 4}},
     # Upper bounds (synthetic truth; not a method): the loop's merged frames, each pseudo-labelled frame's
     # labels replaced as said and nothing painted out. They tell which imperfection of the labels costs.
@@ -97,9 +105,15 @@ def log(msg: str) -> None:
 
 
 def deep_update(base: dict, change: dict) -> dict:
+    """`base` with `change` applied; a value "x<k>" multiplies the number it replaces by k."""
     out = copy.deepcopy(base)
     for key, value in change.items():
-        out[key] = deep_update(out.get(key) or {}, value) if isinstance(value, dict) else value
+        if isinstance(value, dict):
+            out[key] = deep_update(out.get(key) or {}, value)
+        elif isinstance(value, str) and re.fullmatch(r"x\d+", value):
+            out[key] = out[key] * int(value[1:])
+        else:
+            out[key] = value
     return out
 
 
