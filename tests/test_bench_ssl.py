@@ -42,9 +42,13 @@ def test_bench_ssl_arms_and_resume(tmp_path):
     assert all(0 <= t["precision"] <= 1 and 0 < t["recall"] <= 1 and t["truth"] > 0 for t in taught)
     assert set(result["ablation"]) >= {"loop (params.yaml)", "confidence only (no temporal rule)"}
     assert result["ablation"]["loop (params.yaml)"]["fitness"] == arms["C"]["fitness"]
-    # B of a row whose round recipe differs from the chunks' (a lower fine-tune rate) is trained with it.
+    # B of a row whose round recipe differs from the chunks' is trained with it: the lower fine-tune rate, the
+    # averaged weights, four chunks in one call (TINY's 1 epoch x4); the raw-weights row is the chunks' own recipe.
     assert result["ablation"]["loop (params.yaml)"]["B"] == arms["B"]["fitness"]
-    assert len(list((tmp_path / "work/seed-0/labelled").glob("B-*/eval.json"))) == 1
+    assert result["ablation"]["raw last weights (train.average_share 0, B too)"]["B"] == arms["B"]["fitness"]
+    own_b = sorted((tmp_path / "work/seed-0/labelled").glob("B-*/train.json"))
+    assert sorted((json.loads(p.read_text())["config"]["epochs"], json.loads(p.read_text())["config"]["average_share"])
+                  for p in own_b) == [(1, 0.0), (1, 0.25), (4, 0.0)]  # fmt: skip
     # The calibrated row ran the filter's calibration on the tiny project's validation video (52).
     arms_run = [json.loads(p.read_text()) for p in sorted((tmp_path / "work/seed-0").glob("C-*/result.json"))]
     assert len(arms_run) == len(result["ablation"])
