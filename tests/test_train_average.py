@@ -11,30 +11,32 @@ import torch
 from helpers.project import REPO
 
 from visem_pl.tasks.synth import SynthConfig, synthesize
-from visem_pl.tasks.training.train import TrainConfig, ema_decay, train
+from visem_pl.tasks.training.train import TailMean, TrainConfig, average_from_epoch, train
 
 
-def _average(values: np.ndarray, decay) -> float:
-    """Ultralytics' update (ema = d * ema + (1 - d) * model, d = decay(updates)) from values[0]."""
+def _average(values: np.ndarray, decay, start_at: int) -> float:
+    """Ultralytics' update (ema = d * ema + (1 - d) * model, d = decay(updates)) from values[0]; averaging
+    starts (`TailMean.start`) before update `start_at`."""
     ema = values[0]
     for updates, value in enumerate(values[1:], start=1):
+        if updates == start_at:
+            decay.start(updates - 1)
         d = decay(updates)
         ema = d * ema + (1 - d) * value
     return ema
 
 
-def test_decay_is_the_plain_mean_then_an_average_over_the_horizon():
-    values = np.random.default_rng(0).normal(size=200)
-    decay = ema_decay(horizon=50)
-    # Up to the horizon: the mean of the start point and every update so far.
-    for n in (1, 2, 10, 49):
-        assert _average(values[: n + 1], decay) == pytest.approx(values[: n + 1].mean())
-    # Past it: a constant decay 1 - 1/50, so the last 50 updates weigh 1 - (1 - 1/50)^50 = 64 % of the result.
-    assert decay(10_000) == pytest.approx(0.98)
-    tail = np.zeros(200)
-    tail[-50:] = 1.0
-    assert _average(tail, decay) == pytest.approx(1 - 0.98**50)
-    assert ema_decay(horizon=0.3)(5) == 0.0  # a horizon under one update: the last weights alone
+def test_tail_mean_is_the_last_weights_then_the_plain_mean_from_its_start():
+    values = np.random.default_rng(0).normal(size=50)
+    assert _average(values, TailMean(), start_at=10**6) == values[-1]  # never started: the last weights
+    # Started before update 31: the mean of the weights after updates 30..49 (update 30's state included).
+    assert _average(values, TailMean(), start_at=31) == pytest.approx(values[30:].mean())
+    assert _average(values, TailMean(), start_at=1) == pytest.approx(values.mean())
+
+
+def test_the_averaged_epochs_are_the_last_share_at_least_one():
+    assert average_from_epoch(8, 0.25) == 6 and average_from_epoch(32, 0.25) == 24
+    assert average_from_epoch(8, 1.0) == 0 and average_from_epoch(2, 0.1) == 1 and average_from_epoch(1, 0.25) == 0
 
 
 def _state(path) -> dict[str, torch.Tensor]:
@@ -58,9 +60,9 @@ def frames(tmp_path_factory) -> pd.DataFrame:
 
 
 def test_training_writes_the_averaged_weights(tmp_path, frames):
-    """Same seed, same crops, same steps: with average_share 1 the written weights are the running mean of the
-    whole call, which sits between the start weights and the last ones, so nearer the start than the last
-    weights (what share 0 writes: Ultralytics' EMA at a few updates is the last weights)."""
+    """Same seed, same crops, same steps: with average_share 1 the written weights are the mean over the whole
+    call, which sits between the start weights and the last ones, so nearer the start than the last weights
+    (what share 0 writes: Ultralytics' EMA at a few updates is the last weights)."""
     cfg = TrainConfig(model=str(REPO / "models" / "yolov8n.yaml"), epochs=3, batch=8, crop_size=64, crops=32,
                       device="cpu", workers=0, warmup_epochs=0.0, val_crops=8, seed=3)  # fmt: skip
     train(frames, tmp_path / "start", replace(cfg, epochs=1), progress=False)

@@ -12,7 +12,6 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +54,9 @@ class TrainConfig:
     # set also holds pseudo-labelled frames, so pseudo-labels add to the labels' signal
     # instead of drowning it. 0 = every frame weighs the same.
     trusted_share: float = 0.5
-    # The weights a call writes: an exponential moving average over about this share of its optimizer
-    # steps (0 = Ultralytics' own EMA, whose 2,000-update ramp averages nothing in a call of a few hundred
-    # steps). One call's last raw weights scatter widely in fitness from seed to seed (bench ssl).
+    # The weights a call writes: the mean of the weights after each update of its last `average_share` of
+    # epochs (at least one epoch; 0 = Ultralytics' own EMA, whose 2,000-update ramp averages nothing in our
+    # calls of 80-320 updates). One call's last raw weights scatter widely in fitness from seed to seed.
     average_share: float = 0.0
 
 
@@ -144,7 +143,7 @@ def train(
 
         model.add_callback("on_fit_epoch_end", epoch_done)
         if cfg.average_share > 0:
-            model.add_callback("on_pretrain_routine_end", partial(_average_weights, cfg=cfg))
+            _average_weights(model, cfg)
         model.train(
             data=str(data),
             epochs=cfg.epochs,
@@ -198,22 +197,43 @@ def train(
     return info
 
 
-def ema_decay(horizon: float):
-    """EMA decay after `updates` updates: the plain mean of every weight so far until `horizon` updates,
-    then an exponential average over about the last `horizon` (the running mean keeps the first
-    updates from weighing the start point's weights alone)."""
-    cap = 1.0 - 1.0 / max(horizon, 1.0)
+class TailMean:
+    """The decay of Ultralytics' EMA (ema = d * ema + (1 - d) * model after each update) that makes it the
+    plain mean of the weights over the updates after `start()`: d = 0 before (the EMA is the model), then
+    k / (k + 1) at the k-th update after it."""
 
-    def decay(updates: int) -> float:
-        return min(cap, updates / (updates + 1.0))
+    def __init__(self) -> None:
+        self.first: int | None = None  # the EMA's update count when averaging began
 
-    return decay
+    def start(self, updates: int) -> None:
+        if self.first is None:
+            self.first = updates
+
+    def __call__(self, updates: int) -> float:
+        if self.first is None:
+            return 0.0
+        k = updates - self.first
+        return k / (k + 1.0)
 
 
-def _average_weights(trainer, cfg: TrainConfig) -> None:
-    """Replace the trainer's EMA decay (Ultralytics saves the EMA as the checkpoint's weights)."""
-    steps = cfg.epochs * -(-cfg.crops // cfg.batch) / max(trainer.accumulate, 1)
-    trainer.ema.decay = ema_decay(cfg.average_share * steps)
+def average_from_epoch(epochs: int, share: float) -> int:
+    """The first epoch (0-based) whose updates `average_share` averages: the last `share` of them, at least one."""
+    return max(0, epochs - max(1, round(share * epochs)))
+
+
+def _average_weights(model, cfg: TrainConfig) -> None:
+    """Callbacks on `model` that make the written weights the mean over the last `average_share` of epochs."""
+    mean, first = TailMean(), average_from_epoch(cfg.epochs, cfg.average_share)
+
+    def setup(trainer) -> None:  # the trainer's EMA exists from here (Ultralytics saves it as the weights)
+        trainer.ema.decay = mean
+
+    def epoch_start(trainer) -> None:
+        if trainer.epoch >= first:
+            mean.start(trainer.ema.updates)
+
+    model.add_callback("on_pretrain_routine_end", setup)
+    model.add_callback("on_train_epoch_start", epoch_start)
 
 
 def _losses(tloss) -> str:
