@@ -46,7 +46,50 @@ def wait_for(server, run_id: str, done, what: str, timeout: float = 600) -> dict
                 f"{fr['state'].get('message')}\n{logs(server, run_id)}"
             )
         if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; state {fr['state']['name']}\n{logs(server, run_id)}")
+            raise AssertionError(
+                f"timed out waiting for {what}; state {fr['state']['name']}\n{logs(server, run_id)}\n"
+                f"{where_it_is(server, run_id)}"
+            )
+        time.sleep(1)
+
+
+# The module's `visem-pl serve` (it runs the deployments' flow runs in processes of its own) and its log.
+SERVE: dict = {}
+
+
+def where_it_is(server, run_id: str) -> str:
+    """What a run that did not get somewhere in time is doing: its task runs and child flow runs with their
+    states (and the children's own task runs), then the tail of the `visem-pl serve` log, where the flow-run
+    processes write (the run's own logs hold only the parent flow's lines)."""
+    lines = []
+    children = server.post("/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}}).json()
+    for fid, label in [(run_id, "run")] + [(c["id"], f"child flow {c['name']}") for c in children]:
+        if label != "run":
+            state = next(c["state"] for c in children if c["id"] == fid)
+            lines.append(f"{label}: {state['name']} {state.get('message') or ''}")
+        tasks = server.post(
+            "/task_runs/filter", {"flow_runs": {"id": {"any_": [fid]}}, "sort": "EXPECTED_START_TIME_ASC"}
+        )
+        for t in tasks.json():
+            lines.append(f"  task {t['name']}: {t['state']['name'] if t['state'] else None}")
+    if SERVE:
+        lines.append(f"{SERVE['log']} (tail):\n{SERVE['log'].read_text()[-8000:]}")
+    return "\n".join(lines)
+
+
+def cancel_unfinished(server, run_id: str, timeout: float = 120) -> None:
+    """After a failed test: cancel its deployment run if still going and wait for it to end, so the workspace
+    is free again (a cancelled run's lock is stale) and the next test does not fail for this one."""
+    if server.get(f"/flow_runs/{run_id}")["state"]["type"] in ("FAILED", "CRASHED", "CANCELLED", "COMPLETED"):
+        return
+    server.post(f"/flow_runs/{run_id}/set_state", {"state": {"type": "CANCELLING"}, "force": True})
+    try:
+        deadline = time.time() + left(timeout)
+    except AssertionError:  # the test's time is up: the cancel is asked for, no wait
+        return
+    while time.time() < deadline:
+        if server.get(f"/flow_runs/{run_id}")["state"]["type"] in ("CANCELLED", "CRASHED", "FAILED", "COMPLETED"):
+            return
         time.sleep(1)
 
 
@@ -102,6 +145,7 @@ def project(tmp_path_factory, prefect_server):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    SERVE.update(proc=proc, log=ws.parent / "serve.log")
     try:
         deadline = time.time() + left(120)
         while True:
@@ -418,20 +462,14 @@ def test_prefect_yaml_deploys_to_a_process_pool(project, prefect_server):
 def test_stop_decision_ends_the_round_with_nothing_merged(campaign, project, prefect_server):
     """Round 3 (after the campaign's round 2) waits; the coordinator stops it."""
     rid = start_run(project, prefect_server, "round=3")
-    wait_for(prefect_server, rid, lambda f: waiting_key(f) == "review-round-3-1", "round 3's review wait")
-    proc = submit(
-        project,
-        prefect_server,
-        rid,
-        "--decision",
-        "stop",
-        "--reviewer",
-        "coordinator",
-        "--notes",
-        "model drifted, retrain first",
-    )
-    assert proc.returncode == 0, proc.stderr
-    fr = wait_for(prefect_server, rid, lambda f: f["state"]["type"] == "CANCELLED", "the stopped round")
+    try:
+        wait_for(prefect_server, rid, lambda f: waiting_key(f) == "review-round-3-1", "round 3's review wait")
+        proc = submit(project, prefect_server, rid, "--decision", "stop", "--reviewer", "coordinator",
+                      "--notes", "model drifted, retrain first")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        fr = wait_for(prefect_server, rid, lambda f: f["state"]["type"] == "CANCELLED", "the stopped round")
+    finally:
+        cancel_unfinished(prefect_server, rid)
     assert "stopped at review by coordinator: model drifted, retrain first" in fr["state"]["message"]
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     assert "filter@3" in lock and "review@3" not in lock and "merge@3" not in lock
