@@ -64,9 +64,10 @@ def run(args) -> dict:
     params, base = ssl.twin_and_split(work, project)
     arms = {arm: {"fitness": [], "corrections_per_frame": [], "frames": [], **{f"{k}_per_frame": [] for k in WORK},
                   "taught_precision": [], "taught_recall": []} for arm in ARMS}  # fmt: skip
-    seq0 = ssl.labelled_sequence(base, 0, args.patience, args.max_chunks, work / "round-0" / "labelled", with_b=False)
+    labelled = ssl.labelled_folder(work / "round-0", base)
+    seq0 = ssl.labelled_sequence(base, 0, args.patience, args.max_chunks, labelled, with_b=False)
     round0 = {"fitness": seq0["A"], "iterations": seq0["A_iterations"], "chunks": seq0["chunks"]}
-    shared = ssl.predictions_of_a(params, seq0, base, work / "round-0" / "workspace")
+    shared = ssl.predictions_of_a(params, seq0, base, ssl.round0_folder(work / "round-0", params, seq0))
     for seed in range(args.seeds):
         seq = {**seq0, "B_seed": ssl.chunk_seed(seed, seq0["best_chunk"] + 1)}  # round 1's training seed
         for arm in ARMS:

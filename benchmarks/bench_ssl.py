@@ -31,7 +31,10 @@ Protocol (fixed on 2026-11-27 before any method was tuned against it; docs/BENCH
   row compares C and B trained alike.
 
 Everything lands under `--workdir` (default .cache/bench-ssl) and resumes: a finished chunk or
-arm is never trained again (delete the folder to start over).
+arm is never trained again (delete the folder to start over). Each cache folder is keyed by what it was
+built with (A's chunks by the chunk recipe, A's predictions by A's weights and `infer`/`track`, each C
+by the sections it reads), so a changed params.yaml trains what it changes; a workdir built from other
+`synth`/`split`/`prepare` sections is refused. An ablation row that params.yaml already says is left out.
 
     visem-pl bench ssl [--seeds N] [--ablation] [--json]      # or .venv/bin/python benchmarks/bench_ssl.py
 """
@@ -85,10 +88,8 @@ ABLATION: dict[str, dict] = {
     "every pseudo-labelled frame (merge.frames_per_clip 0)": {"merge": {"frames_per_clip": 0}},
     # The written weights an average over the call's last quarter of updates instead of its last ones (B too).
     "weights averaged (train.average_share 0.25, B too)": {"train": {"average_share": 0.25}},
-    "raw last weights (train.average_share 0, B too)": {"train": {"average_share": 0.0}},
     # A track confirms its boxes only at a mean confidence of 0.5 (filter.temporal.min_track_conf).
     "track confidence (min_track_conf 0.5)": {"filter": {"temporal": {"min_track_conf": 0.5}}},
-    "no track confidence (min_track_conf 0)": {"filter": {"temporal": {"min_track_conf": 0.0}}},
     # E = four chunks: round 1 (and B) trained 4 x train.epochs in one call.
     "round 1 four chunks long (B too)": {"train": {"epochs": "x4"}},
     "merge.frames_per_clip 4": {"merge": {"frames_per_clip": 4}},
@@ -130,15 +131,33 @@ def link(target: Path, link_path: Path) -> None:
     link_path.symlink_to(target.resolve(), target_is_directory=target.is_dir())
 
 
+def key_of(value) -> str:
+    """A short stable key of a value (a config or sections of params.yaml) for a cache folder's name."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=repr).encode()).hexdigest()[:10]
+
+
+# The sections the twin and its prepared frames are built from: built once per --workdir.
+DATA_SECTIONS = ("synth", "split", "prepare")
+
+
 def twin_and_split(work: Path, params: dict) -> tuple[dict, Workspace]:
-    """The demo's twin and prepared frames under `work` (built once); params pointing at them."""
+    """The demo's twin and prepared frames under `work` (built once); params pointing at them. A workdir
+    built from other `synth`, `split` or `prepare` sections is refused (its arms would be another protocol)."""
     from visem_pl.tasks.synth import synthesize
     from visem_pl.tasks.synth.config import synth_config
     from visem_pl.tasks.training.stages import prepare_stage
 
+    built_from = work / "data-sections.json"
+    sections = {k: params.get(k) for k in DATA_SECTIONS}
+    if built_from.exists() and json.loads(built_from.read_text()) != json.loads(json.dumps(sections, default=repr)):
+        sys.exit(f"bench ssl: {work} was built from other {', '.join(DATA_SECTIONS)} sections than "
+                 f"{built_from.name} records; use another --workdir or delete this one")  # fmt: skip
     twin = work / "twin"
     params = deep_update(params, {"data": {"root": str(twin.resolve())}})
     base = make_workspace(work / "base", params)
+    write_json(built_from, json.loads(json.dumps(sections, default=repr)))
     if not (work / "twin.done").exists():
         log("writing the synthetic twin (params.yaml synth)")
         synthesize(twin, synth_config(params.get("synth") or {}), progress=False, overwrite=True)
@@ -160,12 +179,29 @@ def chunk_seed(seed: int, k: int) -> int:
     return 1000 * seed + k
 
 
+def chunk_config(base: Workspace) -> TrainConfig:
+    """What one chunk of arm A trains with: params.yaml's `train` section, its own epochs."""
+    return base.section("train", TrainConfig, drop=("restart_each_round",))
+
+
+def labelled_folder(parent: Path, base: Workspace) -> Path:
+    """Arm A's chunks' folder under `parent`, keyed by what a labelled-only chunk reads (the chunk recipe but
+    its seed, and the fields that only weigh or fine-tune other rounds), so another recipe trains its own A."""
+    cfg = replace(chunk_config(base), seed=0, trusted_share=0.0, finetune_lr0=0.0, round0_epochs=0)
+    return parent / f"labelled-{key_of(repr(cfg))}"
+
+
+def round0_folder(parent: Path, params: dict, seq: dict) -> Path:
+    """The folder of A's predictions and tracks (round 0 of C), keyed by A's weights and the sections read."""
+    return parent / f"round-0-{key_of([seq['A_weights'], params.get('infer'), params.get('track')])}"
+
+
 def labelled_sequence(
     base: Workspace, seed: int, patience: int, max_chunks: int, folder: Path, with_b: bool = True
 ) -> dict:
     """Arm A's chunks until `patience` chunks bring no gain (and the one after the best, arm B, unless
     `with_b` is false: bench review needs only A; its "B" is then None when that chunk was not trained)."""
-    cfg = base.section("train", TrainConfig, drop=("restart_each_round",))
+    cfg = chunk_config(base)
     eval_cfg = base.section("evaluate", EvalConfig)
     frames = pd.read_csv(base.prepared / "frames.csv")
     labelled, val = frames[frames["split"] == "train"], frames[frames["split"] == "val"]
@@ -201,16 +237,13 @@ def labelled_sequence(
 def labelled_continuation(params: dict, base: Workspace, seq: dict, folder: Path) -> float:
     """B for a row of the table: A + E on the labelled frames with the row's round recipe (`fine_tune`
     of its `train` section). The chunk after A's best when that recipe is the chunks' own, else trained."""
-    import hashlib
-
-    chunk_cfg = replace(base.section("train", TrainConfig, drop=("restart_each_round",)), seed=seq["B_seed"])
+    chunk_cfg = replace(chunk_config(base), seed=seq["B_seed"])
     ws = make_workspace(folder.parent / ".params", params)
     cfg = replace(fine_tune(ws.section("train", TrainConfig, drop=("restart_each_round",))), seed=seq["B_seed"])
     # trusted_share weighs labelled against pseudo-labelled crops: it changes nothing on labels alone.
     if replace(cfg, trusted_share=0.0) == replace(chunk_cfg, trusted_share=0.0):
         return seq["B"]
-    key = hashlib.sha256(repr(replace(cfg, trusted_share=0.0)).encode()).hexdigest()[:10]
-    out = folder / f"B-{key}"
+    out = folder / f"B-{key_of(repr(replace(cfg, trusted_share=0.0)))}"
     if not (out / "weights.pt").exists():
         log(f"{folder.name}: B with this row's round recipe (labelled only, from A)")
         frames = pd.read_csv(base.prepared / "frames.csv")
@@ -344,11 +377,8 @@ def loop_arm(params: dict, seq: dict, shared: Workspace, folder: Path) -> dict:
 def c_folder(name: str, params: dict) -> str:
     """A C arm's folder: the row's name and a key of the sections C reads, so a finished arm is reused
     only while they are what it was run with (a changed params.yaml runs the row again)."""
-    import hashlib
-
     read = {k: params.get(k) for k in ("filter", "review", "merge", "train", "_oracle")}
-    key = hashlib.sha256(json.dumps(read, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return "C-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + "-" + key
+    return "C-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + "-" + key_of(read)
 
 
 def mean(values: list[float]) -> float:
@@ -363,21 +393,28 @@ def run(args) -> dict:
     params, base = twin_and_split(work, project)
     variants = {"loop (params.yaml)": {}}
     if args.ablation:
-        variants.update({k: v for k, v in ABLATION.items() if not args.rows or any(r in k for r in args.rows)})
+        for name, change in ABLATION.items():
+            if args.rows and not any(r in name for r in args.rows):
+                continue
+            if deep_update(params, change) == params:  # what params.yaml already says: the loop row itself
+                log(f"row '{name}' is params.yaml's own setting: left out (the loop row is it)")
+                continue
+            variants[name] = change
     arms: dict[str, dict] = {"A": {"fitness": [], "iterations": []}, "B": {"fitness": []}, "C": {"fitness": []}}
     ablation: dict[str, dict] = {name: {"fitness": [], "B": [], "taught": []} for name in variants}
     seqs = []
     for seed in range(args.seeds):
-        seq = labelled_sequence(base, seed, args.patience, args.max_chunks, work / f"seed-{seed}" / "labelled")
+        labelled = labelled_folder(work / f"seed-{seed}", base)
+        seq = labelled_sequence(base, seed, args.patience, args.max_chunks, labelled)
         seqs.append(seq)
         arms["A"]["fitness"].append(seq["A"])
         arms["A"]["iterations"].append(seq["A_iterations"])
         arms["B"]["fitness"].append(seq["B"])
-        shared = predictions_of_a(params, seq, base, work / f"seed-{seed}" / "round-0")
+        shared = predictions_of_a(params, seq, base, round0_folder(work / f"seed-{seed}", params, seq))
         for name, change in variants.items():
             folder = work / f"seed-{seed}" / c_folder(name, deep_update(params, change))
             res = loop_arm(deep_update(params, change), seq, shared, folder)
-            b = labelled_continuation(deep_update(params, change), base, seq, work / f"seed-{seed}" / "labelled")
+            b = labelled_continuation(deep_update(params, change), base, seq, labelled)
             ablation[name]["fitness"].append(res["fitness"])
             ablation[name]["B"].append(b)
             ablation[name]["taught"].append(res["taught"])

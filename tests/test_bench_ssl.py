@@ -21,7 +21,8 @@ def _run(tmp_path, *extra):
 
 
 def test_bench_ssl_arms_and_resume(tmp_path):
-    params = {**TINY, "train": {**TINY["train"], "model": str(REPO / "models" / "yolov8n.yaml")}}
+    # trusted_share 0.25 stated: the ablation row that sets it is params.yaml's own and is left out.
+    params = {**TINY, "train": {**TINY["train"], "model": str(REPO / "models" / "yolov8n.yaml"), "trusted_share": 0.25}}
     write_params(tmp_path, params)
     proc = _run(tmp_path, "--ablation")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -43,10 +44,13 @@ def test_bench_ssl_arms_and_resume(tmp_path):
     assert set(result["ablation"]) >= {"loop (params.yaml)", "confidence only (no temporal rule)"}
     assert result["ablation"]["loop (params.yaml)"]["fitness"] == arms["C"]["fitness"]
     # B of a row whose round recipe differs from the chunks' is trained with it: the lower fine-tune rate, the
-    # averaged weights, four chunks in one call (TINY's 1 epoch x4); the raw-weights row is the chunks' own recipe.
+    # averaged weights, four chunks in one call (TINY's 1 epoch x4). A row that says what params.yaml says is
+    # the loop row itself: not trained again.
     assert result["ablation"]["loop (params.yaml)"]["B"] == arms["B"]["fitness"]
-    assert result["ablation"]["raw last weights (train.average_share 0, B too)"]["B"] == arms["B"]["fitness"]
-    own_b = sorted((tmp_path / "work/seed-0/labelled").glob("B-*/train.json"))
+    assert "trusted_share 0.25" not in result["ablation"] and "sperm pseudo-labels only" in result["ablation"]
+    assert "row 'trusted_share 0.25' is params.yaml's own setting: left out" in proc.stderr
+    (labelled,) = (tmp_path / "work/seed-0").glob("labelled-*")  # A's chunks, keyed by their recipe
+    own_b = sorted(labelled.glob("B-*/train.json"))
     assert sorted((json.loads(p.read_text())["config"]["epochs"], json.loads(p.read_text())["config"]["average_share"])
                   for p in own_b) == [(1, 0.0), (1, 0.25), (4, 0.0)]  # fmt: skip
     # The calibrated row ran the filter's calibration on the tiny project's validation video (52).
@@ -64,3 +68,24 @@ def test_bench_ssl_arms_and_resume(tmp_path):
         -2000:
     ]
     assert {p: p.stat().st_mtime_ns for p in weights} == stamps, "a finished chunk or arm was trained again"
+
+
+def test_bench_ssl_keys_its_caches_by_what_they_were_built_with(tmp_path):
+    """Another chunk recipe trains its own arm A (never reuses chunks trained with another); a workdir built
+    from other data sections is refused with a clear error, nothing trained."""
+    params = {**TINY, "train": {**TINY["train"], "model": str(REPO / "models" / "yolov8n.yaml")}}
+    write_params(tmp_path, params)
+    first = _run(tmp_path, "--seeds", "1")  # the last --seeds counts
+    assert first.returncode == 0, first.stderr[-3000:]
+    write_params(tmp_path, {**params, "train": {**params["train"], "average_share": 0.5}})
+    second = _run(tmp_path, "--seeds", "1")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "A chunk 0 (labelled only, from scratch)" in second.stderr  # A trained again, with the new recipe
+    folders = sorted((tmp_path / "work/seed-0").glob("labelled-*"))
+    recipes = {json.loads((f / "chunk-00/train.json").read_text())["config"]["average_share"] for f in folders}
+    assert len(folders) == 2 and recipes == {0.0, 0.5}
+    assert len(list((tmp_path / "work/seed-0").glob("round-0-*"))) == 2  # A's predictions, one folder per A
+    write_params(tmp_path, {**params, "prepare": {**params["prepare"], "max_frames_per_video": 2}})
+    third = _run(tmp_path, "--seeds", "1")
+    assert third.returncode != 0 and "built from other synth, split, prepare sections" in third.stderr
+    assert "A chunk" not in third.stderr
