@@ -107,6 +107,29 @@ def test_bad_or_short_input():
         MotilityConfig(vap_window=4)
 
 
+def test_tracks_the_detector_is_unsure_of_are_not_classified():
+    """motility.min_track_conf: a still object detected at a mean confidence of 0.3 (a defocused cell,
+    debris) is listed with its confidence but not classified; the mean is over detected boxes only
+    (an interpolated box carries no detector confidence); 0 classifies every track."""
+    frames = np.arange(0, 60, 3)
+    rng = np.random.default_rng(3)
+    still = boxes(300 + rng.normal(0, 0.2, len(frames)), 200 + rng.normal(0, 0.2, len(frames)), frames)
+    moving = boxes(100 + 1.8 * frames, 100 + 0 * frames, frames).assign(track=1)
+    tracks = pd.concat([still.assign(conf=0.3), moving.assign(conf=0.8)], ignore_index=True)
+    tracks["source"] = "detected"
+    # The moving cell's interpolated boxes (confidence 0.1 as a linker might carry) do not lower its mean.
+    tracks.loc[(tracks["track"] == 1) & (tracks["frame"] % 9 == 0), ["source", "conf"]] = ["interpolated", 0.1]
+    per = track_kinematics(tracks, 640, 480, FPS, 3, MotilityConfig(min_track_conf=0.5)).set_index("track")
+    assert per.loc[0, "conf"] == pytest.approx(0.3) and pd.isna(per.loc[0, "class"])
+    assert per.loc[1, "conf"] == pytest.approx(0.8) and per.loc[1, "class"] == PR
+    every = track_kinematics(tracks, 640, 480, FPS, 3, MotilityConfig(min_track_conf=0.0)).set_index("track")
+    assert list(every["class"]) == [IM, PR]
+    # No confidence column (true paths): nothing is left out.
+    assert list(track_kinematics(tracks.drop(columns="conf"), 640, 480, FPS, 3, MotilityConfig())["class"]) == [IM, PR]
+    with pytest.raises(ValueError, match="min_track_conf"):
+        MotilityConfig(min_track_conf=1.5)
+
+
 def test_clusters_are_left_out_of_the_shares():
     """WHO shares are of spermatozoa: a still cluster (an agglutinate) beside a swimmer leaves 100 % PR."""
     from visem_pl.tasks.tracking.stages import _clip_shares

@@ -18,7 +18,9 @@ Classes (thresholds in params.yaml `motility`, their sources in docs/MOTILITY.md
 VAP >= `progressive_vap_um_s` and STR >= `progressive_str` (WHO: progression "regardless of speed";
 5 um/s is the 6th edition's lower bound of slow progression); otherwise immotile if VCL <
 `immotile_vcl_um_s` (the head moves no more than a still head's measured position noise); otherwise
-non-progressive. Tracks shorter than `min_track_s` are not classified.
+non-progressive. Tracks shorter than `min_track_s` are not classified, nor tracks whose detected boxes
+have a mean confidence below `min_track_conf`: what the detector is unsure of all along is mostly not a
+sperm in focus (a defocused cell, debris), and such objects sit still, so they would be counted immotile.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class MotilityConfig:
     frame_step: int = 3  # video frames between samples (the infer stride must divide it)
     vap_window: int = 5  # samples in the average path's centred moving average (odd)
     min_track_s: float = 0.3  # shorter tracks are not classified
+    # Tracks whose detected boxes' mean confidence is lower are not classified (0: every track). Boxes
+    # without a confidence (truth boxes, true paths) are not subject to it.
+    min_track_conf: float = 0.5
     progressive_vap_um_s: float = 5.0
     progressive_str: float = 0.8
     immotile_vcl_um_s: float = 5.0
@@ -49,6 +54,8 @@ class MotilityConfig:
             raise ValueError(f"motility.vap_window must be odd and >= 3, got {self.vap_window}")
         if self.frame_step < 1 or self.um_per_px <= 0:
             raise ValueError("motility.frame_step must be >= 1 and motility.um_per_px > 0")
+        if not 0.0 <= self.min_track_conf <= 1.0:
+            raise ValueError(f"motility.min_track_conf must be in [0, 1], got {self.min_track_conf}")
         if self.workers < 0:
             raise ValueError(f"motility.workers must be >= 0 (0: one per core), got {self.workers}")
 
@@ -97,8 +104,9 @@ def classify(k: dict, cfg: MotilityConfig) -> str:
 def track_kinematics(
     tracks: pd.DataFrame, width: int, height: int, fps: float, stride: int, cfg: MotilityConfig, id_col: str = "track"
 ) -> pd.DataFrame:
-    """One row per track: its kinematics and class (None: too short), from boxes sampled every
-    `cfg.frame_step` frames (frames not on that grid are left out; missing samples are interpolated)."""
+    """One row per track: its kinematics, the mean confidence of its detected boxes (`conf`, NaN without
+    confidences) and class (None: too short, or less confident than `cfg.min_track_conf`), from boxes sampled
+    every `cfg.frame_step` frames (frames not on that grid are left out; missing samples are interpolated)."""
     if fps <= 0:
         raise ValueError(f"frame rate {fps} is not positive")
     if cfg.frame_step % stride:
@@ -106,6 +114,11 @@ def track_kinematics(
     dt = cfg.frame_step / fps
     rows = []
     on_grid = tracks[tracks["frame"] % cfg.frame_step == 0]
+    if "conf" in tracks.columns:  # over every detected box of the track, on the grid or not
+        detected = tracks[tracks["source"] == "detected"] if "source" in tracks.columns else tracks
+        confidence = detected.groupby(id_col)["conf"].mean()
+    else:
+        confidence = pd.Series(dtype=float)
     for tid, g in on_grid.groupby(id_col, sort=True):
         g = g.sort_values("frame").drop_duplicates("frame")
         grid = np.arange(g["frame"].iloc[0], g["frame"].iloc[-1] + 1, cfg.frame_step)
@@ -114,9 +127,11 @@ def track_kinematics(
         y = np.interp(grid, f, g["cy"].to_numpy(np.float64) * height) * cfg.um_per_px
         k = kinematics(np.stack([x, y], 1), dt, cfg.vap_window)
         seconds = (len(grid) - 1) * dt
-        cls = classify(k, cfg) if seconds >= cfg.min_track_s and not np.isnan(k["vap"]) else None
-        rows.append({id_col: tid, "seconds": seconds, **k, "class": cls})
-    return pd.DataFrame(rows, columns=[id_col, "seconds", *KINEMATICS, "class"])
+        conf = float(confidence.get(tid, np.nan))
+        unsure = not np.isnan(conf) and conf < cfg.min_track_conf
+        cls = classify(k, cfg) if seconds >= cfg.min_track_s and not np.isnan(k["vap"]) and not unsure else None
+        rows.append({id_col: tid, "seconds": seconds, "conf": conf, **k, "class": cls})
+    return pd.DataFrame(rows, columns=[id_col, "seconds", "conf", *KINEMATICS, "class"])
 
 
 def shares(per_track: pd.DataFrame) -> dict:
