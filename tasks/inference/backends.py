@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "openvino", "torch", "onnxruntime")
 EXPORT_FORMAT = 1  # bump when the export arguments below change: old cache entries are then ignored
+# One OpenVINO compile at a time in a process: clip tasks on a thread pool (orchestrate.infer_concurrency > 1)
+# compile the same model into the same CACHE_DIR at once, where OpenVINO has had races (its model-hash and
+# cache-file code: openvinotoolkit/openvino#19196, #37689). Compiling takes well under a second from the
+# cache; the inference after it still runs concurrently.
+_COMPILE_LOCK = threading.Lock()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -163,25 +168,26 @@ class OpenVINOBackend:
             raise ValueError(f"OpenVINO precision {self.precision!r} is not one of f32, bf16, int8, int8-bf16")
         self.label = openvino_label(self.precision)
         self.uint8_input = preprocess_in_graph
-        core = ov.Core()
-        if compiled_cache is not None:
-            core.set_property({"CACHE_DIR": str(compiled_cache)})
-        model = core.read_model(str(xml))
-        if preprocess_in_graph:
-            from openvino.preprocess import ColorFormat, PrePostProcessor
+        with _COMPILE_LOCK:
+            core = ov.Core()
+            if compiled_cache is not None:
+                core.set_property({"CACHE_DIR": str(compiled_cache)})
+            model = core.read_model(str(xml))
+            if preprocess_in_graph:
+                from openvino.preprocess import ColorFormat, PrePostProcessor
 
-            ppp = PrePostProcessor(model)
-            ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
-                ColorFormat.BGR
+                ppp = PrePostProcessor(model)
+                ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
+                    ColorFormat.BGR
+                )
+                ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
+                ppp.input().model().set_layout(ov.Layout("NCHW"))
+                model = ppp.build()
+            self.compiled = core.compile_model(
+                model,
+                "CPU",
+                {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "bf16" if "bf16" in self.precision else "f32"},
             )
-            ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
-            ppp.input().model().set_layout(ov.Layout("NCHW"))
-            model = ppp.build()
-        self.compiled = core.compile_model(
-            model,
-            "CPU",
-            {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "bf16" if "bf16" in self.precision else "f32"},
-        )
         # Twice the plugin's suggestion: every stream keeps a batch queued while the Python side decodes
         # and runs NMS on the cores it shares with them (measured on 2 cores: 133 vs 126 frames/s).
         n = requests or 2 * int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
