@@ -150,20 +150,20 @@ def twin_and_split(work: Path, params: dict) -> tuple[dict, Workspace]:
     from visem_pl.tasks.training.stages import prepare_stage
 
     built_from = work / "data-sections.json"
-    sections = {k: params.get(k) for k in DATA_SECTIONS}
-    if built_from.exists() and json.loads(built_from.read_text()) != json.loads(json.dumps(sections, default=repr)):
+    sections = json.loads(json.dumps({k: params.get(k) for k in DATA_SECTIONS}, default=repr))  # as written
+    if built_from.exists() and json.loads(built_from.read_text()) != sections:
         sys.exit(f"bench ssl: {work} was built from other {', '.join(DATA_SECTIONS)} sections than "
                  f"{built_from.name} records; use another --workdir or delete this one")  # fmt: skip
     twin = work / "twin"
     params = deep_update(params, {"data": {"root": str(twin.resolve())}})
     base = make_workspace(work / "base", params)
-    write_json(built_from, json.loads(json.dumps(sections, default=repr)))
     if not (work / "twin.done").exists():
         log("writing the synthetic twin (params.yaml synth)")
         synthesize(twin, synth_config(params.get("synth") or {}), progress=False, overwrite=True)
         (work / "twin.done").write_text("ok\n")
     if not (base.prepared / "frames.csv").exists():
         prepare_stage(base)
+    write_json(built_from, sections)  # recorded once built
     return params, base
 
 
