@@ -34,13 +34,16 @@ TINY = {
 DEPLOYMENT = "pseudo-label-round/visem-pl"
 
 
+ENDED = ("FAILED", "CRASHED", "CANCELLED", "COMPLETED")  # a flow run's final state types
+
+
 def wait_for(server, run_id: str, done, what: str, timeout: float = 600) -> dict:
     deadline = time.time() + left(timeout)
     while True:
         fr = server.get(f"/flow_runs/{run_id}")
         if done(fr):
             return fr
-        if fr["state"]["type"] in ("FAILED", "CRASHED", "CANCELLED", "COMPLETED") and not done(fr):
+        if fr["state"]["type"] in ENDED and not done(fr):
             raise AssertionError(
                 f"flow run ended {fr['state']['name']} while waiting for {what}: "
                 f"{fr['state'].get('message')}\n{logs(server, run_id)}"
@@ -53,8 +56,8 @@ def wait_for(server, run_id: str, done, what: str, timeout: float = 600) -> dict
         time.sleep(1)
 
 
-# The module's `visem-pl serve` (it runs the deployments' flow runs in processes of its own) and its log.
-SERVE: dict = {}
+# The log of the module's `visem-pl serve`, which runs the deployments' flow runs in processes of its own.
+SERVE_LOG: list[Path] = []
 
 
 def where_it_is(server, run_id: str) -> str:
@@ -63,24 +66,24 @@ def where_it_is(server, run_id: str) -> str:
     processes write (the run's own logs hold only the parent flow's lines)."""
     lines = []
     children = server.post("/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}}).json()
-    for fid, label in [(run_id, "run")] + [(c["id"], f"child flow {c['name']}") for c in children]:
-        if label != "run":
-            state = next(c["state"] for c in children if c["id"] == fid)
-            lines.append(f"{label}: {state['name']} {state.get('message') or ''}")
+    for child in [None, *children]:
+        if child is not None:
+            lines.append(f"child flow {child['name']}: {child['state']['name']} {child['state'].get('message') or ''}")
+        fid = run_id if child is None else child["id"]
         tasks = server.post(
             "/task_runs/filter", {"flow_runs": {"id": {"any_": [fid]}}, "sort": "EXPECTED_START_TIME_ASC"}
         )
         for t in tasks.json():
             lines.append(f"  task {t['name']}: {t['state']['name'] if t['state'] else None}")
-    if SERVE:
-        lines.append(f"{SERVE['log']} (tail):\n{SERVE['log'].read_text()[-8000:]}")
+    for log in SERVE_LOG:
+        lines.append(f"{log} (tail):\n{log.read_text()[-8000:]}")
     return "\n".join(lines)
 
 
 def cancel_unfinished(server, run_id: str, timeout: float = 120) -> None:
     """After a failed test: cancel its deployment run if still going and wait for it to end, so the workspace
     is free again (a cancelled run's lock is stale) and the next test does not fail for this one."""
-    if server.get(f"/flow_runs/{run_id}")["state"]["type"] in ("FAILED", "CRASHED", "CANCELLED", "COMPLETED"):
+    if server.get(f"/flow_runs/{run_id}")["state"]["type"] in ENDED:
         return
     server.post(f"/flow_runs/{run_id}/set_state", {"state": {"type": "CANCELLING"}, "force": True})
     try:
@@ -88,7 +91,7 @@ def cancel_unfinished(server, run_id: str, timeout: float = 120) -> None:
     except AssertionError:  # the test's time is up: the cancel is asked for, no wait
         return
     while time.time() < deadline:
-        if server.get(f"/flow_runs/{run_id}")["state"]["type"] in ("CANCELLED", "CRASHED", "FAILED", "COMPLETED"):
+        if server.get(f"/flow_runs/{run_id}")["state"]["type"] in ENDED:
             return
         time.sleep(1)
 
@@ -145,7 +148,7 @@ def project(tmp_path_factory, prefect_server):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    SERVE.update(proc=proc, log=ws.parent / "serve.log")
+    SERVE_LOG[:] = [ws.parent / "serve.log"]
     try:
         deadline = time.time() + left(120)
         while True:
