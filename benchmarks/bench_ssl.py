@@ -25,6 +25,10 @@ Protocol (fixed on 2026-11-27 before any method was tuned against it; docs/BENCH
   merged set's pseudo-labelled and reviewed frames' labels against the synthetic truth over every
   frame the model scored; the budget. Goal (issue 13): gain >= +0.02, C > B on every seed,
   accepted pseudo-labels P >= 0.95 at R >= 0.90.
+- Ceiling (`--ceiling`, added 2026-12-05; not an arm of the goal): **L**, trained exactly as A (from
+  scratch, chunk after chunk, the same patience and seeds) but on every frame of the training videos with
+  its label (`prepare.max_frames_per_video: 0`: 960 frames in the demo's twin instead of 64). It says how
+  much more labels of the same videos can give at all: headroom = mean(L) - max(mean(A), mean(B)).
 - Ablation (`--ablation`): the same C from the same A per seed with one setting changed
   (`ABLATION` below); each row is named by what it changes. A row that changes the round's
   training recipe (e.g. the fine-tune rate) has its own B, trained with that recipe, so every
@@ -36,7 +40,7 @@ built with (A's chunks by the chunk recipe, A's predictions by A's weights and `
 by the sections it reads), so a changed params.yaml trains what it changes; a workdir built from other
 `synth`/`split`/`prepare` sections is refused. An ablation row that params.yaml already says is left out.
 
-    visem-pl bench ssl [--seeds N] [--ablation] [--json]      # or .venv/bin/python benchmarks/bench_ssl.py
+    visem-pl bench ssl [--seeds N] [--ablation] [--ceiling] [--json]      # or .venv/bin/python benchmarks/bench_ssl.py
 """
 
 from __future__ import annotations
@@ -197,7 +201,7 @@ def round0_folder(parent: Path, params: dict, seq: dict) -> Path:
 
 
 def labelled_sequence(
-    base: Workspace, seed: int, patience: int, max_chunks: int, folder: Path, with_b: bool = True
+    base: Workspace, seed: int, patience: int, max_chunks: int, folder: Path, with_b: bool = True, arm: str = "A"
 ) -> dict:
     """Arm A's chunks until `patience` chunks bring no gain (and the one after the best, arm B, unless
     `with_b` is false: bench review needs only A; its "B" is then None when that chunk was not trained)."""
@@ -211,11 +215,11 @@ def labelled_sequence(
         chunk = folder / f"chunk-{k:02d}"
         if not (chunk / "weights.pt").exists():
             init = None if k == 0 else str(folder / f"chunk-{k - 1:02d}" / "weights.pt")
-            log(f"seed {seed}: A chunk {k} (labelled only, from {'scratch' if init is None else f'chunk {k - 1}'})")
+            log(f"seed {seed}: {arm} chunk {k} (labelled only, from {'scratch' if init is None else f'chunk {k - 1}'})")
             train(labelled, chunk, replace(cfg, seed=chunk_seed(seed, k)), init=init)
         fits.append(fitness_of(chunk / "weights.pt", val, eval_cfg, chunk / "eval.json"))
         best = int(np.argmax(fits))
-        log(f"seed {seed}: chunk {k} fitness {fits[-1]:.4f} (best chunk {best}: {fits[best]:.4f})")
+        log(f"seed {seed}: {arm} chunk {k} fitness {fits[-1]:.4f} (best chunk {best}: {fits[best]:.4f})")
         if k - best >= patience or k + 1 >= max_chunks:
             if k > best or not with_b:  # B, the chunk after the best, exists (or is not needed)
                 break
@@ -374,6 +378,17 @@ def loop_arm(params: dict, seq: dict, shared: Workspace, folder: Path) -> dict:
     return result
 
 
+def ceiling_base(work: Path, params: dict) -> Workspace:
+    """The same twin with every frame of the training videos labelled (arm L's prepared frames)."""
+    from visem_pl.tasks.training.stages import prepare_stage
+
+    every = deep_update(params, {"prepare": {"train_stride": 1, "max_frames_per_video": 0}})
+    base = make_workspace(work / "base-every-frame", every)
+    if not (base.prepared / "frames.csv").exists():
+        prepare_stage(base)
+    return base
+
+
 def c_folder(name: str, params: dict) -> str:
     """A C arm's folder: the row's name and a key of the sections C reads, so a finished arm is reused
     only while they are what it was run with (a changed params.yaml runs the row again)."""
@@ -403,6 +418,10 @@ def run(args) -> dict:
     arms: dict[str, dict] = {"A": {"fitness": [], "iterations": []}, "B": {"fitness": []}, "C": {"fitness": []}}
     ablation: dict[str, dict] = {name: {"fitness": [], "B": [], "taught": []} for name in variants}
     seqs = []
+    if args.ceiling:
+        every = ceiling_base(work, params)
+        frames = pd.read_csv(every.prepared / "frames.csv")
+        arms["L"] = {"fitness": [], "iterations": [], "frames": int((frames["split"] == "train").sum())}
     for seed in range(args.seeds):
         labelled = labelled_folder(work / f"seed-{seed}", base)
         seq = labelled_sequence(base, seed, args.patience, args.max_chunks, labelled)
@@ -410,6 +429,12 @@ def run(args) -> dict:
         arms["A"]["fitness"].append(seq["A"])
         arms["A"]["iterations"].append(seq["A_iterations"])
         arms["B"]["fitness"].append(seq["B"])
+        if args.ceiling:
+            folder = labelled_folder(work / f"seed-{seed}" / "every-frame", every)
+            ceiling = labelled_sequence(every, seed, args.patience, args.max_chunks, folder, with_b=False, arm="L")
+            arms["L"]["fitness"].append(ceiling["A"])
+            arms["L"]["iterations"].append(ceiling["A_iterations"])
+            log(f"seed {seed}: A {seq['A']:.4f} (64-frame labels) L {ceiling['A']:.4f} (every frame labelled)")
         shared = predictions_of_a(params, seq, base, round0_folder(work / f"seed-{seed}", params, seq))
         for name, change in variants.items():
             folder = work / f"seed-{seed}" / c_folder(name, deep_update(params, change))
@@ -423,9 +448,11 @@ def run(args) -> dict:
     arms["C"]["fitness"] = loop["fitness"]
     taught = loop["taught"]
     seq0 = seqs[0]
+    best_ab = max(mean(arms["A"]["fitness"]), mean(arms["B"]["fitness"]))
     return {
         "arms": arms,
-        "gain": mean(arms["C"]["fitness"]) - max(mean(arms["A"]["fitness"]), mean(arms["B"]["fitness"])),
+        **({"headroom": mean(arms["L"]["fitness"]) - best_ab} if args.ceiling else {}),
+        "gain": mean(arms["C"]["fitness"]) - best_ab,
         "c_above_b_every_seed": all(c > b for c, b in zip(arms["C"]["fitness"], arms["B"]["fitness"])),
         "pseudo": {
             "precision": mean([t["precision"] for t in taught if t["precision"] is not None]),
@@ -462,6 +489,11 @@ def table(result: dict) -> str:
     for name, label in (("A", "A labelled only, converged"), ("B", "B = A + E labelled"), ("C", "C = A + E merged")):
         f = arms[name]["fitness"]
         lines.append(f"{label} | " + " | ".join(f"{v:.4f}" for v in f) + f" | {mean(f):.4f}")
+    if "L" in arms:
+        f = arms["L"]["fitness"]
+        lines.append(f"L every frame labelled ({arms['L']['frames']}), converged | " + " | ".join(f"{v:.4f}" for v in f)
+                     + f" | {mean(f):.4f}")  # fmt: skip
+        lines.append(f"L's iterations: {arms['L']['iterations']}; headroom of more labels {result['headroom']:+.4f}")
     lines.append(f"A's iterations: {arms['A']['iterations']}; gain {result['gain']:+.4f}; "
                  f"C > B on every seed: {result['c_above_b_every_seed']}")  # fmt: skip
     p = result["pseudo"]
@@ -481,6 +513,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patience", type=int, default=2, help="chunks without gain that stop arm A")
     parser.add_argument("--max-chunks", type=int, default=12)
     parser.add_argument("--ablation", action="store_true", help="also every row of ABLATION (C only)")
+    parser.add_argument("--ceiling", action="store_true", help="also arm L: A's training on every frame labelled")
     parser.add_argument("--rows", nargs="*", default=None, help="only the ablation rows whose names contain one")
     parser.add_argument("--workdir", default=str(REPO / ".cache" / "bench-ssl"))
     parser.add_argument("--params", default=None, help="params.yaml (default: the project's)")

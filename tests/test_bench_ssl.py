@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pandas as pd
 from helpers.project import BIN, REPO, TINY, left, write_params
 
 
@@ -24,7 +25,7 @@ def test_bench_ssl_arms_and_resume(tmp_path):
     # trusted_share 0.25 stated: the ablation row that sets it is params.yaml's own and is left out.
     params = {**TINY, "train": {**TINY["train"], "model": str(REPO / "models" / "yolov8n.yaml"), "trusted_share": 0.25}}
     write_params(tmp_path, params)
-    proc = _run(tmp_path, "--ablation")
+    proc = _run(tmp_path, "--ablation", "--ceiling")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)  # stdout is the JSON alone
     arms, budget = result["arms"], result["budget"]
@@ -37,8 +38,17 @@ def test_bench_ssl_arms_and_resume(tmp_path):
     # One chunk: TINY's 1 epoch x 16 crops at batch 8.
     assert budget["chunk_images"] == 16 and budget["chunk_iterations"] == 2 and budget["E_images"] == 16
     mean = lambda v: sum(v) / len(v)  # noqa: E731
-    gain = mean(arms["C"]["fitness"]) - max(mean(arms["A"]["fitness"]), mean(arms["B"]["fitness"]))
-    assert abs(result["gain"] - gain) < 1e-9
+    best_ab = max(mean(arms["A"]["fitness"]), mean(arms["B"]["fitness"]))
+    assert abs(result["gain"] - (mean(arms["C"]["fitness"]) - best_ab)) < 1e-9
+    # The ceiling L: A's training on every frame of the training videos labelled (TINY keeps 3 a video), scored
+    # on the same validation frames.
+    frames = {b: pd.read_csv(tmp_path / "work" / b / "data/prepared/frames.csv") for b in ("base", "base-every-frame")}
+    scarce, every = ((f["split"] == "train").sum() for f in frames.values())
+    assert arms["L"]["frames"] == every > scarce and len(arms["L"]["fitness"]) == 2
+    val = [f[f["split"] == "val"].reset_index(drop=True) for f in frames.values()]
+    assert len(val[0]) and val[0].equals(val[1])
+    assert all(i > 0 and i % budget["chunk_iterations"] == 0 for i in arms["L"]["iterations"])
+    assert abs(result["headroom"] - (mean(arms["L"]["fitness"]) - best_ab)) < 1e-9
     taught = result["pseudo"]["per_seed"]
     assert all(0 <= t["precision"] <= 1 and 0 < t["recall"] <= 1 and t["truth"] > 0 for t in taught)
     assert set(result["ablation"]) >= {"loop (params.yaml)", "confidence only (no temporal rule)"}
@@ -61,7 +71,7 @@ def test_bench_ssl_arms_and_resume(tmp_path):
     weights = sorted((tmp_path / "work").rglob("weights.pt"))
     stamps = {p: p.stat().st_mtime_ns for p in weights}
 
-    again = _run(tmp_path, "--ablation")
+    again = _run(tmp_path, "--ablation", "--ceiling")
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout) == result
     assert "(labelled only, from" not in again.stderr and "filter, review, merge" not in again.stderr, again.stderr[

@@ -69,6 +69,7 @@ def ssl(
     patience: int = typer.Option(2, help="chunks without a fitness gain that end arm A"),
     max_chunks: int = typer.Option(12, help="arm A's chunks at most"),
     ablation: bool = typer.Option(False, help="also the ablation rows (arm C with one setting changed)"),
+    ceiling: bool = typer.Option(False, help="also arm L: A's training with every training-video frame labelled"),
     rows: list[str] = typer.Option(None, help="only the ablation rows whose names contain this (repeatable)"),
     workdir: Path = typer.Option(None, help="where arms are trained and resumed (default .cache/bench-ssl)"),
     params: Path = typer.Option(None, help="params.yaml (default: the project's)"),
@@ -82,7 +83,7 @@ def ssl(
         raise typer.BadParameter(f"{script} is missing (benchmarks live in a source checkout)")
     argv = [str(script), "--seeds", str(seeds), "--patience", str(patience), "--max-chunks", str(max_chunks)]
     argv += (["--ablation"] if ablation else []) + (["--workdir", str(workdir)] if workdir else [])
-    argv += ["--rows", *rows] if rows else []
+    argv += (["--ceiling"] if ceiling else []) + (["--rows", *rows] if rows else [])
     argv += (["--params", str(params)] if params else []) + (["--json"] if json_out else [])
     argv += ["--out", str(out)] if out else []
     sys.argv = argv
