@@ -434,7 +434,7 @@ def run(args) -> dict:
             ceiling = labelled_sequence(every, seed, args.patience, args.max_chunks, folder, with_b=False, arm="L")
             arms["L"]["fitness"].append(ceiling["A"])
             arms["L"]["iterations"].append(ceiling["A_iterations"])
-            log(f"seed {seed}: A {seq['A']:.4f} (64-frame labels) L {ceiling['A']:.4f} (every frame labelled)")
+            log(f"seed {seed}: A {seq['A']:.4f}, L {ceiling['A']:.4f} ({arms['L']['frames']} labelled frames)")
         shared = predictions_of_a(params, seq, base, round0_folder(work / f"seed-{seed}", params, seq))
         for name, change in variants.items():
             folder = work / f"seed-{seed}" / c_folder(name, deep_update(params, change))
