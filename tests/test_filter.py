@@ -241,9 +241,10 @@ def test_temporal_rule_promotes_demotes_and_interpolates():
     assert (no_promotion["provenance"] != "promoted").all()
 
 
-def test_a_track_the_detector_is_half_sure_of_is_not_confirmed():
-    """min_track_conf: a long track of middling boxes (mean 0.45) is not confirmed: its accepted boxes go to
-    review and its low ones stay where confidence put them; a track at mean 0.7 is confirmed as before."""
+def test_a_track_the_detector_is_half_sure_of_is_weak():
+    """min_track_conf: a long track of middling boxes (mean 0.45) is weak: its accepted boxes go to review
+    (demoted_weak) and its low ones stay where confidence put them; a track at mean 0.7 is confirmed as
+    before. demote_weak off leaves the weak track's boxes alone, and isolated boxes stay `demoted`."""
     from visem_pl.tasks.pseudo.temporal import Temporal, apply_temporal
 
     def box(clip, b, conf):
@@ -259,41 +260,117 @@ def test_a_track_the_detector_is_half_sure_of_is_not_confirmed():
     rule = Temporal(min_track_frames=3, floor=0.1, min_track_conf=0.6)
     got = apply_temporal(pred, tracks, rule).set_index(["clip", "box"])
     assert (got.loc["w", "band"] == REVIEW).all()
-    assert got.loc["w", "provenance"].tolist() == ["demoted", "demoted", "demoted", "confidence", "demoted"]
+    w = ["demoted_weak", "demoted_weak", "demoted_weak", "confidence", "demoted_weak"]
+    assert got.loc["w", "provenance"].tolist() == w
     assert (got.loc["s", "band"] == ACCEPT).all() and got.loc[("s", 3), "provenance"] == "promoted"
     # Off (0, the default), the weak track is confirmed like any other.
     assert (apply_temporal(pred, tracks, replace(rule, min_track_conf=0.0))["band"] == ACCEPT).all()
+    kept = apply_temporal(pred, tracks, replace(rule, demote_weak=False)).set_index(["clip", "box"])
+    assert (kept.loc["w", "provenance"] == "confidence").all() and kept.loc[("w", 0), "band"] == ACCEPT
 
 
-def test_the_check_keeps_only_the_actions_that_pay_on_labelled_frames():
-    """On labelled frames, promoted boxes that are mostly wrong switch promotion off, right ones keep it;
-    demoted boxes as precise as the confident ones switch demotion off; too few boxes: as configured."""
+def test_a_box_of_another_class_than_its_track_is_not_promoted():
+    """A track is one object: a low box whose class is not the class of most of the track's accepted boxes
+    (a sperm cell read as a cluster for a frame) stays where confidence put it."""
+    from visem_pl.tasks.pseudo.temporal import Temporal, apply_temporal
+
+    rows = [(0, 0.8, ACCEPT), (0, 0.9, ACCEPT), (1, 0.2, REVIEW), (0, 0.2, REVIEW), (0, 0.7, ACCEPT)]
+    pred = pd.DataFrame(
+        [
+            {
+                "clip": "a",
+                "box": b,
+                "frame": 3 * b,
+                "cls": c,
+                "cx": 0.5,
+                "cy": 0.5,
+                "w": 0.04,
+                "h": 0.05,
+                "conf": conf,
+                "band": band,
+            }
+            for b, (c, conf, band) in enumerate(rows)
+        ]  # fmt: skip
+    )
+    tracks = pd.DataFrame([{"clip": "a", "track": 0, "box": b, "frame": 3 * b, "source": "detected"} for b in range(5)])
+    tracks = tracks.assign(cls=0, cx=0.5, cy=0.5, w=0.04, h=0.05, conf=np.nan)
+    got = apply_temporal(pred, tracks, Temporal(min_track_frames=3, floor=0.1)).set_index("box")
+    assert got.loc[2, ["band", "provenance"]].tolist() == [REVIEW, "confidence"]  # a cluster on a sperm track
+    assert got.loc[3, ["band", "provenance"]].tolist() == [ACCEPT, "promoted"]
+
+
+def test_the_rule_can_act_per_class():
+    """`by_class` (what the check decides) switches an action per class; other classes use the field."""
+    from visem_pl.tasks.pseudo.temporal import Temporal, apply_temporal
+
+    pred = pd.DataFrame(
+        [
+            {
+                "clip": "a",
+                "box": c,
+                "frame": 0,
+                "cls": c,
+                "cx": 0.2 * (c + 1),
+                "cy": 0.5,
+                "w": 0.04,
+                "h": 0.05,
+                "conf": 0.9,
+                "band": ACCEPT,
+            }
+            for c in range(3)
+        ]  # fmt: skip
+    )
+    tracks = pd.DataFrame(columns=["clip", "track", "box", "frame", "source", "cls", "cx", "cy", "w", "h", "conf"])
+    rule = Temporal(demote_isolated=True, by_class=((0, "demote_isolated", False), (1, "demote_isolated", True)))
+    got = apply_temporal(pred, tracks, rule).set_index("cls")["provenance"]
+    assert got.tolist() == ["confidence", "demoted", "demoted"]  # class 2: not decided, the field (on)
+
+
+def test_the_check_keeps_per_class_only_the_actions_that_pay_on_labelled_frames():
+    """Each class keeps an action only where its labelled frames show, with `evidence`, that it raises
+    the class's F1 without costing precision; a class whose own boxes prove nothing takes what all
+    classes show, unless its own boxes lean the other way; nothing sure: the action is not used."""
     from visem_pl.tasks.pseudo.temporal import Temporal, check_actions
 
-    def rows(provenance, n, right, band="accept", band_conf="accept", start=0):
+    frames = iter(range(10_000))
+
+    def rows(cls, provenance, n, right, band="accept", band_conf="accept"):
         # one box per frame; a right box sits on its frame's labelled cell, a wrong one far from it
-        return [{"clip": "52", "frame": start + i, "cls": 0, "cx": 0.5 if i < right else 0.1, "cy": 0.5,
+        return [{"clip": "52", "frame": next(frames), "cls": cls, "cx": 0.5 if i < right else 0.1, "cy": 0.5,
                  "w": 0.04, "h": 0.05, "conf": 0.6, "band": band, "band_conf": band_conf,
                  "provenance": provenance} for i in range(n)]  # fmt: skip
 
-    truth = pd.DataFrame([{"clip": "52", "frame": f, "class": 0, "cx": 0.5, "cy": 0.5, "w": 0.04, "h": 0.05}
-                          for f in range(400)])  # fmt: skip
-    confident = rows("confidence", 100, 90)  # precision 0.9
-    cfg = Temporal(precision_margin=0.05, min_boxes=20)
-    bad = pd.DataFrame(confident + rows("promoted", 40, 10, band_conf="review", start=100)
-                       + rows("demoted", 40, 36, band="review", start=200)  # 0.9: no worse than confident
-                       + rows("interpolated", 5, 0, band_conf="reject", start=300))  # fmt: skip
-    used, report = check_actions(bad, truth, cfg)
-    assert report["confidence"] == {"boxes": 140, "precision": 0.9}  # what confidence alone accepts
-    assert report["promoted"]["precision"] == 0.25 and not used.promote and not report["promoted"]["used"]
-    assert not used.demote_isolated and report["demoted"]["precision"] == 0.9
-    assert used.interpolate and report["interpolated"]["boxes"] == 5  # too few to judge
-    good = pd.DataFrame(confident + rows("promoted", 40, 35, band_conf="review", start=100)  # 0.875
-                        + rows("demoted", 40, 10, band="review", start=200))  # fmt: skip
-    used, report = check_actions(good, truth, cfg)
-    assert used.promote and used.demote_isolated and used.interpolate
+    boxes = pd.DataFrame(
+        rows(0, "confidence", 200, 180)  # sperm (with the demoted boxes: P 0.73, F1 0.82)
+        + rows(0, "promoted", 40, 10, band_conf="review")  # 0.25: sure to cost precision
+        + rows(0, "demoted", 100, 60, band="review")  # 0.6: sure not to pay (above F1 / 2)
+        + rows(0, "demoted_weak", 30, 0, band="review")  # 0: sure to pay
+        + rows(0, "interpolated", 3, 3, band_conf="reject")  # too few to say; all classes: the same boxes
+        + rows(1, "confidence", 20, 10)  # cluster
+        + rows(1, "demoted", 2, 2, band="review")  # too few; leans against demoting, as all classes say
+        + rows(1, "demoted_weak", 4, 2, band="review")  # 0.5 > F1 / 2: leans against what all classes say
+        + rows(2, "confidence", 20, 18)  # pinhead
+        + rows(2, "demoted_weak", 5, 1, band="review")  # 0.2: leans with all classes, who are sure
+    )
+    truth = boxes[boxes["cx"] == 0.5].rename(columns={"cls": "class"})[["clip", "frame", "class", "cx", "cy", "w", "h"]]
+    used, report = check_actions(boxes, truth, Temporal(precision_margin=0.05, evidence=0.95))
+    on = {(c, f): v for c, f, v in used.by_class}
+    sperm, cluster, pinhead = (report["classes"][n] for n in ("sperm", "cluster", "small_or_pinhead"))
+    assert sperm["confidence"] == {"boxes": 330, "truth": 253, "precision": 0.7273, "f1": 0.8233}
+    expected = {"boxes": 40, "precision": 0.25, "leans": False, "pays": False, "decided_by": "class", "used": False}
+    assert sperm["promoted"] == expected
+    assert not on[(0, "promote")] and not on[(0, "demote_isolated")] and on[(0, "demote_weak")]
+    assert sperm["demoted"]["decided_by"] == "class" and sperm["demoted_weak"]["pays"]
+    assert sperm["interpolated"]["decided_by"] == "inconclusive" and not on[(0, "interpolate")]
+    assert not on[(1, "demote_isolated")] and cluster["demoted"]["decided_by"] == "all classes"
+    assert not on[(1, "demote_weak")] and cluster["demoted_weak"]["decided_by"] == "inconclusive"
+    assert on[(2, "demote_weak")] and pinhead["demoted_weak"]["decided_by"] == "all classes"
+    assert report["demoted_weak"]["used"] and report["confidence"]["boxes"] == 381
     # An action switched off in params.yaml stays off whatever the frames say.
-    assert not check_actions(good, truth, Temporal(promote=False))[0].promote
+    off = check_actions(boxes, truth, Temporal(demote_weak=False))[0]
+    assert not any(v for c, f, v in off.by_class if f == "demote_weak")
+    with pytest.raises(ValueError, match="evidence"):
+        Temporal(evidence=1.0)
 
 
 def test_temporal_rule_needs_the_tracks(tmp_path):

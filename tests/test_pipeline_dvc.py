@@ -133,7 +133,8 @@ def test_every_round_output_is_dvc_tracked(rounds, workspace):
     # The temporal rule ran on the round's tracks (an untrained model's boxes repeat frame to frame, so
     # its tracks hold one band each and nothing moves: the rule itself is tested in test_filter.py).
     boxes = pd.read_parquet(workspace / "data/rounds/round-0/pseudo/boxes.parquet")
-    assert (boxes["track"] >= 0).any() and set(boxes["provenance"]) <= {"confidence", "promoted", "demoted"}
+    assert (boxes["track"] >= 0).any()
+    assert set(boxes["provenance"]) <= {"confidence", "promoted", "demoted", "demoted_weak"}
     rules = {line.split(",")[3] for line in manifest[1:] if line.split(",")[1] == "pseudo"}
     assert rules and rules <= {"confidence", "promoted", "interpolated"}, rules
 

@@ -78,9 +78,14 @@ def check_temporal(ws: Workspace, n: int, bands: dict, temporal):
         return temporal, {"skipped": "no validation videos tracked in this round"}
     names = [str(v.id) for v in videos]
     boxes = decide_bands(paths.validation_predictions, bands, temporal, paths.validation_tracks, names)
-    boxes, truth, last = _labelled_part(boxes, videos)
+    boxes, truth, last = _labelled_part(boxes, videos, paths.validation_predictions)
     used, report = check_actions(boxes, truth, temporal)
-    logging.getLogger(__name__).info("temporal rule checked on validation videos %s: %s", sorted(last), report)
+    kept = {name: [a for a, e in c.items() if e.get("used")] for name, c in report["classes"].items()}
+    logging.getLogger(__name__).info(
+        "temporal rule checked on validation videos %s: actions kept per class %s (pseudo.json temporal_check)",
+        sorted(last),
+        kept,
+    )
     return used, {"videos": sorted(int(v) for v in last), **report}
 
 
@@ -90,14 +95,19 @@ def _validation_inferred(ws: Workspace, n: int) -> list:
     return [v for v in ws.validation_videos() if (paths.validation_predictions / f"{v.id}.parquet").exists()]
 
 
-def _labelled_part(boxes: pd.DataFrame, videos: list) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """The validation boxes within the videos' labelled frames, their labelled boxes, and {video: last frame}."""
+def _labelled_part(boxes: pd.DataFrame, videos: list, pred_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The validation boxes within the videos' labelled frames, the labelled boxes of the frames the model
+    scored there (`pred_dir`: the videos' prediction files; recall needs them), and {video: last frame}."""
     from visem_pl.tasks.dataset.labels import read_ftid_tracks
+    from visem_pl.tasks.inference.clips import scored_frames
 
     last = {str(v.id): max(v.frames(), default=-1) for v in videos}
     boxes = boxes[boxes["clip"].isin(last) & (boxes["frame"] <= boxes["clip"].map(last))]
-    truth = pd.concat([read_ftid_tracks(v).assign(clip=str(v.id)) for v in videos], ignore_index=True)
-    return boxes, truth, last
+    parts = []
+    for v in videos:
+        labelled = read_ftid_tracks(v).assign(clip=str(v.id))
+        parts.append(labelled[labelled["frame"].isin(scored_frames(pred_dir / f"{v.id}.parquet"))])
+    return boxes, pd.concat(parts, ignore_index=True), last
 
 
 def calibrate_bands(ws: Workspace, n: int, bands: dict, cfg) -> tuple[dict, dict]:
@@ -111,7 +121,8 @@ def calibrate_bands(ws: Workspace, n: int, bands: dict, cfg) -> tuple[dict, dict
     if not videos:
         return bands, {"skipped": "no validation videos inferred in this round"}
     names = [str(v.id) for v in videos]
-    boxes, truth, last = _labelled_part(read_predictions(ws.round(n).validation_predictions, names), videos)
+    pred_dir = ws.round(n).validation_predictions
+    boxes, truth, last = _labelled_part(read_predictions(pred_dir, names), videos, pred_dir)
     used, report = calibrate(true_positives(boxes, truth), bands, cfg)
     return used, {"videos": sorted(int(v) for v in last), **report}
 

@@ -2,21 +2,26 @@
 
 A cell seen on many scored frames, confidently on some, is very likely a cell on each of them,
 even where the detector was unsure; a confident box seen on one frame only is often flicker. With
-the round's tracks (`track@N`), a track is confirmed when it has at least `min_track_frames`
-detected scored frames, at least `min_accepted` of them accept-band boxes, and a mean detector
-confidence over them of at least `min_track_conf` (a persistent object the detector is only half
+the round's tracks (`track@N`), a track is long when it has at least `min_track_frames` detected
+scored frames, and confirmed when it is long, at least `min_accepted` of its boxes are accept-band
+boxes and the detector's mean confidence over them is at least `min_track_conf`; a long track that
+is not confirmed, mostly one under that mean, is weak (a persistent object the detector is only half
 sure of, frame after frame, is mostly something nobody labels: a defocused cell, debris):
-- promoted: a review- or reject-band box on a confirmed track with conf >= `floor` is accepted;
-- demoted: an accepted box on no confirmed track (isolated, or on a weak one) goes to review;
+- promoted: a review- or reject-band box on a confirmed track with conf >= `floor` is accepted, if
+  its class is the track's (the class of most of the track's accepted boxes);
+- demoted: an accepted box on no long track (isolated in time: flicker, or a cell seen once) goes
+  to review;
+- demoted_weak: an accepted box on a weak track goes to review;
 - interpolated: where a confirmed track missed a scored frame (a gap of up to `track.max_gap`),
   its interpolated box is accepted (conf NaN: no detector score).
 Every box keeps how its band was decided in `provenance` (confidence, promoted, demoted,
-interpolated) and its confidence-only band in `band_conf`.
+demoted_weak, interpolated) and its confidence-only band in `band_conf`.
 
-Whether each action helps depends on the model: on the demo's weak round 0, promoted boxes are as
-precise as confident ones, on a strong round 0 they are mostly defocused cells nobody labels. So
-with `check` on, `filter` first runs the rule on the labelled validation videos (inferred and
-tracked like the clips) and keeps an action only where it pays there (`check_actions`).
+Whether each action helps depends on the model and on the class: on the demo's round 0, isolated
+sperm boxes are mostly right (demoting them costs more recall than it buys precision) and isolated
+cluster boxes mostly wrong. So with `check` on, `filter` first runs the rule on the labelled
+validation videos (inferred and tracked like the clips) and keeps an action, class by class, only
+where it raises that class's F1 there without lowering its precision (`check_actions`).
 """
 
 from __future__ import annotations
@@ -30,21 +35,36 @@ import pandas as pd
 from visem_pl.tasks.pseudo.bands import ACCEPT, REJECT, REVIEW
 
 CONFIDENCE, PROMOTED, DEMOTED, INTERPOLATED = "confidence", "promoted", "demoted", "interpolated"
+DEMOTED_WEAK = "demoted_weak"
 
 
 @dataclass(frozen=True)
 class Temporal:
     enabled: bool = True
-    min_track_frames: int = 3  # detected scored frames that confirm a track
-    min_accepted: int = 1  # ... of which at least this many confident enough to be accepted alone
-    min_track_conf: float = 0.0  # ... and their mean confidence at least this (0: any)
+    min_track_frames: int = 3  # detected scored frames that make a track long
+    min_accepted: int = 1  # a long track is confirmed with at least this many boxes confident enough alone
+    min_track_conf: float = 0.0  # ... and their mean confidence at least this (0: any); under it: weak
     floor: float = 0.1  # review- or reject-band boxes on a confirmed track at or above it are accepted
     promote: bool = True  # low boxes on a confirmed track are accepted (down to `floor`)
-    demote_isolated: bool = True  # accepted boxes on no confirmed track go to review
+    demote_isolated: bool = True  # accepted boxes on no long track go to review
+    demote_weak: bool = True  # accepted boxes on a weak track go to review
     interpolate: bool = True  # a confirmed track's interpolated boxes become pseudo-labels
-    check: bool = True  # keep each action only where the labelled validation videos say it pays
+    check: bool = True  # keep each action, per class, only where the labelled validation videos say it pays
     precision_margin: float = 0.05  # ... boxes it accepts at most this much less precise than confident ones
-    min_boxes: int = 20  # fewer validation boxes than this for an action: it stays as configured
+    evidence: float = 0.95  # ... decided where the frames are this sure (one-sided); else all classes', else off
+    by_class: tuple = ()  # (class, action field, on) the check decided; the fields above for other classes
+
+    def __post_init__(self):
+        if not 0.5 <= float(self.evidence) < 1:
+            raise ValueError(f"filter.temporal.evidence must be in [0.5, 1), got {self.evidence}")
+
+    def on(self, field: str, cls: np.ndarray) -> np.ndarray:
+        """Per box of class `cls`: is the action `field` (promote, demote_isolated, ...) on for it."""
+        decided = {c: on for c, f, on in self.by_class if f == field}
+        default = bool(getattr(self, field))
+        if not decided:
+            return np.full(len(cls), default)
+        return pd.Series(cls).map(decided).fillna(default).to_numpy(bool)
 
 
 def tracks_file(tracks_dir: Path | str, clip: str) -> Path:
@@ -69,7 +89,8 @@ def apply_temporal(pred: pd.DataFrame, tracks: pd.DataFrame, cfg: Temporal) -> p
     pred = pred.assign(
         frame=pred["frame"].astype(np.int64), band_conf=pred["band"], provenance=CONFIDENCE, track=np.int64(-1)
     )
-    confirmed = pd.DataFrame({"clip": pd.Series(dtype=object), "track": pd.Series(dtype=np.int64)})
+    empty = pd.DataFrame({"clip": pd.Series(dtype=object), "track": pd.Series(dtype=np.int64)})
+    confirmed, long, agrees = empty, empty, np.zeros(len(pred), bool)
     detected = tracks[tracks["source"] == "detected"] if not tracks.empty else tracks
     if not detected.empty:
         on = pred[["clip", "box"]].merge(detected[["clip", "box", "track"]], on=["clip", "box"], how="left")
@@ -77,23 +98,31 @@ def apply_temporal(pred: pd.DataFrame, tracks: pd.DataFrame, cfg: Temporal) -> p
         linked = pred[pred["track"] >= 0]
         per = linked.assign(accepted=linked["band"] == ACCEPT).groupby(["clip", "track"])
         counts = per.agg(length=("box", "size"), accepted=("accepted", "sum"), conf=("conf", "mean")).reset_index()
-        ok = (counts["length"] >= cfg.min_track_frames) & (counts["accepted"] >= cfg.min_accepted)
+        is_long = counts["length"] >= cfg.min_track_frames
+        ok = is_long & (counts["accepted"] >= cfg.min_accepted)
         ok &= counts["conf"].to_numpy(np.float32) >= np.float32(cfg.min_track_conf)
-        confirmed = counts[ok][["clip", "track"]]
-    is_confirmed = pd.MultiIndex.from_frame(pred[["clip", "track"]]).isin(
-        pd.MultiIndex.from_frame(confirmed[["clip", "track"]])
-    )
+        confirmed, long = counts[ok][["clip", "track"]], counts[is_long][["clip", "track"]]
+        # A track is one object: its class is the one most of its accepted boxes have
+        votes = linked[linked["band"] == ACCEPT].groupby(["clip", "track", "cls"]).size().rename("n").reset_index()
+        votes = votes.sort_values(["n", "cls"], ascending=[False, True], kind="stable")
+        track_cls = votes.drop_duplicates(["clip", "track"]).set_index(["clip", "track"])["cls"]
+        same = pred[["clip", "track"]].merge(track_cls.reset_index(), on=["clip", "track"], how="left")["cls"]
+        agrees = same.to_numpy() == pred["cls"].to_numpy()
+    keys = pd.MultiIndex.from_frame(pred[["clip", "track"]])
+    is_confirmed = keys.isin(pd.MultiIndex.from_frame(confirmed))
+    is_long = keys.isin(pd.MultiIndex.from_frame(long))
 
-    conf = pred["conf"].to_numpy(np.float32)
-    if cfg.promote:
-        promote = is_confirmed & pred["band"].isin([REVIEW, REJECT]).to_numpy() & (conf >= np.float32(cfg.floor))
-        pred.loc[promote, ["band", "provenance"]] = [ACCEPT, PROMOTED]
-    if cfg.demote_isolated:
-        demote = ~is_confirmed & (pred["band"] == ACCEPT).to_numpy()
-        pred.loc[demote, ["band", "provenance"]] = [REVIEW, DEMOTED]
-    if cfg.interpolate and not tracks.empty:
+    conf, cls = pred["conf"].to_numpy(np.float32), pred["cls"].to_numpy()
+    accepted = (pred["band"] == ACCEPT).to_numpy()
+    promote = is_confirmed & agrees & pred["band"].isin([REVIEW, REJECT]).to_numpy() & (conf >= np.float32(cfg.floor))
+    pred.loc[promote & cfg.on("promote", cls), ["band", "provenance"]] = [ACCEPT, PROMOTED]
+    pred.loc[accepted & ~is_long & cfg.on("demote_isolated", cls), ["band", "provenance"]] = [REVIEW, DEMOTED]
+    weak = accepted & is_long & ~is_confirmed
+    pred.loc[weak & cfg.on("demote_weak", cls), ["band", "provenance"]] = [REVIEW, DEMOTED_WEAK]
+    if not tracks.empty:
         filled = tracks[tracks["source"] == "interpolated"]
         filled = filled.merge(confirmed, on=["clip", "track"])
+        filled = filled[cfg.on("interpolate", filled["cls"].to_numpy())]
         if not filled.empty:
             added = filled[["clip", "frame", "cls", "cx", "cy", "w", "h", "conf", "track"]].assign(
                 box=np.int64(-1), band=ACCEPT, band_conf=REJECT, provenance=INTERPOLATED
@@ -103,34 +132,90 @@ def apply_temporal(pred: pd.DataFrame, tracks: pd.DataFrame, cfg: Temporal) -> p
     return pred.sort_values(["clip", "frame", "box"], kind="stable").reset_index(drop=True)
 
 
-ACTIONS = {PROMOTED: "promote", DEMOTED: "demote_isolated", INTERPOLATED: "interpolate"}
+ACTIONS = {PROMOTED: "promote", DEMOTED: "demote_isolated", DEMOTED_WEAK: "demote_weak", INTERPOLATED: "interpolate"}
+DEMOTING = (DEMOTED, DEMOTED_WEAK)
 
 
 def check_actions(boxes: pd.DataFrame, truth: pd.DataFrame, cfg: Temporal) -> tuple[Temporal, dict]:
-    """Which actions of the rule pay on labelled frames: `boxes` is `apply_temporal`'s output (all
-    actions on) for the scored frames of the labelled validation videos, `truth` their labelled boxes
-    (clip, frame, class, cx, cy, w, h). The precision (IoU >= 0.5, class-aware) of the boxes each
-    action accepts is compared with that of the boxes confidence alone accepts: promoting and
-    interpolating stay on when at most `precision_margin` below it; demoting stays on when the boxes
-    it demotes are less precise than it. Returns the config to use and what was measured."""
+    """Which actions of the rule pay on labelled frames, class by class: `boxes` is `apply_temporal`'s
+    output (all actions on) for the scored frames of the labelled validation videos, `truth` their
+    labelled boxes on those frames (clip, frame, class, cx, cy, w, h).
+
+    Per class, P and F1 of what confidence alone accepts (IoU >= 0.5, class-aware), and the precision p
+    of the boxes each action moves. Accepting a set of boxes raises F1 exactly when p > F1 / 2, and
+    demoting one exactly when p < F1 / 2 (which always raises precision: F1 / 2 < P). So an accepting
+    action (promote, interpolate) pays where p > F1 / 2 and p >= P - `precision_margin`, a demoting
+    one where p < F1 / 2. The frames decide only where they are conclusive: p's one-sided
+    Clopper-Pearson bound at `evidence` lies beyond the threshold (a handful of boxes proves nothing,
+    a hundred at p = 0.52 against a threshold of 0.45 neither). Where a class's own boxes are not
+    conclusive, all classes' together decide (the rare classes rarely have enough labelled boxes),
+    unless the class's own boxes lean the other way (classes differ: isolated sperm boxes are mostly
+    right, isolated cluster boxes mostly wrong); otherwise the action is not used. An action off in
+    params.yaml stays off.
+    Returns the config to use (`by_class`) and what was measured: all classes at the top, each class
+    under `classes`."""
     from dataclasses import replace
+
+    from visem_pl.tasks.dataset.layout import CLASS_NAMES
 
     accepted = true_positives(boxes[boxes["band"] == ACCEPT], truth)
     by_conf = true_positives(boxes[boxes["band_conf"] == ACCEPT], truth)
-    base = by_conf["tp"].mean() if len(by_conf) else float("nan")
-    report = {"confidence": {"boxes": int(len(by_conf)), "precision": _round(base)}}
-    changes = {}
+
+    def measure(cls: int | None) -> dict:
+        def mine(t: pd.DataFrame, col: str = "cls") -> pd.DataFrame:
+            return t if cls is None else t[t[col] == cls]
+
+        conf, n_truth = mine(by_conf), len(mine(truth, "class"))
+        tp = int(conf["tp"].sum())
+        base = tp / len(conf) if len(conf) else float("nan")
+        f1 = 2 * tp / (len(conf) + n_truth) if len(conf) + n_truth else float("nan")
+        out = {"confidence": {"boxes": int(len(conf)), "truth": n_truth, "precision": _round(base), "f1": _round(f1)}}
+        for provenance in ACTIONS:
+            sel = mine(by_conf if provenance in DEMOTING else accepted)
+            sel = sel[sel["provenance"] == provenance]
+            right = int(sel["tp"].sum())
+            entry = {"boxes": int(len(sel)), "precision": _round(right / len(sel) if len(sel) else float("nan"))}
+            if len(sel) and not np.isnan(f1):
+                low, high = _bounds(right, len(sel), cfg.evidence)
+                bar = f1 / 2 if provenance in DEMOTING else max(f1 / 2, base - cfg.precision_margin)
+                if provenance in DEMOTING:  # pays below the bar
+                    entry["leans"], sure_yes, sure_no = right / len(sel) < bar, high < bar, low > bar
+                else:  # pays above it
+                    entry["leans"], sure_yes, sure_no = right / len(sel) > bar, low > bar, high < bar
+                if sure_yes or sure_no:
+                    entry["pays"] = bool(sure_yes)
+                entry["leans"] = bool(entry["leans"])
+            out[provenance] = entry
+        return out
+
+    report = measure(None)
     for provenance, field in ACTIONS.items():
-        sel = by_conf if provenance == DEMOTED else accepted
-        sel = sel[sel["provenance"] == provenance]
-        precision = sel["tp"].mean() if len(sel) else float("nan")
-        entry = {"boxes": int(len(sel)), "precision": _round(precision), "configured": getattr(cfg, field)}
-        if getattr(cfg, field) and len(sel) >= cfg.min_boxes and not np.isnan(base):
-            pays = precision < base if provenance == DEMOTED else precision >= base - cfg.precision_margin
-            changes[field] = bool(pays)
-        entry["used"] = changes.get(field, getattr(cfg, field))
-        report[provenance] = entry
-    return replace(cfg, **changes), report
+        entry = report[provenance]
+        entry |= {"configured": getattr(cfg, field), "used": getattr(cfg, field) and entry.get("pays", False)}
+    decided, report["classes"] = [], {}
+    for k, name in enumerate(CLASS_NAMES):
+        mine = measure(k)
+        for provenance, field in ACTIONS.items():
+            entry, pooled = mine[provenance], report[provenance]
+            if "pays" in entry:
+                entry["decided_by"], pays = "class", entry["pays"]
+            elif pooled.get("pays") is not None and entry.get("leans", pooled["pays"]) == pooled["pays"]:
+                entry["decided_by"], pays = "all classes", pooled["pays"]
+            else:  # nothing sure, or the class's own boxes lean against what all classes say
+                entry["decided_by"], pays = "inconclusive", False
+            entry["used"] = bool(getattr(cfg, field) and pays)
+            decided.append((k, field, entry["used"]))
+        report["classes"][name] = mine
+    return replace(cfg, by_class=tuple(decided)), report
+
+
+def _bounds(right: int, n: int, level: float) -> tuple[float, float]:
+    """One-sided Clopper-Pearson bounds of a precision of `right` out of `n` at `level`."""
+    from scipy.stats import beta
+
+    low = float(beta.ppf(1 - level, right, n - right + 1)) if right > 0 else 0.0
+    high = float(beta.ppf(level, right + 1, n - right)) if right < n else 1.0
+    return low, high
 
 
 def _round(v: float):
