@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from helpers.predfiles import write_predictions
 
 from visem_pl.tasks.pseudo.bands import (
@@ -456,3 +457,25 @@ def test_filter_clip_by_clip_is_the_rule_over_all_clips_at_once(tmp_path):
     assert set(whole["provenance"]) == {"confidence", "promoted", "demoted", "interpolated"}
     pd.testing.assert_frame_equal(got, whole)
     pd.testing.assert_frame_equal(decide_bands(pred_dir, bands_of(), rule, tracks_dir, clips), whole)
+
+
+def test_temporal_settings_are_checked(tmp_path):
+    """params.yaml's filter.temporal: an old or misspelt key, the check's own output and an evidence
+    out of range are refused with the file and the key, before any box moves."""
+    from visem_pl.tasks.pseudo.stages import temporal_config
+    from visem_pl.tasks.workspace.errors import ConfigError
+    from visem_pl.tasks.workspace.paths import Workspace
+
+    def config(section):
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({"filter": {"temporal": section}}))
+        return temporal_config(Workspace(tmp_path, tmp_path / "params.yaml"))
+
+    assert config({"min_track_conf": 0.4, "evidence": 0.9}).evidence == 0.9
+    for section, says in (
+        ({"min_boxes": 20}, r"filter.temporal: unknown key\(s\) \['min_boxes'\]"),
+        ({"by_class": [[0, "promote", True]]}, "by_class is decided by the check"),
+        ({"evidence": 1.5}, r"evidence must be in \[0.5, 1\)"),
+    ):
+        with pytest.raises(ConfigError, match=says) as err:
+            config(section)
+        assert str(tmp_path / "params.yaml") in str(err.value)

@@ -138,7 +138,7 @@ def calibration_config(ws: Workspace):
     except ConfigError:
         raise
     except (ValueError, TypeError) as exc:
-        raise ConfigError([str(exc)]) from None
+        raise _config_error(ws, exc) from None
 
 
 def temporal_config(ws: Workspace):
@@ -149,12 +149,14 @@ def temporal_config(ws: Workspace):
     section = (ws.params().get("filter") or {}).get("temporal")
     if section is None:
         return None
+    if "by_class" in section:  # the check's output, not a setting
+        raise ConfigError([f"{ws.params_path} filter.temporal: by_class is decided by the check, not set"])
     try:
         return build(Temporal, section, f"{ws.params_path} filter.temporal")
     except ConfigError:
         raise
     except (ValueError, TypeError) as exc:
-        raise ConfigError([str(exc)]) from None
+        raise _config_error(ws, exc) from None
 
 
 def merge_stage(ws: Workspace, n: int) -> dict:
@@ -204,3 +206,9 @@ def quality_stage(ws: Workspace, n: int) -> dict:
     result["computed_from"] = ws.computed_from(n)
     write_json(paths.metrics / "quality.json", result)
     return result
+
+
+def _config_error(ws: Workspace, exc: Exception) -> ConfigError:
+    """A settings error that names the params file (a dataclass's own check does not know it)."""
+    msg = str(exc)
+    return ConfigError([msg if str(ws.params_path) in msg else f"{ws.params_path}: {msg}"])
