@@ -275,3 +275,29 @@ def test_another_backend_or_precision_redoes_finished_clips(setup, tmp_path):
     assert auto_label == record["label"] == record["trials"][0]["label"]
     assert stats == {"skipped": 0, "predicted": 1}  # the last label had batch 4; params ask for 2
     assert infer(backend="auto", precision="auto") == ({"skipped": 1, "predicted": 0}, auto_label)
+
+
+def test_the_motility_window_runs_only_each_clips_first_seconds(setup, tmp_path):
+    """`window_s` (motility's window): only the frames of each clip's first seconds, at the container's
+    frame rate, recorded in the fingerprint; a window of 0 is the whole clip, recorded as before the window
+    existed (whole-clip results stay current); a window longer than the clip is the whole clip."""
+    from visem_pl.tasks.dataset.reader import probe_video
+    from visem_pl.tasks.inference.clips import iter_frames
+
+    root, weights, _ = setup
+    clip = locate(root).clips()[0]
+    fps = probe_video(clip.path).fps
+    cfg = InferConfig(**INFER)
+    assert "window_s" not in fingerprint("sha", cfg, clip, "label")["params"]
+    window = InferConfig(**{**INFER, "window_s": 4 / fps})  # four frames
+    out = tmp_path / "window"
+    assert infer_clips(weights, [clip], out, window, progress=False)["predicted"] == 1
+    meta = json.loads(pq.read_schema(out / f"{clip.name}.parquet").metadata[META_KEY])
+    assert meta["frames_scored"] == 4 and meta["params"]["window_s"] == 4 / fps
+    assert set(pq.read_table(out / f"{clip.name}.parquet").column("frame").to_pylist()) <= {0, 1, 2, 3}
+    assert [i for i, _ in iter_frames(clip.path, 2, window_s=4 / fps)] == [0, 2]
+    assert [i for i, _ in iter_frames(clip.path, 1, window_s=100.0)] == list(range(FRAMES))
+    # The whole clip after the window: done again, all of it.
+    whole = infer_clips(weights, [clip], out, cfg, progress=False)
+    assert whole["predicted"] == 1
+    assert json.loads(pq.read_schema(out / f"{clip.name}.parquet").metadata[META_KEY])["frames_scored"] == FRAMES

@@ -119,8 +119,14 @@ def test_every_round_output_is_dvc_tracked(rounds, workspace):
         "data/rounds/round-0/validation/predictions",
         "data/rounds/round-0/validation/tracks",
         "data/rounds/round-0/motility.csv",
+        "data/rounds/round-0/motility/predictions",
+        "data/rounds/round-0/motility/tracks",
     ):
         assert path in outs
+    # Motility's window (each whole clip here) was run at every frame, linked and measured.
+    window = sorted((workspace / "data/rounds/round-0/motility/tracks").glob("*.parquet"))
+    assert window and {p.name for p in window} == {p.name for p in (workspace / "data/rounds/round-0/tracks").glob("*")}
+    assert json.loads((workspace / "metrics/rounds/round-0/motility.json").read_text())["window_s"] == 0
     # The validation video (52) was run and tracked like the clips and scored on its labelled track ids.
     track = json.loads((workspace / "metrics/rounds/round-0/track.json").read_text())
     assert track["validation"]["videos"] == [52] and "idf1" in track["validation"]["tracking_label_boxes"]

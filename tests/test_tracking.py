@@ -306,3 +306,45 @@ def test_track_workers_give_the_same_outputs_and_motility_reuses_the_truth_box_t
         meta = json.loads(pq.read_schema(p).metadata[clips_mod.META_KEY])
         assert meta["config"]["min_length"] == 6 and "workers" not in meta["config"]
         assert (pq.read_table(p).to_pandas().groupby("track").size() >= 6).all()
+
+
+def test_motility_measures_each_clips_window_at_every_frame(twin, tmp_path):
+    """motility.window_s: `track` links each clip's window (run by `infer` at every frame) into
+    motility/tracks with the round's tracker and scores it; `motility` measures those tracks at the full
+    rate, against the truth of the window's frames only."""
+    from visem_pl.tasks.tracking.clips import read_tracks
+    from visem_pl.tasks.tracking.stages import covered, motility_stage, track_stage, truth_tracks_cache
+    from visem_pl.tasks.workspace.paths import Workspace
+
+    root, truths = twin
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    window = 50  # frames: 1 s at the twin's 50 fps, of its 90-frame clips
+    params = {"data": {"root": str(root)}, "track": {"method": "sort", "workers": 1},
+              "motility": {"workers": 1, "window_s": 1.0, "frame_step": 1, "immotile_vcl_um_s": 15.0}}  # fmt: skip
+    (ws / "params.yaml").write_text(yaml.safe_dump(params))
+    rng = np.random.default_rng(2)
+    for name, t in truths.items():
+        write_predictions(ws / "data/rounds/round-0/predictions", name, noisy_predictions(t, rng), frames_scored=30,
+                          stride=STRIDE)  # fmt: skip
+        exact = [(int(r.frame), int(r.cls), r.cx, r.cy, r.w, r.h, 0.9) for r in truth_boxes(t, 1).itertuples()
+                 if r.frame < window]  # fmt: skip
+        write_predictions(ws / "data/rounds/round-0/motility/predictions", name, exact, frames_scored=window)
+    w = Workspace(ws, ws / "params.yaml")
+    stats = track_stage(w, 0, progress=False)
+    assert stats["stride"] == STRIDE  # the round's own tracks, as before
+    win = stats["motility_window"]
+    assert win["clips"] == len(truths) and win["stride"] == 1 and win["tracking_truth_boxes"]["idf1"] > 0.9
+    assert sorted(p.stem for p in truth_tracks_cache(w, 0, window=True).glob("*.parquet")) == sorted(truths)
+    for name in truths:
+        tracks, meta = read_tracks(w.round(0).motility_tracks / f"{name}.parquet")
+        assert meta["stride"] == 1 and tracks["frame"].max() < window
+        assert covered(truths[name], meta)["frame"].max() == window - 1
+    result = motility_stage(w, 0)
+    assert result["window_s"] == 1.0 and result["frame_step"] == 1
+    # The window's exact boxes: the round's window tracks are the tracker fed the truth boxes, to the digit.
+    assert result["mae_pp"] == result["mae_pp_truth_boxes"] and result["mae_pp"]["n"] == len(truths)
+    # Without the window, motility reads the round's tracks (stride 3: frame_step 3 and its threshold).
+    params["motility"] = {"workers": 1, "frame_step": 3, "immotile_vcl_um_s": 5.0}
+    (ws / "params.yaml").write_text(yaml.safe_dump(params))
+    assert motility_stage(w, 0)["window_s"] is None

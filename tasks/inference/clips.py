@@ -58,6 +58,7 @@ class InferConfig:
     device: str = "auto"
     backend: str = "auto"  # auto = measured | openvino | torch | onnxruntime
     precision: str = "auto"  # auto = measured | f32 | bf16 | int8 | int8-bf16 (OpenVINO) | fp32 | fp16
+    window_s: float = 0.0  # > 0: only each clip's first seconds (the motility window, set by `motility.window_s`)
 
 
 # Recorded through the chosen configuration's label rather than among "params".
@@ -76,6 +77,8 @@ def fingerprint(model_sha: str, cfg: InferConfig, clip: Clip, backend: str) -> d
     from visem_pl.tasks.dataset.identity import file_id
 
     params = {k: v for k, v in asdict(cfg).items() if k not in BACKEND_KEYS}
+    if not cfg.window_s:  # whole clips, recorded as before the window existed
+        params.pop("window_s")
     return {"model_sha256": model_sha, "params": params, "backend": backend, "clip": clip.name,
             "clip_file": file_id(clip.path)}  # fmt: skip
 
@@ -122,6 +125,7 @@ def iter_frames(
     into: Callable[[], np.ndarray | None] | None = None,
     threads: int = 0,
     only: set[int] | None = None,
+    window_s: float = 0.0,
 ):
     """Yield (frame index, BGR frame) for every `stride`-th frame, decoding sequentially.
 
@@ -131,11 +135,19 @@ def iter_frames(
     and one thread decodes a frame for 0.80 ms of CPU time instead of 0.87-0.97 (frame threading's
     hand-offs; 2 cores, 640x480 MPEG-4). `only`: of those, just these indices, and decoding stops
     after the last one (a few chosen frames of a clip: grab() alone on the others costs 0.6 of read()).
+    `window_s` > 0: only the frames of the clip's first `window_s` seconds (its container's frame rate).
     """
     cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads] if threads else [])
     if not cap.isOpened():
         raise ClipError(f"{path}:0: cannot be opened as a video (truncated or not an mp4)")
     last = max(only) if only else None
+    if window_s > 0:
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        if not fps > 0:
+            cap.release()
+            raise ClipError(f"{path}:0: its container states no frame rate, so a window of seconds has no frames")
+        end = int(round(window_s * fps)) - 1
+        last = end if last is None else min(last, end)
     try:
         reported = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         index = 0
@@ -292,7 +304,10 @@ def infer_clips(
         backend = choice.load(weights, model_sha, cache_dir)
     cfg = replace(cfg, batch=choice.config.batch)  # the measured batch size, where it was auto
     threads = 1 if choice.config.device == "cpu" else 0  # see iter_frames
-    sources = [(clip, (lambda into=None, c=clip: iter_frames(c.path, cfg.stride, into, threads))) for clip in todo]
+    sources = [
+        (clip, (lambda into=None, c=clip: iter_frames(c.path, cfg.stride, into, threads, window_s=cfg.window_s)))
+        for clip in todo
+    ]
     with report(description, len(clips), completed=stats["skipped"], enabled=progress) as bar:
         skip_errors = (ClipError,) if on_bad_clip == "skip" else ()
         for clip, boxes in predict_sources(backend, sources, cfg, skip_errors=skip_errors):

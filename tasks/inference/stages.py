@@ -7,6 +7,8 @@ clip done and records them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
 from visem_pl.tasks.dataset.reader import Clip
@@ -64,11 +66,28 @@ def infer_stage(ws: Workspace, n: int, progress: bool = True) -> dict:
     if validation and choice is not None:
         stats["validation"] = infer_clips(paths.weights, validation, paths.validation_predictions, cfg,
                                           description="infer validation", **run)  # fmt: skip
+    window = motility_window(ws)
+    paths.motility_predictions.mkdir(parents=True, exist_ok=True)  # a DVC output, even when there is none
+    if window is not None:
+        # CASA samples every frame: at the round's stride a tail beating in place aliases (docs/MOTILITY.md).
+        removed += remove_other_clips(paths.motility_predictions, clips)
+        good = [c for c in clips if c.name not in stats.get("bad_clips", {})]
+        stats["motility_window"] = infer_clips(paths.weights, good, paths.motility_predictions,
+                                               replace(cfg, stride=1, window_s=window), on_bad_clip=ws.on_bad_clip(),
+                                               description="infer motility window", **run)  # fmt: skip
     if removed:
         stats["removed_other_dataset"] = removed
     record = {**stats, "backend": choice.record() if choice else None, "computed_from": ws.computed_from(n)}
     write_json(paths.metrics / "infer.json", record)
     return {**stats, "backend": choice.label if choice else None}
+
+
+def motility_window(ws: Workspace) -> float | None:
+    """params.yaml `motility.window_s`: the seconds of each clip run at every frame for motility (0: whole
+    clips), or None where motility reads the round's own tracks."""
+    from visem_pl.tasks.tracking.motility import MotilityConfig
+
+    return ws.section("motility", MotilityConfig).window_s
 
 
 def pending_clips(ws: Workspace, n: int) -> list[Clip]:

@@ -174,9 +174,12 @@ def _tracks_section(ws: Workspace, n: int, figures, max_clips: int) -> list[str]
     """One frame per clip (the first `max_clips` clips) with its tracks as trails, and the motility table."""
     from visem_pl.tasks.inference.clips import frames_at
     from visem_pl.tasks.tracking.clips import read_tracks
+    from visem_pl.tasks.tracking.stages import motility_config
 
     paths = ws.round(n)
-    files = sorted(paths.tracks.glob("*.parquet")) if paths.tracks.is_dir() else []
+    # The tracks motility measured (and whose ids motility.csv holds): each clip's window, or the round's
+    folder = paths.motility_tracks if motility_config(ws).window_s is not None else paths.tracks
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
     if not files:
         return []
     motility_csv = paths.data / "motility.csv"

@@ -48,8 +48,13 @@ class MotilityConfig:
     progressive_str: float = 0.8
     immotile_vcl_um_s: float = 5.0
     workers: int = 0  # processes for the clips' kinematics (0: one per core; 1: in this process); same outputs
+    # Seconds of each clip, from its start, that `infer` also runs at every frame and `track` links for motility
+    # (0: the whole clip); None: motility reads the round's own tracks, at the infer stride.
+    window_s: float | None = None
 
     def __post_init__(self):
+        if self.window_s is not None and self.window_s < 0:
+            raise ValueError(f"motility.window_s must be >= 0 (0: the whole clip) or null, got {self.window_s}")
         if self.vap_window < 3 or self.vap_window % 2 == 0:
             raise ValueError(f"motility.vap_window must be odd and >= 3, got {self.vap_window}")
         if self.frame_step < 1 or self.um_per_px <= 0:

@@ -133,15 +133,44 @@ def track_stage(ws: Workspace, n: int, progress: bool = True) -> dict:
     validation = validation_scores(ws, n, cfg)
     if validation:
         stats["validation"] = validation
+    paths.motility_tracks.mkdir(parents=True, exist_ok=True)  # a DVC output, even when there is none
+    if motility_config(ws).window_s is not None:
+        stats["motility_window"] = window_tracks(ws, n, cfg, clips, truth, progress)
     stats["computed_from"] = ws.computed_from(n)
     write_json(paths.metrics / "track.json", stats)
     return stats
 
 
-def truth_tracks_cache(ws: Workspace, n: int):
-    """Where round n keeps the tracker-alone tracks of each clip's truth boxes (`clips.truth_box_tracks`):
-    a cache, not a DVC output (made again, the same, wherever it is missing or stale)."""
-    return ws.root / ".cache" / "truth-box-tracks" / f"round-{n}"
+def window_tracks(ws: Workspace, n: int, cfg: TrackConfig, clips: list, truth, progress: bool) -> dict:
+    """Link each clip's motility window (`infer` ran it at every frame: `motility.window_s`) into
+    data/rounds/round-N/motility/tracks/ with the round's tracker, and score them where there is truth."""
+    from visem_pl.tasks.tracking.pool import map_clips
+    from visem_pl.tasks.tracking.score import aggregate
+
+    paths = ws.round(n)
+    clips = [c for c in clips if (paths.motility_predictions / f"{c.name}.parquet").exists()]
+    removed = remove_other_clips(paths.motility_tracks, clips)
+    cache = truth_tracks_cache(ws, n, window=True)
+    remove_other_clips(cache, clips if truth is not None else [])
+    jobs = [(c, paths.motility_predictions, paths.motility_tracks, cfg, truth and truth.folder, cache) for c in clips]
+    with report("track motility window", len(clips), enabled=progress) as bar:
+        done = map_clips(_track_and_score, jobs, [c.name for c in clips], cfg.workers, bar)
+    out = {"clips": len(clips), "skipped": sum(d["skipped"] for d, _ in done)}
+    if removed:
+        out["removed_other_dataset"] = removed
+    scored = sorted((d["clip"], s) for d, s in done if s is not None)
+    if scored:
+        out.update({"stride": scored[0][1]["stride"],
+                    "tracking": aggregate([s["tracking"] for _, s in scored]),
+                    "tracking_truth_boxes": aggregate([s["truth_boxes"] for _, s in scored])})  # fmt: skip
+    return out
+
+
+def truth_tracks_cache(ws: Workspace, n: int, window: bool = False):
+    """Where round n keeps the tracker-alone tracks of each clip's truth boxes (`clips.truth_box_tracks`),
+    of the whole clip or (`window`) of its motility window: a cache, not a DVC output (made again, the
+    same, wherever it is missing or stale)."""
+    return ws.root / ".cache" / "truth-box-tracks" / (f"round-{n}-motility-window" if window else f"round-{n}")
 
 
 def _track_and_score(job: tuple) -> tuple[dict, dict | None]:
@@ -157,11 +186,17 @@ def _track_and_score(job: tuple) -> tuple[dict, dict | None]:
         return done, None
     store = TruthStore(truth_folder)
     tracks, meta = read_tracks(out_dir / f"{clip.name}.parquet")
-    truth = store.clip(clip.name)
+    truth = covered(store.clip(clip.name), meta)
     alone = truth_box_tracks(truth, store.folder / "clips" / f"{clip.name}.parquet", meta, cfg, cache)
     stride = meta["stride"]
     return done, {"stride": stride, "tracking": clip_metrics(truth, tracks, stride),
                   "truth_boxes": clip_metrics(truth, alone, stride)}  # fmt: skip
+
+
+def covered(truth: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """A clip's truth on the frames its predictions covered (`meta`: its tracks file's record): the whole
+    clip, or its motility window."""
+    return truth[truth["frame"] < meta["frames_scored"] * meta["stride"]]
 
 
 def validation_scores(ws: Workspace, n: int, cfg: TrackConfig) -> dict:
@@ -251,7 +286,7 @@ def _clip_motility(job: tuple) -> dict:
     if truth_folder is None:
         return out
     store = TruthStore(truth_folder)
-    t = store.clip(path.stem)
+    t = covered(store.clip(path.stem), meta)
     tr = truth_box_tracks(t, store.folder / "clips" / f"{path.stem}.parquet", meta, made_with, cache)
     true_paths = _clip_shares(t.rename(columns={"track_id": "cell"}), {**meta, "stride": 1}, cfg, "cell", "class")[0]
     seen = true_paths.dropna(subset=["class"])["cell"]
@@ -276,14 +311,16 @@ def motility_stage(ws: Workspace, n: int) -> dict:
     cfg = motility_config(ws)
     paths = ws.round(n)
     clips = {c.name: c for c in ws.clips()}
-    files = [paths.tracks / f"{c}.parquet" for c in sorted(clips)]
+    window = cfg.window_s is not None
+    folder = paths.motility_tracks if window else paths.tracks
+    files = [folder / f"{c}.parquet" for c in sorted(clips)]
     files = [f for f in files if f.exists()]
     if not files:
-        raise FileNotFoundError(f"{paths.tracks}: no tracks (run `visem-pl track --round {n}` first)")
+        raise FileNotFoundError(f"{folder}: no tracks (run `visem-pl infer --round {n}` and `track` first)")
     # The tracker alone with the settings the round's tracks were made with (`auto` resolved), as recorded.
     made_with = TrackConfig(**json.loads(pq.read_schema(files[0]).metadata[META_KEY])["config"])
     truth = truth_for(ws.data_root())
-    jobs = [(f, cfg, made_with, truth and truth.folder, truth_tracks_cache(ws, n)) for f in files]
+    jobs = [(f, cfg, made_with, truth and truth.folder, truth_tracks_cache(ws, n, window)) for f in files]
     done = map_clips(_clip_motility, jobs, [f.stem for f in files], cfg.workers)
     per_clip, per_tracks, by_participant = [], [], {}
     for d in done:
@@ -298,8 +335,8 @@ def motility_stage(ws: Workspace, n: int) -> dict:
     with atomic_path(paths.data / "motility.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.4g")
 
-    result = {"um_per_px": cfg.um_per_px, "frame_step": cfg.frame_step, "clips": per_clip,
-              "participants": participants}  # fmt: skip
+    result = {"um_per_px": cfg.um_per_px, "frame_step": cfg.frame_step, "window_s": cfg.window_s,
+              "clips": per_clip, "participants": participants}  # fmt: skip
     track_json = paths.metrics / "track.json"
     if track_json.exists():
         scores = json.loads(track_json.read_text())

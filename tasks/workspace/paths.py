@@ -139,6 +139,9 @@ class RoundPaths:
     # The labelled validation videos, run and tracked like the clips to score tracking on real labels.
     validation_predictions = property(lambda self: self.data / "validation" / "predictions")
     validation_tracks = property(lambda self: self.data / "validation" / "tracks")
+    # Each clip's motility window (`motility.window_s`) run at every frame, and its tracks: CASA's sampling rate.
+    motility_predictions = property(lambda self: self.data / "motility" / "predictions")
+    motility_tracks = property(lambda self: self.data / "motility" / "tracks")
     pseudo = property(lambda self: self.data / "pseudo")
     boxes = property(lambda self: self.pseudo / "boxes.parquet")
     # The prioritised review queue (one row per frame) that `filter` writes.

@@ -53,7 +53,8 @@ TINY = {
     # An untrained model's confidences are tiny: bands (and the boxes tracks link) chosen so every band
     # gets boxes and the temporal rule has tracks to work with.
     "track": {"min_conf": 0.001, "method": "auto"},
-    "motility": {"um_per_px": 0.5, "min_track_conf": 0.0},  # every track classified, however unsure
+    # Every track classified, however unsure; the window is each whole (9-frame) clip, run at every frame.
+    "motility": {"um_per_px": 0.5, "min_track_conf": 0.0, "window_s": 0, "frame_step": 1, "immotile_vcl_um_s": 15.0},
     "filter": {
         "bands": {name: {"low": 0.001, "high": 0.002} for name in ("sperm", "cluster", "small_or_pinhead")},
         "temporal": {"enabled": True, "floor": 0.001},
