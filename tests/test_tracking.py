@@ -344,6 +344,19 @@ def test_motility_measures_each_clips_window_at_every_frame(twin, tmp_path):
     assert result["window_s"] == 1.0 and result["frame_step"] == 1
     # The window's exact boxes: the round's window tracks are the tracker fed the truth boxes, to the digit.
     assert result["mae_pp"] == result["mae_pp_truth_boxes"] and result["mae_pp"]["n"] == len(truths)
+    # A shorter window: the window's tracks and the tracker fed its truth boxes are made again for it.
+    import pyarrow.parquet as pq
+
+    from visem_pl.tasks.tracking.clips import META_KEY
+
+    for name, t in truths.items():
+        exact = [(int(r.frame), int(r.cls), r.cx, r.cy, r.w, r.h, 0.9) for r in truth_boxes(t, 1).itertuples()
+                 if r.frame < 30]  # fmt: skip
+        write_predictions(ws / "data/rounds/round-0/motility/predictions", name, exact, frames_scored=30)
+    assert track_stage(w, 0, progress=False)["motility_window"]["skipped"] == 0
+    for p in truth_tracks_cache(w, 0, window=True).glob("*.parquet"):
+        assert json.loads(pq.read_schema(p).metadata[META_KEY])["frames_scored"] == 30
+        assert pq.read_table(p).to_pandas()["frame"].max() < 30
     # Without the window, motility reads the round's tracks (stride 3: frame_step 3 and its threshold).
     params["motility"] = {"workers": 1, "frame_step": 3, "immotile_vcl_um_s": 5.0}
     (ws / "params.yaml").write_text(yaml.safe_dump(params))

@@ -101,14 +101,16 @@ def read_tracks(path: Path) -> tuple[pd.DataFrame, dict]:
 def truth_box_tracks(truth: pd.DataFrame, truth_file: Path, meta: dict, cfg: TrackConfig, cache_dir: Path | None):
     """The tracker fed a clip's truth boxes (the "tracker alone" of the scores and of motility), at the
     stride and frame size of its round's tracks (`meta`: what their file records). Kept in
-    `cache_dir/<clip>.parquet`, keyed like a tracks file (the truth file's sha256, the settings, stride
-    and frame size): `track` makes it once, `motility` reads it, and any change makes it again."""
+    `cache_dir/<clip>.parquet`, keyed like a tracks file (the truth file's sha256, the settings, stride,
+    frame size and frames covered): `track` makes it once, `motility` reads it, and any change makes it
+    again. `truth`: the clip's truth on the frames its tracks cover."""
     from visem_pl.tasks.tracking.score import truth_boxes
 
     stride, width, height = meta["stride"], meta["width"], meta["height"]
     out = None if cache_dir is None else Path(cache_dir) / f"{Path(truth_file).stem}.parquet"
+    # frames_scored: a motility window of another length covers other frames of the same truth file
     expected = {"truth_sha256": file_sha256(truth_file), "config": settings(cfg), "stride": stride,
-                "width": width, "height": height}  # fmt: skip
+                "width": width, "height": height, "frames_scored": meta["frames_scored"]}  # fmt: skip
     if out is not None and is_current(out, expected):
         return pq.read_table(out).to_pandas()
     tracks = link(truth_boxes(truth, stride), width, height, stride, cfg)
