@@ -13,6 +13,8 @@ Protocol (fixed on 2026-12-04 before any stage was changed against it; docs/BENC
   anywhere, confidence Beta(1, 6): every band gets boxes. Each clip draws from its own stream (seed,
   clip index). The validation video's predictions the same way from its truth. The files are exactly
   what `infer` writes (its fingerprint metadata, so `infer` would find them done), with infer.json.
+  Where params.yaml sets `motility.window_s` (added 2026-12-06, with motility's window), each clip's
+  window is drawn the same way at every frame (5 s: 250 frames), as `infer` writes it.
 - Stages, each as `dvc repro` runs it (its `visem-pl` command in a subprocess, in the workspace,
   params.yaml's settings otherwise): track, motility, filter (with the review queue), review answer
   (the simulated expert), merge, quality, review export (Label Studio), crops (the next round's
@@ -38,6 +40,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -201,9 +204,10 @@ def workspace(base: Path, folder: Path, n: int, params: dict, seed: int) -> dict
     import pandas as pd
     from ultralytics import YOLO
 
-    from visem_pl.tasks.dataset.reader import locate
+    from visem_pl.tasks.dataset.reader import locate, probe_video
     from visem_pl.tasks.dataset.truth import truth_for
     from visem_pl.tasks.inference.clips import InferConfig
+    from visem_pl.tasks.tracking.motility import MotilityConfig
     from visem_pl.tasks.workspace.io import file_sha256, write_json
     from visem_pl.tasks.workspace.paths import Workspace
 
@@ -231,6 +235,15 @@ def workspace(base: Path, folder: Path, n: int, params: dict, seed: int) -> dict
     for i, clip in enumerate(sorted(ws.clips(), key=lambda c: c.name)):
         cols = detections(base_truth, frames, cfg.stride, np.random.default_rng([seed, i]))
         boxes += write_predictions(paths.predictions, clip, cols, frames, cfg, model_sha)
+    window = ws.section("motility", MotilityConfig).window_s
+    paths.motility_predictions.mkdir(parents=True)
+    if window is not None:  # each clip's motility window at every frame, drawn the same way
+        fps = probe_video(locate(base).clips()[0].path).fps
+        span = frames if window == 0 else min(frames, int(round(window * fps)))
+        window_cfg = replace(cfg, stride=1, window_s=window)
+        for i, clip in enumerate(sorted(ws.clips(), key=lambda c: c.name)):
+            cols = detections(base_truth, span, 1, np.random.default_rng([seed, i, 1]))
+            write_predictions(paths.motility_predictions, clip, cols, span, window_cfg, model_sha)
     for clip in ws.validation_clips():
         video_truth = pd.read_parquet(ws.data_root() / layout.TRUTH_DIR / "videos" / f"{clip.name}.parquet")
         length = frame_count(clip.path)
