@@ -222,7 +222,8 @@ def test_temporal_rule_promotes_demotes_and_interpolates():
            {"clip": "b", "track": 0, "box": -1, "frame": 6, "source": "interpolated"}]
         + [{"clip": "c", "track": 0, "box": b, "frame": 3 * b, "source": "detected"} for b in range(6)]
     ).assign(cls=0, cx=0.5, cy=0.5, w=0.04, h=0.05, conf=np.nan)  # fmt: skip
-    out = apply_temporal(pred, tracks, Temporal(min_track_frames=5, floor=0.1))
+    # Every box sits on one spot: with demote_overlap, the promoted a5 repeats a3 of its frame (checked below)
+    out = apply_temporal(pred, tracks, Temporal(min_track_frames=5, floor=0.1, demote_overlap=False))
     got = {(r.clip, r.box): (r.band, r.band_conf, r.provenance) for r in out.itertuples()}
     assert got[("a", 5)] == (ACCEPT, REVIEW, "promoted")
     assert got[("a", 6)] == (REJECT, REJECT, "confidence")  # below the floor
@@ -239,6 +240,8 @@ def test_temporal_rule_promotes_demotes_and_interpolates():
     )
     assert (off["provenance"] != "demoted").all() and len(off) == len(pred)
     no_promotion = apply_temporal(pred, tracks, Temporal(min_track_frames=5, floor=0.1, promote=False))
+    repeats = apply_temporal(pred, tracks, Temporal(min_track_frames=5, floor=0.1)).set_index(["clip", "box"])
+    assert repeats.loc[("a", 5), ["band", "provenance"]].tolist() == [REVIEW, "demoted_overlap"]
     assert (no_promotion["provenance"] != "promoted").all()
 
 
@@ -268,6 +271,76 @@ def test_a_track_the_detector_is_half_sure_of_is_weak():
     assert (apply_temporal(pred, tracks, replace(rule, min_track_conf=0.0))["band"] == ACCEPT).all()
     kept = apply_temporal(pred, tracks, replace(rule, demote_weak=False)).set_index(["clip", "box"])
     assert (kept.loc["w", "provenance"] == "confidence").all() and kept.loc[("w", 0), "band"] == ACCEPT
+
+
+def test_a_second_box_on_a_cell_is_repeated_whatever_its_class():
+    """overlap.repeated is class-agnostic NMS among the boxes given, most confident first: a box over a
+    kept one at IoU above the bound is repeated; one over a repeated box only is not (a chain keeps its
+    ends); other frames and clips never compete; ties go to the earlier row; unscored boxes come last."""
+    from visem_pl.tasks.pseudo.overlap import repeated
+
+    w, h = 0.04, 0.05  # 25.6 x 24 px; a shift of 10 px sideways: IoU 0.44; 20 px: 0.12
+    dx, dx2 = 10 / 640, 20 / 640
+
+    def box(clip, frame, cls, cx, conf):
+        return {"clip": clip, "frame": frame, "cls": cls, "cx": cx, "cy": 0.5, "w": w, "h": h, "conf": conf}
+
+    boxes = pd.DataFrame(
+        [
+            box("a", 0, 0, 0.5, 0.9),
+            box("a", 0, 1, 0.5 + dx, 0.6),  # another class over the first: repeated
+            box("a", 0, 0, 0.5 + dx + dx, 0.5),  # over the repeated one only (0.12 with the first): kept
+            box("a", 3, 0, 0.5 + dx, 0.6),  # another frame: kept
+            box("b", 0, 0, 0.5 + dx, 0.6),  # another clip: kept
+            box("c", 0, 0, 0.3, 0.7),
+            box("c", 0, 0, 0.3, 0.7),  # tied: the later row is the repeat
+            box("d", 0, 0, 0.3, np.nan),  # interpolated: no score, comes last
+            box("d", 0, 0, 0.3 + dx2 / 4, 0.2),
+        ]
+    )
+    assert repeated(boxes, 0.3).tolist() == [False, True, False, False, False, False, True, True, False]
+    assert repeated(boxes, 0.5).tolist() == [False, False, False, False, False, False, True, True, False]
+    assert repeated(boxes.iloc[:1], 0.3).tolist() == [False]
+
+
+def test_the_rule_sends_a_repeated_accepted_box_to_review():
+    """demote_overlap: an accepted box repeating a more confident accepted one of its frame goes to review
+    (`demoted_overlap`), after the other actions (a box already sent to review is no one's original);
+    switched off, or off for its class by the check, it stays."""
+    from visem_pl.tasks.pseudo.temporal import Temporal, apply_temporal
+
+    def box(b, frame, cls, cx, conf, band=ACCEPT):
+        return {"clip": "a", "box": b, "frame": frame, "cls": cls, "cx": cx, "cy": 0.5, "w": 0.04, "h": 0.05,
+                "conf": conf, "band": band}  # fmt: skip
+
+    pred = pd.DataFrame(
+        [
+            box(0, 0, 0, 0.5, 0.9),
+            box(1, 0, 1, 0.5 + 5 / 640, 0.6),  # a cluster box on the sperm cell: repeated
+            box(2, 0, 0, 0.2, 0.8),  # isolated (no track): demoted, so it repeats nothing ...
+            box(3, 0, 0, 0.2 + 5 / 640, 0.7),  # ... and this one, on a track, stays
+            box(4, 0, 0, 0.8, 0.25, band=REVIEW),
+            box(5, 0, 0, 0.8 + 5 / 640, 0.5),  # over a review-band box only: stays
+        ]
+    )
+    tracks = pd.DataFrame(
+        [
+            {"clip": "a", "track": t, "box": b, "frame": 0, "source": "detected"}
+            for t, b in ((0, 0), (1, 1), (3, 3), (5, 5))
+        ]
+    ).assign(cls=0, cx=0.5, cy=0.5, w=0.04, h=0.05, conf=np.nan)
+    rule = Temporal(min_track_frames=1, floor=0.1)
+    got = apply_temporal(pred, tracks, rule).set_index("box")
+    assert got["provenance"].tolist() == ["confidence", "demoted_overlap", "demoted", "confidence", "confidence",
+                                          "confidence"]  # fmt: skip
+    assert got["band"].tolist() == [ACCEPT, REVIEW, REVIEW, ACCEPT, REVIEW, ACCEPT]
+    assert got.loc[1, "band_conf"] == ACCEPT
+    off = apply_temporal(pred, tracks, replace(rule, demote_overlap=False)).set_index("box")
+    assert off.loc[1, ["band", "provenance"]].tolist() == [ACCEPT, "confidence"]
+    not_clusters = replace(rule, by_class=((1, "demote_overlap", False),))
+    assert apply_temporal(pred, tracks, not_clusters).set_index("box").loc[1, "band"] == ACCEPT
+    with pytest.raises(ValueError, match="overlap_iou"):
+        Temporal(overlap_iou=1.0)
 
 
 def test_a_box_of_another_class_than_its_track_is_not_promoted():
@@ -433,8 +506,9 @@ def test_filter_clip_by_clip_is_the_rule_over_all_clips_at_once(tmp_path):
         n = 0 if clip == "90_0_30" else 40  # a clip without boxes: it needs no tracks
         frames = np.sort(rng.integers(0, 10, n))
         rows = [
-            (int(f), int(rng.integers(0, 3)), 0.5, 0.5, 0.0625, 0.0625, float(rng.uniform(0.05, 1))) for f in frames
-        ]
+            (int(f), int(rng.integers(0, 3)), *rng.uniform(0.1, 0.9, 2), 0.0625, 0.0625, float(rng.uniform(0.05, 1)))
+            for f in frames
+        ]  # apart, mostly: boxes on one spot would repeat each other (demote_overlap)
         write_predictions(pred_dir, clip, rows, frames_scored=10)
         if n:
             track = rng.integers(0, 4, n)
@@ -454,7 +528,7 @@ def test_filter_clip_by_clip_is_the_rule_over_all_clips_at_once(tmp_path):
     pred["box"] = pred.groupby("clip").cumcount().astype(np.int64)
     pred["band"] = assign_bands(pred, bands_of())
     whole = apply_temporal(pred, read_tracks(tracks_dir, clips[:2]), rule)
-    assert set(whole["provenance"]) == {"confidence", "promoted", "demoted", "interpolated"}
+    assert set(whole["provenance"]) >= {"confidence", "promoted", "demoted", "interpolated"}
     pd.testing.assert_frame_equal(got, whole)
     pd.testing.assert_frame_equal(decide_bands(pred_dir, bands_of(), rule, tracks_dir, clips), whole)
 

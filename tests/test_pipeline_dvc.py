@@ -140,7 +140,7 @@ def test_every_round_output_is_dvc_tracked(rounds, workspace):
     # its tracks hold one band each and nothing moves: the rule itself is tested in test_filter.py).
     boxes = pd.read_parquet(workspace / "data/rounds/round-0/pseudo/boxes.parquet")
     assert (boxes["track"] >= 0).any()
-    assert set(boxes["provenance"]) <= {"confidence", "promoted", "demoted", "demoted_weak"}
+    assert set(boxes["provenance"]) <= {"confidence", "promoted", "demoted", "demoted_weak", "demoted_overlap"}
     rules = {line.split(",")[3] for line in manifest[1:] if line.split(",")[1] == "pseudo"}
     assert rules and rules <= {"confidence", "promoted", "interpolated"}, rules
 

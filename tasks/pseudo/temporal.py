@@ -13,9 +13,12 @@ sure of, frame after frame, is mostly something nobody labels: a defocused cell,
   to review;
 - demoted_weak: an accepted box on a weak track goes to review;
 - interpolated: where a confirmed track missed a scored frame (a gap of up to `track.max_gap`),
-  its interpolated box is accepted (conf NaN: no detector score).
+  its interpolated box is accepted (conf NaN: no detector score);
+- demoted_overlap: last, an accepted box that repeats a more confident accepted box of its frame
+  (IoU above `overlap_iou`, any class: tasks/pseudo/overlap.py) goes to review. Not a matter of
+  time, but decided and checked with the rest.
 Every box keeps how its band was decided in `provenance` (confidence, promoted, demoted,
-demoted_weak, interpolated) and its confidence-only band in `band_conf`.
+demoted_weak, interpolated, demoted_overlap) and its confidence-only band in `band_conf`.
 
 Whether each action helps depends on the model and on the class: on the demo's round 0, isolated
 sperm boxes are mostly right (demoting them costs more recall than it buys precision) and isolated
@@ -35,7 +38,7 @@ import pandas as pd
 from visem_pl.tasks.pseudo.bands import ACCEPT, REJECT, REVIEW
 
 CONFIDENCE, PROMOTED, DEMOTED, INTERPOLATED = "confidence", "promoted", "demoted", "interpolated"
-DEMOTED_WEAK = "demoted_weak"
+DEMOTED_WEAK, DEMOTED_OVERLAP = "demoted_weak", "demoted_overlap"
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class Temporal:
     demote_isolated: bool = True  # accepted boxes on no long track go to review
     demote_weak: bool = True  # accepted boxes on a weak track go to review
     interpolate: bool = True  # a confirmed track's interpolated boxes become pseudo-labels
+    demote_overlap: bool = True  # accepted boxes repeating a more confident accepted one go to review
+    overlap_iou: float = 0.3  # ... where they overlap it at IoU above this
     check: bool = True  # keep each action, per class, only where the labelled validation videos say it pays
     precision_margin: float = 0.05  # ... boxes it accepts at most this much less precise than confident ones
     evidence: float = 0.95  # ... decided where the frames are this sure (one-sided); else all classes', else off
@@ -57,6 +62,8 @@ class Temporal:
     def __post_init__(self):
         if not 0.5 <= float(self.evidence) < 1:
             raise ValueError(f"filter.temporal.evidence must be in [0.5, 1), got {self.evidence}")
+        if not 0 < float(self.overlap_iou) < 1:
+            raise ValueError(f"filter.temporal.overlap_iou must be in (0, 1), got {self.overlap_iou}")
 
     def on(self, field: str, cls: np.ndarray) -> np.ndarray:
         """Per box of class `cls`: is the action `field` (promote, demote_isolated, ...) on for it."""
@@ -129,11 +136,25 @@ def apply_temporal(pred: pd.DataFrame, tracks: pd.DataFrame, cfg: Temporal) -> p
             )
             added = added.astype({c: pred[c].dtype for c in ("cls", "cx", "cy", "w", "h", "conf") if c in pred})
             pred = pd.concat([pred, added[pred.columns]], ignore_index=True)
+    accepted = (pred["band"] == ACCEPT).to_numpy()
+    if accepted.sum() > 1:
+        from visem_pl.tasks.pseudo.overlap import repeated
+
+        over = np.zeros(len(pred), bool)
+        over[accepted] = repeated(pred[accepted], cfg.overlap_iou)
+        over &= cfg.on("demote_overlap", pred["cls"].to_numpy())
+        pred.loc[over, ["band", "provenance"]] = [REVIEW, DEMOTED_OVERLAP]
     return pred.sort_values(["clip", "frame", "box"], kind="stable").reset_index(drop=True)
 
 
-ACTIONS = {PROMOTED: "promote", DEMOTED: "demote_isolated", DEMOTED_WEAK: "demote_weak", INTERPOLATED: "interpolate"}
-DEMOTING = (DEMOTED, DEMOTED_WEAK)
+ACTIONS = {
+    PROMOTED: "promote",
+    DEMOTED: "demote_isolated",
+    DEMOTED_WEAK: "demote_weak",
+    INTERPOLATED: "interpolate",
+    DEMOTED_OVERLAP: "demote_overlap",
+}
+DEMOTING = (DEMOTED, DEMOTED_WEAK, DEMOTED_OVERLAP)
 
 
 def check_actions(boxes: pd.DataFrame, truth: pd.DataFrame, cfg: Temporal) -> tuple[Temporal, dict]:
