@@ -206,7 +206,7 @@ def workspace(base: Path, folder: Path, n: int, params: dict, seed: int) -> dict
 
     from visem_pl.tasks.dataset.reader import locate, probe_video
     from visem_pl.tasks.dataset.truth import truth_for
-    from visem_pl.tasks.inference.clips import InferConfig
+    from visem_pl.tasks.inference.stages import infer_config
     from visem_pl.tasks.tracking.motility import MotilityConfig
     from visem_pl.tasks.workspace.io import file_sha256, write_json
     from visem_pl.tasks.workspace.paths import Workspace
@@ -226,7 +226,7 @@ def workspace(base: Path, folder: Path, n: int, params: dict, seed: int) -> dict
     paths.model_dir.mkdir(parents=True)
     YOLO(str(REPO / "models" / "yolov8n.yaml")).save(str(paths.weights))  # identifies the round; never run
     model_sha = file_sha256(paths.weights)
-    cfg = ws.section("infer", InferConfig)
+    cfg = infer_config(ws)
     base_truth = truth_for(base).clip(BASE_CLIP)
     frames = frame_count(locate(base).clips()[0].path)
     paths.predictions.mkdir(parents=True)

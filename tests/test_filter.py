@@ -534,8 +534,8 @@ def test_filter_clip_by_clip_is_the_rule_over_all_clips_at_once(tmp_path):
 
 
 def test_temporal_settings_are_checked(tmp_path):
-    """params.yaml's filter.temporal: an old or misspelt key, the check's own output and an evidence
-    out of range are refused with the file and the key, before any box moves."""
+    """params.yaml's filter.temporal: an old or misspelt key, the check's own output, an evidence or an
+    overlap bound out of range are refused with the file and the key, before any box moves."""
     from visem_pl.tasks.pseudo.stages import temporal_config
     from visem_pl.tasks.workspace.errors import ConfigError
     from visem_pl.tasks.workspace.paths import Workspace
@@ -549,6 +549,7 @@ def test_temporal_settings_are_checked(tmp_path):
         ({"min_boxes": 20}, r"filter.temporal: unknown key\(s\) \['min_boxes'\]"),
         ({"by_class": [[0, "promote", True]]}, "by_class is decided by the check"),
         ({"evidence": 1.5}, r"evidence must be in \[0.5, 1\)"),
+        ({"overlap_iou": 0}, r"overlap_iou must be in \(0, 1\)"),
     ):
         with pytest.raises(ConfigError, match=says) as err:
             config(section)

@@ -301,3 +301,19 @@ def test_the_motility_window_runs_only_each_clips_first_seconds(setup, tmp_path)
     whole = infer_clips(weights, [clip], out, cfg, progress=False)
     assert whole["predicted"] == 1
     assert json.loads(pq.read_schema(out / f"{clip.name}.parquet").metadata[META_KEY])["frames_scored"] == FRAMES
+
+
+def test_the_motility_window_is_not_an_infer_setting(tmp_path):
+    """`window_s` belongs to InferConfig only for the motility window's run; under params.yaml `infer`
+    it would cut every clip's predictions to their first seconds, so it is refused, naming the file."""
+    from visem_pl.tasks.inference.stages import infer_config
+    from visem_pl.tasks.workspace.errors import ConfigError
+    from visem_pl.tasks.workspace.paths import Workspace
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"infer": {"stride": 3}, "motility": {"window_s": 5.0}}))
+    assert infer_config(Workspace(tmp_path, params)).window_s == 0.0
+    params.write_text(yaml.safe_dump({"infer": {"stride": 3, "window_s": 5.0}}))
+    with pytest.raises(ConfigError, match="infer.window_s: not a setting of infer") as err:
+        infer_config(Workspace(tmp_path, params))
+    assert str(params) in str(err.value)

@@ -18,6 +18,13 @@ from visem_pl.tasks.workspace.paths import Workspace
 
 
 def infer_config(ws: Workspace) -> InferConfig:
+    """params.yaml `infer`. `window_s` is the motility window's, set by `motility.window_s`: written
+    under `infer` it would cut every clip's predictions to their first seconds, so it is refused."""
+    from visem_pl.tasks.workspace.errors import ConfigError
+
+    if "window_s" in (ws.params().get("infer") or {}):
+        raise ConfigError([f"{ws.params_path} infer.window_s: not a setting of infer; the motility window's "
+                           "length is motility.window_s"])  # fmt: skip
     return ws.section("infer", InferConfig)
 
 
