@@ -99,8 +99,6 @@ def track_stage(ws: Workspace, n: int, progress: bool = True) -> dict:
     run in `track.workers` processes (tasks/tracking/pool.py). `progress`: how far it got, on stderr."""
     from visem_pl.tasks.dataset.truth import truth_for
     from visem_pl.tasks.inference.stages import left_out
-    from visem_pl.tasks.tracking.pool import map_clips
-    from visem_pl.tasks.tracking.score import aggregate
 
     cfg, trial = resolve_track_config(ws, n)
     paths = ws.round(n)
@@ -109,27 +107,17 @@ def track_stage(ws: Workspace, n: int, progress: bool = True) -> dict:
     removed = remove_other_clips(paths.tracks, clips) + remove_other_clips(paths.validation_tracks,
                                                                            ws.validation_clips())  # fmt: skip
     truth = truth_for(ws.data_root())
-    cache = truth_tracks_cache(ws, n)
-    remove_other_clips(cache, clips if truth is not None else [])
-    jobs = [(c, paths.predictions, paths.tracks, cfg, truth and truth.folder, cache) for c in clips]
-    with report("track", len(clips), enabled=progress) as bar:
-        done = map_clips(_track_and_score, jobs, [c.name for c in clips], cfg.workers, bar)
+    linked = _link_clips(clips, paths.predictions, paths.tracks, cfg, truth, truth_tracks_cache(ws, n), "track",
+                         progress)  # fmt: skip
     stats = {
-        "clips": len(clips),
-        "skipped": sum(d["skipped"] for d, _ in done),
+        "clips": linked.pop("clips"),
+        "skipped": linked.pop("skipped"),
         "method": cfg.method,
         **({"bad_clips": bad} if bad else {}),
         **({"removed_other_dataset": removed} if removed else {}),
         **({"method_trial": trial} if trial else {}),
+        **linked,
     }
-    scored = sorted((d["clip"], s) for d, s in done if s is not None)  # pooled in clip-name order
-    if scored:
-        stats.update({
-            "stride": scored[0][1]["stride"],
-            # interpolated boxes too: they are the tracker's output
-            "tracking": aggregate([s["tracking"] for _, s in scored]),
-            "tracking_truth_boxes": aggregate([s["truth_boxes"] for _, s in scored]),
-        })  # fmt: skip
     validation = validation_scores(ws, n, cfg)
     if validation:
         stats["validation"] = validation
@@ -144,25 +132,35 @@ def track_stage(ws: Workspace, n: int, progress: bool = True) -> dict:
 def window_tracks(ws: Workspace, n: int, cfg: TrackConfig, clips: list, truth, progress: bool) -> dict:
     """Link each clip's motility window (`infer` ran it at every frame: `motility.window_s`) into
     data/rounds/round-N/motility/tracks/ with the round's tracker, and score them where there is truth."""
-    from visem_pl.tasks.tracking.pool import map_clips
-    from visem_pl.tasks.tracking.score import aggregate
-
     paths = ws.round(n)
     clips = [c for c in clips if (paths.motility_predictions / f"{c.name}.parquet").exists()]
     removed = remove_other_clips(paths.motility_tracks, clips)
-    cache = truth_tracks_cache(ws, n, window=True)
+    out = _link_clips(clips, paths.motility_predictions, paths.motility_tracks, cfg, truth,
+                      truth_tracks_cache(ws, n, window=True), "track motility window", progress)  # fmt: skip
+    return {**out, "removed_other_dataset": removed} if removed else out
+
+
+def _link_clips(clips: list, pred_dir, out_dir, cfg: TrackConfig, truth, cache, what: str, progress: bool) -> dict:
+    """Link each clip's predictions in `pred_dir` into `out_dir`, one job per clip in `track.workers`
+    processes (`_track_and_score`), and pool the clips' scores where there is truth (`cache`: the
+    tracker-alone tracks, `truth_tracks_cache`): {clips, skipped} and, scored, {stride, tracking,
+    tracking_truth_boxes}. `what` names the progress bar."""
+    from visem_pl.tasks.tracking.pool import map_clips
+    from visem_pl.tasks.tracking.score import aggregate
+
     remove_other_clips(cache, clips if truth is not None else [])
-    jobs = [(c, paths.motility_predictions, paths.motility_tracks, cfg, truth and truth.folder, cache) for c in clips]
-    with report("track motility window", len(clips), enabled=progress) as bar:
+    jobs = [(c, pred_dir, out_dir, cfg, truth and truth.folder, cache) for c in clips]
+    with report(what, len(clips), enabled=progress) as bar:
         done = map_clips(_track_and_score, jobs, [c.name for c in clips], cfg.workers, bar)
     out = {"clips": len(clips), "skipped": sum(d["skipped"] for d, _ in done)}
-    if removed:
-        out["removed_other_dataset"] = removed
-    scored = sorted((d["clip"], s) for d, s in done if s is not None)
+    scored = sorted((d["clip"], s) for d, s in done if s is not None)  # pooled in clip-name order
     if scored:
-        out.update({"stride": scored[0][1]["stride"],
-                    "tracking": aggregate([s["tracking"] for _, s in scored]),
-                    "tracking_truth_boxes": aggregate([s["truth_boxes"] for _, s in scored])})  # fmt: skip
+        out.update({
+            "stride": scored[0][1]["stride"],
+            # interpolated boxes too: they are the tracker's output
+            "tracking": aggregate([s["tracking"] for _, s in scored]),
+            "tracking_truth_boxes": aggregate([s["truth_boxes"] for _, s in scored]),
+        })  # fmt: skip
     return out
 
 
