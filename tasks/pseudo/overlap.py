@@ -5,7 +5,9 @@ leave two boxes: two of one class that overlap less than that, or one of each of
 as labels, the second box is a false one, and it is the most common kind after boxes on nothing: on
 the demo's round 0 (640 iterations) 254 of the 1,435 wrong accepted boxes repeat a right one, and 116
 more are a second, misplaced box on a cell (docs/TRACKING.md). A class-agnostic suppression among the
-accepted boxes, most confident first, finds them: a box overlapping a kept one at IoU above `iou`.
+accepted boxes, most confident first, finds them: a box overlapping a kept one at IoU above `iou`
+(0.3 in params.yaml, the bound at which merge already takes a doubtful box for an accepted one's cell,
+`merge.SAME_CELL_IOU`: the demoted repeat is then never painted over the box it repeats).
 """
 
 from __future__ import annotations
