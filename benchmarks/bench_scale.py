@@ -206,8 +206,7 @@ def workspace(base: Path, folder: Path, n: int, params: dict, seed: int) -> dict
 
     from visem_pl.tasks.dataset.reader import locate, probe_video
     from visem_pl.tasks.dataset.truth import truth_for
-    from visem_pl.tasks.inference.stages import infer_config
-    from visem_pl.tasks.tracking.motility import MotilityConfig
+    from visem_pl.tasks.inference.stages import infer_config, motility_window
     from visem_pl.tasks.workspace.io import file_sha256, write_json
     from visem_pl.tasks.workspace.paths import Workspace
 
@@ -235,7 +234,7 @@ def workspace(base: Path, folder: Path, n: int, params: dict, seed: int) -> dict
     for i, clip in enumerate(sorted(ws.clips(), key=lambda c: c.name)):
         cols = detections(base_truth, frames, cfg.stride, np.random.default_rng([seed, i]))
         boxes += write_predictions(paths.predictions, clip, cols, frames, cfg, model_sha)
-    window = ws.section("motility", MotilityConfig).window_s
+    window = motility_window(ws)
     paths.motility_predictions.mkdir(parents=True)
     if window is not None:  # each clip's motility window at every frame, drawn the same way
         fps = probe_video(locate(base).clips()[0].path).fps
