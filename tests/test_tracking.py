@@ -88,6 +88,45 @@ def test_bad_or_empty_input():
         link(one, 640, 480, 3, TrackConfig(method="kalman"))
 
 
+def _partition(tracks: pd.DataFrame) -> list[tuple]:
+    return sorted(tuple(sorted(g["box"])) for _, g in tracks.groupby("track"))
+
+
+def test_trackpy_links_as_its_own_search_does_and_a_crowd_too():
+    """trackpy's subnets are solved as an assignment: the same tracks as trackpy's recursive search on
+    random walkers, and a crowd of 40 boxes within one search radius (trackpy's search refuses subnets over
+    30, and is exponential in their size below that: a weak model's dense boxes stalled a clip) links."""
+    import trackpy as tp
+
+    rng = np.random.default_rng(0)
+    cfg = TrackConfig(method="trackpy", min_length=1, memory=3)
+    cols = ["frame", "cls", "cx", "cy", "w", "h", "conf"]
+    for _ in range(5):
+        pos = rng.uniform(0, 200, (30, 2))
+        rows = []
+        for t in range(15):
+            pos = pos + rng.normal(0, 4.0, pos.shape)
+            rows += [(t * STRIDE, 0, x / 640, y / 480, 0.04, 0.05, 0.9) for x, y in pos[rng.random(30) > 0.1]]
+        boxes = pd.DataFrame(rows, columns=cols).rename_axis("box").reset_index()
+        ours = link(boxes, 640, 480, STRIDE, cfg)
+        f = boxes.assign(x=boxes["cx"] * 640, y=boxes["cy"] * 480, t=boxes["frame"] // STRIDE)
+        theirs = tp.link_df(f, cfg.max_speed_px * STRIDE, pos_columns=["x", "y"], t_column="t", memory=3,
+                            link_strategy="recursive")  # fmt: skip
+        assert len(ours) == len(boxes) and _partition(ours) == _partition(theirs.rename(columns={"particle": "track"}))
+        assert ours["track"].nunique() < len(boxes) / 5  # walkers were linked, not left one box each
+
+    crowd = np.concatenate([rng.uniform(300, 310, (40, 2)) for _ in range(4)])
+    boxes = pd.DataFrame(
+        [(t * STRIDE, 0, x / 640, y / 480, 0.04, 0.05, 0.5) for t in range(4) for x, y in crowd[40 * t : 40 * t + 40]],
+        columns=cols,
+    )
+    f = boxes.assign(x=boxes["cx"] * 640, y=boxes["cy"] * 480, t=boxes["frame"] // STRIDE)
+    with pytest.raises(tp.SubnetOversizeException):  # what the crowd does to trackpy's own search
+        tp.link_df(f, 18.0, pos_columns=["x", "y"], t_column="t", link_strategy="recursive")
+    tracks = link(boxes, 640, 480, STRIDE, cfg)
+    assert len(tracks) == 160 and tracks.groupby("track").size().eq(4).all()  # 40 full-length tracks
+
+
 def noisy_predictions(t: pd.DataFrame, rng) -> list[tuple]:
     """Truth boxes at the stride, jittered by 1 px, one in ten dropped, plus a few false boxes."""
     b = truth_boxes(t)
