@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers.browser import require_browser
 from helpers.label_studio import START_TIMEOUT_S, LabelStudioServer, label_studio_bin, server_env
-from helpers.pipeline import two_rounds
+from helpers.pipeline import copy_project, two_rounds
 from helpers.prefect import start_prefect
 from helpers.project import TINY, make_workspace, start_clock, start_server, stop_group
 from helpers.review import make_queue_round, make_queue_synth
@@ -158,9 +158,18 @@ def pipeline_workspace(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pipeline_rounds(pipeline_workspace) -> dict:
-    """Round 0 reproduced and tagged, round 1 added, reproduced and tagged; what each `dvc repro` printed."""
-    return two_rounds(pipeline_workspace)
+def pipeline_rounds(pipeline_workspace, tmp_path_factory) -> dict:
+    """Round 0 reproduced and tagged, round 1 added, reproduced and tagged; what each `dvc repro` printed; and
+    under "round0", a copy of the project as round 0 left it (see `round0_project`)."""
+    copy = tmp_path_factory.mktemp("round0") / "project"
+    return {**two_rounds(pipeline_workspace, round0_copy=copy), "round0": copy}
+
+
+@pytest.fixture(scope="session")
+def round0_project(pipeline_rounds):
+    """`copy(dst)`: a project of its own at dst, round 0 reproduced by `dvc repro`, committed and tagged
+    `round-0` (the tiny configuration), copied from the pipeline tests' round 0 rather than reproduced again."""
+    return lambda dst: copy_project(pipeline_rounds["round0"], dst)
 
 
 # --- a real headless browser (Debian's chromium) for the HTML page's tests -------------------------

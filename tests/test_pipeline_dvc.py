@@ -19,7 +19,7 @@ import pytest
 import yaml
 from helpers.imports import covered, stage_code
 from helpers.pipeline import digest, lock_outs, sha256
-from helpers.project import TINY, make_workspace, run, write_params
+from helpers.project import TINY, run, write_params
 
 from visem_pl.tasks.dataset.identity import file_id
 from visem_pl.tasks.inference.clips import prediction_meta
@@ -211,15 +211,14 @@ def _clips_of(folder: Path) -> set[str]:
     return {p.stem for p in folder.glob("*.parquet")}
 
 
-def test_another_dataset_never_mixes_with_the_last_and_real_data_waits_for_review(tmp_path):
+def test_another_dataset_never_mixes_with_the_last_and_real_data_waits_for_review(round0_project, tmp_path):
     """A workspace that ran round 0 on the synthetic twin (and handed its queue to experts) is pointed
     at another dataset with no _truth/ (a lab's real unzip: other clips, some with the same names):
     every round output then holds the new dataset's clips only, the shared names predicted anew; the old
     experts' store is refused; the report marks the figures the new data did not recompute yet as stale;
     the new queue exports; and `dvc repro` stops at review@0 (after evaluate@0) saying what is left,
     while quality@0 says there is no truth instead of guessing."""
-    ws = make_workspace(tmp_path / "project", TINY)
-    run(["dvc", "repro"], ws)
+    ws = round0_project(tmp_path / "project")
     old_clips = _clips_of(ws / "data/rounds/round-0/predictions")
     run(["visem-pl", "review", "export", "--round", "0", "--format", "labelstudio"], ws)  # the twin's experts
 

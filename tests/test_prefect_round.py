@@ -23,7 +23,7 @@ import pytest
 import yaml
 from helpers.label_studio import INITIAL_USER
 from helpers.prefect import FlowProcess, paused_run
-from helpers.project import BIN, env, left, make_workspace, run, stop_group
+from helpers.project import BIN, env, left, run, stop_group, write_params
 from helpers.project import TINY as BASE
 
 TINY = {
@@ -131,14 +131,18 @@ def submit(ws: Path, server, run_id: str, *args: str) -> subprocess.CompletedPro
     )
 
 
+def with_orchestration(ws: Path) -> Path:
+    """A round-0 project (the pipeline tests' tiny one) given this module's orchestrate and campaign sections,
+    committed: no stage reads them, so round 0 stays up to date."""
+    write_params(ws, TINY)
+    run(["git", "commit", "-qam", "orchestrate and campaign settings"], ws)
+    return ws
+
+
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, prefect_server):
+def project(tmp_path_factory, prefect_server, round0_project):
     """Round 0 by `dvc repro`, committed and tagged; `visem-pl serve` running in the project."""
-    ws = make_workspace(tmp_path_factory.mktemp("prefect") / "project", TINY)
-    run(["dvc", "repro"], ws)
-    run(["git", "add", "-A"], ws)
-    run(["git", "commit", "-qm", "round 0"], ws)
-    run(["git", "tag", "round-0"], ws)
+    ws = with_orchestration(round0_project(tmp_path_factory.mktemp("prefect") / "project"))
     with open(ws.parent / "serve.log", "w") as log:
         proc = subprocess.Popen(
             [str(BIN / "visem-pl"), "serve"],
@@ -555,17 +559,14 @@ def test_review_wait_times_out(campaign, project, prefect_server, tmp_path):
     assert not (project / ".visem-pl/round.lock").exists()
 
 
-def test_round_resumed_from_a_label_studio_project(prefect_server, ls_server, tmp_path):
+def test_round_resumed_from_a_label_studio_project(prefect_server, ls_server, round0_project, tmp_path):
     """The experts work in Label Studio: the waiting round's queue is pushed to a project (`visem-pl review
     push`), annotated there, and `review submit --label-studio-project` resumes the round, which pulls the
     annotations itself and finishes."""
     from label_studio_sdk import LabelStudio
 
     ls = ls_server
-    ws = make_workspace(ls.root / "prefect-ls-project", TINY)  # under the server's local-files document root
-    run(["dvc", "repro"], ws)
-    run(["git", "add", "-A"], ws)
-    run(["git", "commit", "-qm", "round 0"], ws)
+    ws = with_orchestration(round0_project(ls.root / "prefect-ls-project"))  # under LS's local-files root
     ls_env = {"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token,
               "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(ls.root)}  # fmt: skip
     flows = round_in_process(ws, prefect_server, "from-label-studio", tmp_path, extra_env=ls_env, round=1, push=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import yaml
@@ -26,14 +27,27 @@ def digest(path: Path) -> dict[str, str]:
     return tree_digest(path) if path.is_dir() else {"": sha256(path)}
 
 
-def two_rounds(ws: Path) -> dict:
-    """Reproduce round 0, tag it, add round 1, reproduce, tag it; return what each step printed."""
+def copy_project(src: Path, dst: Path) -> Path:
+    """A copy of a project folder (its git repository, DVC cache and outputs): DVC re-hashes what it finds, and
+    nothing the stages write holds the folder's path, so the copy is a round-0 project of its own."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def two_rounds(ws: Path, round0_copy: Path | None = None) -> dict:
+    """Reproduce round 0, tag it, add round 1, reproduce, tag it; return what each step printed.
+
+    With `round0_copy`, the project as round 0 left it (committed and tagged) is copied there first: the
+    tests that start from a finished round 0 start from copies of it instead of reproducing it each.
+    """
     out = {"repro0": run(["dvc", "repro"], ws).stdout}
     out["weights0"] = sha256(ws / "models/round-0/weights.pt")
     out["outs0"] = {path: digest(ws / path) for path in lock_outs(ws)}
     run(["git", "add", "-A"], ws)
     run(["git", "commit", "-qm", "round 0"], ws)
     run(["git", "tag", "round-0"], ws)
+    if round0_copy is not None:
+        copy_project(ws, round0_copy)
 
     params = yaml.safe_load((ws / "params.yaml").read_text())
     params["rounds"].append({"round": 1, "data": "data/rounds/round-0/merged", "init": "models/round-0"})
