@@ -49,7 +49,9 @@ TINY = {
         "val_crops": 8,
     },
     "evaluate": {"imgsz": 320, "conf": 0.001, "iou": 0.7, "batch": 4, "device": "cpu"},
-    "infer": {"stride": 3, "imgsz": 320, "conf": 0.001, "iou": 0.7, "batch": 4, "device": "cpu"},
+    # f32: backend and streams are still settled by trial; INT8's quantization and its fitness check (about 12 s
+    # a model here, and every round trains one) are tested in test_infer_tuning.py.
+    "infer": {"stride": 3, "imgsz": 320, "conf": 0.001, "iou": 0.7, "batch": 4, "device": "cpu", "precision": "f32"},
     # An untrained model's confidences are tiny: bands (and the boxes tracks link) chosen so every band
     # gets boxes and the temporal rule has tracks to work with.
     "track": {"min_conf": 0.001, "method": "auto"},
