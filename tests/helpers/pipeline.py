@@ -28,8 +28,9 @@ def digest(path: Path) -> dict[str, str]:
 
 
 def copy_project(src: Path, dst: Path) -> Path:
-    """A copy of a project folder (its git repository, DVC cache and outputs): DVC re-hashes what it finds, and
-    nothing the stages write holds the folder's path, so the copy is a round-0 project of its own."""
+    """A copy of a project folder (its git repository, DVC cache and outputs), a project of its own: DVC
+    re-hashes what it finds, and of what the stages write only the weights file names the folder (Ultralytics'
+    record of its training arguments), which nothing reads back."""
     shutil.copytree(src, dst, symlinks=True)
     return dst
 
