@@ -85,7 +85,11 @@ if os.environ.get("HELD_MARKER"):
         with _real(path) as tmp:
             yield tmp
             if len(_calls) == 2:
-                Path(os.environ["HELD_MARKER"]).write_text(str(tmp))
+                # written whole, then renamed: the test polls for the marker and reads it at once, and a
+                # plain write_text shows it an empty file for a moment (a CI run read "" there)
+                marker = Path(os.environ["HELD_MARKER"])
+                marker.with_name(marker.name + ".part").write_text(str(tmp))
+                os.replace(marker.with_name(marker.name + ".part"), marker)
                 time.sleep(600)
 
     _clips.atomic_path = _held
