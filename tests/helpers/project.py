@@ -72,7 +72,6 @@ TINY = {
 # the rename into place, writes that file's path to HELD_MARKER and waits there to be killed.
 HOLD_SECOND_WRITE = r"""
 import contextlib, os, time
-from pathlib import Path
 
 if os.environ.get("HELD_MARKER"):
     import visem_pl.tasks.inference.clips as _clips
@@ -85,11 +84,10 @@ if os.environ.get("HELD_MARKER"):
         with _real(path) as tmp:
             yield tmp
             if len(_calls) == 2:
-                # written whole, then renamed: the test polls for the marker and reads it at once, and a
+                # through the real atomic_path: the test polls for the marker and reads it at once, and a
                 # plain write_text shows it an empty file for a moment (a CI run read "" there)
-                marker = Path(os.environ["HELD_MARKER"])
-                marker.with_name(marker.name + ".part").write_text(str(tmp))
-                os.replace(marker.with_name(marker.name + ".part"), marker)
+                with _real(os.environ["HELD_MARKER"]) as marker:
+                    marker.write_text(str(tmp))
                 time.sleep(600)
 
     _clips.atomic_path = _held
