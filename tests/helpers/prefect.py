@@ -8,7 +8,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-import httpx
+from prefect.client.base import PrefectHttpxSyncClient
 
 from helpers.project import BIN, env, left, start_server, stop_group
 from visem_pl.tasks.workspace.offline import OFFLINE_ENV
@@ -45,6 +45,9 @@ def start_prefect(home: Path, timeout_s: float = 180) -> tuple[subprocess.Popen,
 class PrefectServer:
     def __init__(self, url: str, home: Path):
         self.url, self.home = url, home
+        # Prefect's own HTTP client, as every client of the server: a busy SQLite answers 503 ("retry"),
+        # which it retries with back-off (a bare httpx call failed a CI run on one such answer).
+        self.http = PrefectHttpxSyncClient(base_url=url, timeout=30, raise_on_all_errors=False)
 
     @property
     def ui(self) -> str:
@@ -61,19 +64,18 @@ class PrefectServer:
         }
 
     def get(self, path: str):
-        r = httpx.get(f"{self.url}{path}", timeout=30)
+        r = self.http.get(f"{self.url}{path}")
         r.raise_for_status()
         return r.json()
 
     def input(self, run_id: str, key: str):
         """A flow run input's value (stored as JSON text)."""
-        r = httpx.get(f"{self.url}/flow_runs/{run_id}/input/{key}", timeout=30)
+        r = self.http.get(f"{self.url}/flow_runs/{run_id}/input/{key}")
         r.raise_for_status()
         return json.loads(r.text)
 
     def post(self, path: str, body: dict):
-        r = httpx.post(f"{self.url}{path}", json=body, timeout=30)
-        return r
+        return self.http.post(f"{self.url}{path}", json=body)
 
 
 class FlowProcess:
