@@ -96,6 +96,7 @@ def prefect_server(tmp_path_factory):
     try:
         yield server
     finally:
+        server.close()
         stop_group(proc)
 
 

@@ -64,18 +64,21 @@ class PrefectServer:
         }
 
     def get(self, path: str):
-        r = self.http.get(f"{self.url}{path}")
+        r = self.http.get(path)
         r.raise_for_status()
         return r.json()
 
     def input(self, run_id: str, key: str):
         """A flow run input's value (stored as JSON text)."""
-        r = self.http.get(f"{self.url}/flow_runs/{run_id}/input/{key}")
+        r = self.http.get(f"/flow_runs/{run_id}/input/{key}")
         r.raise_for_status()
         return json.loads(r.text)
 
     def post(self, path: str, body: dict):
-        return self.http.post(f"{self.url}{path}", json=body)
+        return self.http.post(path, json=body)
+
+    def close(self) -> None:
+        self.http.close()
 
 
 class FlowProcess:

@@ -173,6 +173,7 @@ def screenshot_form(out: Path, ui: PrefectUI, width: int = 1280, height: int = 9
         finally:
             if flows is not None:
                 flows.stop()
+            server.close()
             stop_group(proc)
 
 
