@@ -447,6 +447,33 @@ def test_the_check_keeps_per_class_only_the_actions_that_pay_on_labelled_frames(
         Temporal(evidence=1.0)
 
 
+def test_a_beta_under_one_demotes_what_f1_would_keep():
+    """F-beta's bar is TP / (A + beta^2 T): boxes 55 % right are worth keeping for F1 (bar 0.46) but
+    not at beta 0.5 (bar 0.70), where a wrong pseudo-label weighs more than a missed cell."""
+    from visem_pl.tasks.pseudo.temporal import Temporal, check_actions
+
+    rows = [
+        {"clip": "52", "frame": i, "cls": 0, "cx": 0.5 if right else 0.1, "cy": 0.5, "w": 0.04, "h": 0.05,
+         "conf": 0.6, "band": band, "band_conf": "accept", "provenance": provenance}
+        for i, (provenance, band, right) in enumerate(
+            [("confidence", "accept", i < 855) for i in range(900)]
+            + [("demoted_weak", "review", i < 165) for i in range(300)]
+        )
+    ]  # fmt: skip
+    boxes = pd.DataFrame(rows)
+    truth = boxes[boxes["cx"] == 0.5].rename(columns={"cls": "class"})[["clip", "frame", "class", "cx", "cy", "w", "h"]]
+    f1_check = check_actions(boxes, truth, Temporal())[1]
+    assert f1_check["beta"] == 1.0 and "f_beta" not in f1_check["confidence"]
+    weak = f1_check["classes"]["sperm"]["demoted_weak"]
+    assert (weak["boxes"], weak["precision"], weak["pays"]) == (300, 0.55, False)
+    used, report = check_actions(boxes, truth, Temporal(beta=0.5))
+    assert report["beta"] == 0.5 and report["confidence"]["f_beta"] == round(1.25 * 1020 / (1200 + 0.25 * 1020), 4)
+    assert report["classes"]["sperm"]["demoted_weak"]["pays"] and (0, "demote_weak", True) in used.by_class
+    assert (0, "demote_weak", False) in check_actions(boxes, truth, Temporal())[0].by_class
+    with pytest.raises(ValueError, match="beta"):
+        Temporal(beta=0)
+
+
 def test_temporal_rule_needs_the_tracks(tmp_path):
     from visem_pl.tasks.pseudo.temporal import Temporal
 

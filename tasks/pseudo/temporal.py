@@ -57,6 +57,7 @@ class Temporal:
     check: bool = True  # keep each action, per class, only where the labelled validation videos say it pays
     precision_margin: float = 0.05  # ... boxes it accepts at most this much less precise than confident ones
     evidence: float = 0.95  # ... decided where the frames are this sure (one-sided); else all classes', else off
+    beta: float = 1.0  # ... paying means raising F-beta: < 1 weighs precision more (a wrong pseudo-label teaches)
     by_class: tuple = ()  # (class, action field, on) the check decided; the fields above for other classes
 
     def __post_init__(self):
@@ -64,6 +65,8 @@ class Temporal:
             raise ValueError(f"filter.temporal.evidence must be in [0.5, 1), got {self.evidence}")
         if not 0 < float(self.overlap_iou) < 1:
             raise ValueError(f"filter.temporal.overlap_iou must be in (0, 1), got {self.overlap_iou}")
+        if not 0 < float(self.beta) <= 4:
+            raise ValueError(f"filter.temporal.beta must be in (0, 4], got {self.beta}")
 
     def on(self, field: str, cls: np.ndarray) -> np.ndarray:
         """Per box of class `cls`: is the action `field` (promote, demote_isolated, ...) on for it."""
@@ -162,13 +165,16 @@ def check_actions(boxes: pd.DataFrame, truth: pd.DataFrame, cfg: Temporal) -> tu
     output (all actions on) for the scored frames of the labelled validation videos, `truth` their
     labelled boxes on those frames (clip, frame, class, cx, cy, w, h).
 
-    Per class, P and F1 of what confidence alone accepts (IoU >= 0.5, class-aware), and the precision p
-    of the boxes each action moves. Accepting a set of boxes raises F1 exactly when p > F1 / 2, and
-    demoting one exactly when p < F1 / 2 (which always raises precision: F1 / 2 < P). So an accepting
-    action (promote, interpolate) pays where p > F1 / 2 and p >= P - `precision_margin`, a demoting
-    one where p < F1 / 2. The frames decide only where they are conclusive: p's one-sided
-    Clopper-Pearson bound at `evidence` lies beyond the threshold (a handful of boxes proves nothing,
-    a hundred at p = 0.52 against a threshold of 0.45 neither). Where a class's own boxes are not
+    Per class, P and F-beta of what confidence alone accepts (IoU >= 0.5, class-aware), and the
+    precision p of the boxes each action moves. With TP right boxes of A accepted and T labelled,
+    F = (1 + b^2) TP / (A + b^2 T); accepting a set of boxes raises it exactly when p > bar and demoting
+    one exactly when p < bar, bar = F / (1 + b^2) = TP / (A + b^2 T) (F1 / 2 at b = 1; demoting then
+    always raises precision: bar < P). So an accepting action (promote, interpolate) pays where
+    p > bar and p >= P - `precision_margin`, a demoting one where p < bar. `beta` < 1 raises the bar:
+    a wrong pseudo-label teaches a false cell while a demoted right one is only painted out, so a
+    pseudo-labelling round may rather weigh precision. The frames decide only where they are
+    conclusive: p's one-sided Clopper-Pearson bound at `evidence` lies beyond the bar (a handful of
+    boxes proves nothing, a hundred at p = 0.52 against a bar of 0.45 neither). Where a class's own boxes are not
     conclusive, all classes' together decide (the rare classes rarely have enough labelled boxes),
     unless the class's own boxes lean the other way (classes differ: isolated sperm boxes are mostly
     right, isolated cluster boxes mostly wrong); otherwise the action is not used. An action off in
@@ -187,18 +193,22 @@ def check_actions(boxes: pd.DataFrame, truth: pd.DataFrame, cfg: Temporal) -> tu
             return t if cls is None else t[t[col] == cls]
 
         conf, n_truth = mine(by_conf), len(mine(truth, "class"))
-        tp = int(conf["tp"].sum())
+        tp, b2 = int(conf["tp"].sum()), float(cfg.beta) ** 2
         base = tp / len(conf) if len(conf) else float("nan")
         f1 = 2 * tp / (len(conf) + n_truth) if len(conf) + n_truth else float("nan")
         out = {"confidence": {"boxes": int(len(conf)), "truth": n_truth, "precision": _round(base), "f1": _round(f1)}}
+        if b2 != 1.0:
+            f_beta = (1 + b2) * tp / (len(conf) + b2 * n_truth) if len(conf) + n_truth else float("nan")
+            out["confidence"]["f_beta"] = _round(f_beta)
+        bar_f = f1 / 2 if b2 == 1.0 else tp / (len(conf) + b2 * n_truth) if len(conf) + n_truth else float("nan")
         for provenance in ACTIONS:
             sel = mine(by_conf if provenance in DEMOTING else accepted)
             sel = sel[sel["provenance"] == provenance]
             right = int(sel["tp"].sum())
             entry = {"boxes": int(len(sel)), "precision": _round(right / len(sel) if len(sel) else float("nan"))}
-            if len(sel) and not np.isnan(f1):
+            if len(sel) and not np.isnan(bar_f):
                 low, high = _bounds(right, len(sel), cfg.evidence)
-                bar = f1 / 2 if provenance in DEMOTING else max(f1 / 2, base - cfg.precision_margin)
+                bar = bar_f if provenance in DEMOTING else max(bar_f, base - cfg.precision_margin)
                 if provenance in DEMOTING:  # pays below the bar
                     entry["leans"], sure_yes, sure_no = right / len(sel) < bar, high < bar, low > bar
                 else:  # pays above it
@@ -209,7 +219,7 @@ def check_actions(boxes: pd.DataFrame, truth: pd.DataFrame, cfg: Temporal) -> tu
             out[provenance] = entry
         return out
 
-    report = measure(None)
+    report = measure(None) | {"beta": float(cfg.beta)}
     for provenance, field in ACTIONS.items():
         entry = report[provenance]
         entry |= {"configured": getattr(cfg, field), "used": getattr(cfg, field) and entry.get("pays", False)}
