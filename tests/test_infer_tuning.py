@@ -71,6 +71,8 @@ def test_auto_is_measured_cached_and_logged(setup, tmp_path, monkeypatch, caplog
     stage1 = [r for r in rows if (r["config"].batch, r["config"].streams) == first]
     picked = tuning.most_exact(stage1)["config"]
     assert (best.kind, best.precision) == (picked.kind, picked.precision)
+    # ... and the log says so where exactness, not speed, decided.
+    assert (" kept over " in caplog.text) == (stage1[0]["config"].precision != best.precision)
     same = [r for r in rows if (r["config"].kind, r["config"].precision) == (best.kind, best.precision)]
     assert choice.label == max(same, key=lambda r: r["fps"])["label"]
     assert all(fps > 0 for fps in labels.values())

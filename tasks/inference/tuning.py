@@ -437,6 +437,14 @@ def _trial(weights, cfg, dev, model_sha, frames, cache_dir, int8_check, seconds,
 
     rows = measure(stage1, build, frames, seconds, repeats) if len(stage1) > 1 or batch is None else []
     best = most_exact(rows)["config"] if rows else stage1[0]
+    if rows and best.precision != rows[0]["config"].precision:
+        log.info(
+            "inference trial: %s kept over %s (%.0f%% faster, under the %.2fx a less exact precision needs)",
+            best.precision,
+            rows[0]["config"].precision,
+            100 * (rows[0]["fps"] / next(r["fps"] for r in rows if r["config"] == best) - 1),
+            PRECISION_MARGIN,
+        )
 
     def fastest_like(best: Config) -> Config:  # batch and streams do not change the precision
         same = (r["config"] for r in rows if (r["config"].kind, r["config"].precision) == (best.kind, best.precision))
