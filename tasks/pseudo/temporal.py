@@ -197,10 +197,9 @@ def check_actions(boxes: pd.DataFrame, truth: pd.DataFrame, cfg: Temporal) -> tu
         base = tp / len(conf) if len(conf) else float("nan")
         f1 = 2 * tp / (len(conf) + n_truth) if len(conf) + n_truth else float("nan")
         out = {"confidence": {"boxes": int(len(conf)), "truth": n_truth, "precision": _round(base), "f1": _round(f1)}}
+        bar_f = tp / (len(conf) + b2 * n_truth) if len(conf) + n_truth else float("nan")  # F1 / 2 at beta 1
         if b2 != 1.0:
-            f_beta = (1 + b2) * tp / (len(conf) + b2 * n_truth) if len(conf) + n_truth else float("nan")
-            out["confidence"]["f_beta"] = _round(f_beta)
-        bar_f = f1 / 2 if b2 == 1.0 else tp / (len(conf) + b2 * n_truth) if len(conf) + n_truth else float("nan")
+            out["confidence"]["f_beta"] = _round((1 + b2) * bar_f)
         for provenance in ACTIONS:
             sel = mine(by_conf if provenance in DEMOTING else accepted)
             sel = sel[sel["provenance"] == provenance]
