@@ -278,7 +278,7 @@ def most_exact(rows: list[dict], margin: float = PRECISION_MARGIN) -> dict:
     """Of a trial's rows (fastest first), the most exact precision among those within `margin` of the
     fastest, and its fastest row: speed decides only where it is clearly more than the trial's noise."""
     near = [r for r in rows if r["fps"] * margin >= rows[0]["fps"]]
-    return min(near, key=lambda r: (EXACTNESS.get(r["config"].precision, len(EXACTNESS)), -r["fps"]))
+    return min(near, key=lambda r: (EXACTNESS[r["config"].precision], -r["fps"]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -436,19 +436,20 @@ def _trial(weights, cfg, dev, model_sha, frames, cache_dir, int8_check, seconds,
         return build_backend(c, weights, model_sha, cache_dir, int8_xml=int8_xml, fallback=False)
 
     rows = measure(stage1, build, frames, seconds, repeats) if len(stage1) > 1 or batch is None else []
-    best = most_exact(rows)["config"] if rows else stage1[0]
-    if rows and best.precision != rows[0]["config"].precision:
+    picked = most_exact(rows) if rows else None
+    best = picked["config"] if picked else stage1[0]
+    if picked and best.precision != rows[0]["config"].precision:
         log.info(
             "inference trial: %s kept over %s (%.0f%% faster, under the %.2fx a less exact precision needs)",
             best.precision,
             rows[0]["config"].precision,
-            100 * (rows[0]["fps"] / next(r["fps"] for r in rows if r["config"] == best) - 1),
+            100 * (rows[0]["fps"] / picked["fps"] - 1),
             PRECISION_MARGIN,
         )
 
-    def fastest_like(best: Config) -> Config:  # batch and streams do not change the precision
-        same = (r["config"] for r in rows if (r["config"].kind, r["config"].precision) == (best.kind, best.precision))
-        return next(same)
+    def fastest_like(chosen: Config) -> Config:  # batch and streams do not change the precision
+        key = (chosen.kind, chosen.precision)
+        return next(r["config"] for r in rows if (r["config"].kind, r["config"].precision) == key)
 
     if batch is None:  # then the batch size, for the chosen kind and precision
         sizes = CPU_BATCHES if dev == "cpu" else CUDA_BATCHES
