@@ -142,7 +142,14 @@ def test_every_round_output_is_dvc_tracked(rounds, workspace):
     assert (boxes["track"] >= 0).any()
     assert set(boxes["provenance"]) <= {"confidence", "promoted", "demoted", "demoted_weak", "demoted_overlap"}
     rules = {line.split(",")[3] for line in manifest[1:] if line.split(",")[1] == "pseudo"}
-    assert rules and rules <= {"confidence", "promoted", "interpolated"}, rules
+    assert rules and rules <= {"confidence", "promoted", "interpolated", "relabelled_by_review"}, rules
+    # merge@0 judged the tracks through the reviewed frames and recorded it (merge.json, a DVC metric):
+    # what it took away is what separates the accepted boxes it teaches from filter's.
+    record = json.loads((workspace / "metrics/rounds/round-0/merge.json").read_text())
+    verdicts, after = record["track_verdicts"], record["accept_after_review"]["all"]
+    quality = json.loads((workspace / "metrics/rounds/round-0/quality.json").read_text())["accept"]["all"]
+    assert verdicts["enabled"] and after["boxes"] == quality["boxes"] - verdicts["accepted_rejected"], (record, quality)
+    assert after["truth"] == quality["truth"] and verdicts["tracks_confirmed"] + verdicts["tracks_rejected"] > 0
 
 
 def test_metrics_diff_compares_rounds(rounds, workspace):

@@ -47,6 +47,10 @@ def test_the_page_is_one_offline_file_with_every_section(page, pipeline_workspac
     assert "Round 1: validation fitness" in text and "labels-only control" in text
     assert text.count("<tr><td>0</td>") == 1 and text.count("<tr><td>1</td>") == 1
     assert f"{report['rounds']['1']['fitness']:.3f}" in text
+    # The pseudo-label table has merge@0's row beside quality@0's: what merge teaches after the review's verdicts.
+    after = json.loads((pipeline_workspace / "metrics/rounds/round-0/merge.json").read_text())["accept_after_review"]
+    boxes = f"{after['all']['boxes']:,}"
+    assert re.search(rf"<tr><td>accept_after_review</td><td>all</td><td>[^<]*</td><td>[^<]*</td><td>{boxes}</td>", text)
 
 
 def test_the_review_section_reads_back_what_the_expert_did(page, pipeline_workspace):

@@ -19,8 +19,8 @@ round 0 while their labels stayed (`visem-pl bench ssl`, docs/BENCHMARKS.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -32,7 +32,9 @@ from visem_pl.tasks.dataset.labels import read_yolo_labels
 from visem_pl.tasks.dataset.reader import Clip
 from visem_pl.tasks.inference.clips import frames_at
 from visem_pl.tasks.pseudo.bands import label_texts
+from visem_pl.tasks.pseudo.verdicts import REJECTED, VerdictConfig, judged
 from visem_pl.tasks.workspace.io import atomic_path, write_json
+from visem_pl.tasks.workspace.params import build
 from visem_pl.tasks.workspace.paths import portable
 from visem_pl.tasks.workspace.progress import progress as report
 
@@ -43,10 +45,15 @@ LABELLED, PSEUDO, REVIEWED = "labelled", "pseudo", "reviewed"
 class MergeConfig:
     # Pseudo-labelled frames kept per clip (0 = every one). Reviewed frames are always kept, beyond it.
     frames_per_clip: int = 16
+    # The experts' answers on reviewed frames judge the whole tracks through them (tasks/pseudo/verdicts.py).
+    track_verdicts: VerdictConfig | dict = field(default_factory=VerdictConfig)
 
     def __post_init__(self):
         if int(self.frames_per_clip) < 0:
             raise ValueError("merge.frames_per_clip must be >= 0 (0 = every pseudo-labelled frame)")
+        if isinstance(self.track_verdicts, dict):
+            verdicts = build(VerdictConfig, self.track_verdicts, "merge.track_verdicts")
+            object.__setattr__(self, "track_verdicts", verdicts)
 
 
 def choose_frames(frames: list[int], completeness: dict[int, float], k: int) -> list[int]:
@@ -145,6 +152,28 @@ def mask_boxes(frame, boxes: pd.DataFrame, keep: np.ndarray | None = None):
         x0, y0, x1, y1 = _rect(cx, cy, bw, bh, w, h, 1.0)
         mask[y0:y1, x0:x1] = 0
     return cv2.inpaint(frame, mask, 3, cv2.INPAINT_TELEA) if mask.any() else frame
+
+
+def judged_parts(
+    clips: Iterable[tuple[str, pd.DataFrame]],
+    answers: dict[str, dict[int, np.ndarray]],
+    cfg: VerdictConfig,
+    counts: dict[str, int] | None = None,
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, dict]]:
+    """`merge_round`'s parts from each clip's boxes (boxes.parquet's rows, a clip at a time) once the
+    experts' `answers` ({clip: {frame: boxes}}) judged the tracks through their frames: the accepted boxes,
+    the doubtful ones to paint out (not those of rejected tracks: the experts said they are background),
+    and the frames' completeness. `counts` adds up what the verdicts did (`verdicts.judged`)."""
+    for clip, rows in clips:
+        rows, done = judged(rows, answers.get(clip), cfg)
+        if counts is not None:
+            for k, v in done.items():
+                counts[k] = counts.get(k, 0) + v
+        accepted = (rows["band"] == "accept").to_numpy()
+        doubtful = ~accepted
+        if "provenance" in rows:
+            doubtful &= (rows["provenance"] != REJECTED).to_numpy()
+        yield rows[accepted], rows[doubtful], completeness(rows)
 
 
 def merge_round(

@@ -2,10 +2,13 @@
 against the synthetic twin's ground truth, over every frame the model scored.
 
 `accept` is what the filter accepted (the temporal rule applied where it is on);
-`accept_confidence_only` is what confidence alone would have accepted, side by side."""
+`accept_confidence_only` is what confidence alone would have accepted, side by side;
+`accept_after_review` (quality@N, once the round is reviewed) what stays accepted once the experts'
+answers judged the tracks through the reviewed frames (tasks/pseudo/verdicts.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +32,15 @@ _XYWH = ["cx", "cy", "w", "h"]
 
 
 def pseudo_label_quality(
-    boxes: pd.DataFrame | Path, pred_dir: Path, truth: TruthStore, clips: list[str] | None = None
+    boxes: pd.DataFrame | Path,
+    pred_dir: Path,
+    truth: TruthStore,
+    clips: list[str] | None = None,
+    adjust: Callable[[str, pd.DataFrame], pd.DataFrame] | None = None,
 ) -> dict:
     """{band: {class: {precision, recall, boxes, truth}}} over all scored frames of all clips (`clips`, names:
-    of these only). `boxes`: the round's boxes, or its boxes.parquet, read one clip at a time (`BoxFile`)."""
+    of these only). `boxes`: the round's boxes, or its boxes.parquet, read one clip at a time (`BoxFile`).
+    `adjust(clip, boxes)`: each clip's boxes as they are to be scored (the review's verdicts applied)."""
     tally = {b: np.zeros((3, 3), dtype=np.int64) for b in BANDS}  # per class: tp, n_pred, n_truth
     if isinstance(boxes, pd.DataFrame):
         by_clip = {clip: g for clip, g in boxes.groupby("clip", sort=False)}
@@ -47,6 +55,7 @@ def pseudo_label_quality(
         for t in tally.values():
             t[:, 2] += truth_counts
         pred = by_clip.get(clip)
+        pred = adjust(clip, pred) if pred is not None and adjust is not None else pred
         pred = pred[pred["frame"].isin(frames)] if pred is not None else None
         if pred is None or pred.empty:
             continue

@@ -161,33 +161,50 @@ def temporal_config(ws: Workspace):
 
 def merge_stage(ws: Workspace, n: int) -> dict:
     """Round n+1's training set: labelled frames + accepted pseudo-labels + reviewed labels of rounds 0..n.
-    The pseudo-labels are the accepted boxes of boxes.parquet (no label files: `bands.label_texts`)."""
+    The pseudo-labels are the accepted boxes of boxes.parquet (no label files: `bands.label_texts`), once
+    the experts' answers judged the tracks through the reviewed frames (`merge.track_verdicts`). Writes
+    metrics/rounds/round-N/merge.json: the frames, what the verdicts did, and on synthetic data the
+    accepted boxes so judged against the truth (`accept_after_review`, as quality@N's bands)."""
+    from visem_pl.tasks.dataset.truth import truth_for
     from visem_pl.tasks.pseudo.boxfile import BoxFile
-    from visem_pl.tasks.pseudo.merge import MergeConfig, completeness, merge_round
+    from visem_pl.tasks.pseudo.merge import MergeConfig, judged_parts, merge_round
+    from visem_pl.tasks.pseudo.quality import pseudo_label_quality
+    from visem_pl.tasks.pseudo.verdicts import judged, reviewed_labels
 
     cfg = ws.section("merge", MergeConfig)
     paths = ws.round(n)
     labelled = pd.read_csv(ws.prepared / "frames.csv")
     labelled = labelled[labelled["split"] == "train"]
     reviewed = [(k, ws.round(k).reviewed / "labels") for k in range(n + 1)]
-    # What merge reads (not conf, box, track, band_conf), one clip at a time: memory holds one clip's
+    answers = reviewed_labels(reviewed)
+    # What merge reads (not conf, box, band_conf), one clip at a time: memory holds one clip's
     # boxes and the kept frames' boxes, whatever the number of clips.
-    boxes = BoxFile(paths.boxes, columns=["cls", "cx", "cy", "w", "h", "band", "provenance"])
-
-    def parts():
-        for _, rows in boxes.clips():
-            accepted = rows["band"] == "accept"
-            yield rows[accepted], rows[~accepted], completeness(rows)
-
-    return merge_round(
+    boxes = BoxFile(paths.boxes, columns=["cls", "cx", "cy", "w", "h", "band", "provenance", "track"])
+    counts: dict[str, int] = {}
+    stats = merge_round(
         n,
         labelled,
-        parts(),
+        judged_parts(boxes.clips(), answers, cfg.track_verdicts, counts),
         reviewed,
         ws.clips(),
         paths.merged,
         frames_per_clip=cfg.frames_per_clip,
     )
+    stats["track_verdicts"] = {"enabled": cfg.track_verdicts.enabled, **counts}
+    write_json(paths.merged / "stats.json", stats)
+    record = {"frames": stats["frames"], "track_verdicts": stats["track_verdicts"]}
+    truth = truth_for(ws.data_root())
+    if truth is not None:  # the accepted boxes merge teaches, against the synthetic truth (as quality@N's bands)
+
+        def after_review(clip: str, rows: pd.DataFrame) -> pd.DataFrame:
+            return judged(rows, answers.get(clip), cfg.track_verdicts)[0]
+
+        clips = [c.name for c in ws.clips()]
+        after = pseudo_label_quality(paths.boxes, paths.predictions, truth, clips, adjust=after_review)
+        record["accept_after_review"] = after["accept"]
+    record["computed_from"] = ws.computed_from(n)
+    write_json(paths.metrics / "merge.json", record)
+    return stats
 
 
 def quality_stage(ws: Workspace, n: int) -> dict:

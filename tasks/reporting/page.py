@@ -34,7 +34,7 @@ th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 .gallery img { width: 380px; } figure img { max-width: 100%; }
 nav a { margin-right: 12px; }
 """
-BAND_ORDER = ("accept", "review", "reject", "accept+review", "accept_confidence_only")
+BAND_ORDER = ("accept", "accept_after_review", "review", "reject", "accept+review", "accept_confidence_only")
 
 
 def _img(data: bytes, alt: str, fmt_: str = "png") -> str:
@@ -82,6 +82,9 @@ def _bands_section(ws: Workspace, n: int, figures) -> list[str]:
         out.append(f"<h3>Confidence of round {n}'s boxes, with the bands</h3>")
         out.append(_img(figures.confidence_histograms(pd.read_csv(hist), bands), f"round {n} confidence histograms"))
     quality = _read_json(paths.metrics / "quality.json")
+    after = _read_json(paths.metrics / "merge.json").get("accept_after_review")
+    if quality.get("truth") and after:  # merge@N's record: what merge teaches once the review judged the tracks
+        quality = {**quality, "accept_after_review": after}
     if quality.get("truth"):
         body = []
         for band in (b for b in BAND_ORDER if b in quality):
@@ -91,7 +94,8 @@ def _bands_section(ws: Workspace, n: int, figures) -> list[str]:
         out.append(
             '<p class="note">Each band\'s boxes against the synthetic truth (IoU >= 0.5, every scored frame): '
             "precision, and recall of the truth's boxes. accept_confidence_only: what confidence alone "
-            "would have accepted (without the temporal rule).</p>"
+            "would have accepted (without the temporal rule); accept_after_review: the accepted boxes merge keeps "
+            "once the experts' answers judged the tracks through the reviewed frames.</p>"
         )
         out.append(_table(["band", "class", "precision", "recall", "boxes", "truth boxes"], body))
     return out
