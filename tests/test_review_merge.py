@@ -178,7 +178,8 @@ def sim_round(synth_root, tmp_path_factory):
     write_predictions(tmp / "predictions", b, rows_b, frames_scored=FRAMES_PER_CLIP)
     filter_round(tmp / "predictions", tmp / "pseudo", parse_bands(BANDS))
     write_queue(
-        build_queue(tmp / "predictions", parse_bands(BANDS), QueueConfig(max_items=0)), tmp / "pseudo" / "queue.csv"
+        build_queue(tmp / "predictions", parse_bands(BANDS), QueueConfig(per_clip_max=2, max_items=0)),
+        tmp / "pseudo" / "queue.csv",
     )
     return tmp, truth, {"a0": a0, "a4": a4, "b1": b1}
 
@@ -253,7 +254,7 @@ def test_simulate_review_answers_only_the_budgeted_queue(sim_round, synth_root, 
     src, truth, frames = sim_round
     pseudo = tmp_path / "pseudo"
     shutil.copytree(src / "pseudo", pseudo)
-    queue = build_queue(src / "predictions", parse_bands(BANDS), QueueConfig(max_items=2))
+    queue = build_queue(src / "predictions", parse_bands(BANDS), QueueConfig(per_clip_max=2, max_items=2))
     write_queue(queue, pseudo / "queue.csv")
     assert len(queue) == 2
     stats = simulate_review(

@@ -79,7 +79,7 @@ def scored(tmp_path):
 
 
 def test_priority_components(scored):
-    q = build_queue(scored / "now", BANDS, QueueConfig(max_items=0), prev_dir=scored / "prev")
+    q = build_queue(scored / "now", BANDS, QueueConfig(max_items=0, per_clip_max=2), prev_dir=scored / "prev")
     assert list(q.columns) == QUEUE_COLUMNS
     rows = {r.item: r for r in q.itertuples()}
     assert sorted(rows) == [f"{A}_frame_1", f"{A}_frame_2", f"{B}_frame_2"]
@@ -118,42 +118,52 @@ def test_load_and_the_per_clip_cap():
     assert list(q["item"]) == ["c1_frame_0", "c1_frame_3", "c1_frame_6", "c2_frame_0", "c2_frame_3"]
     assert list(q["load"]) == pytest.approx([1.0, 0.8, 0.6, 0.4, 0.2])
     assert list(q["priority"]) == pytest.approx([(0.5 + x) / 4 for x in (1.0, 0.8, 0.6, 0.4, 0.2)])
-    capped = prioritise(frames, QueueConfig(max_items=3))  # the default cap, 2
+    capped = prioritise(frames, QueueConfig(per_clip_max=2, max_items=3))
     assert list(capped["item"]) == ["c1_frame_0", "c1_frame_3", "c2_frame_0"]
+    # The default cap, one frame a clip: a reviewed frame judges every track through it (merge.track_verdicts).
+    assert list(prioritise(frames, QueueConfig(max_items=3))["item"]) == ["c1_frame_0", "c2_frame_0"]
     no_load = prioritise(frames, QueueConfig(max_items=0, per_clip_max=0, weights={"uncertainty": 1.0}))
     assert list(no_load["priority"]) == [0.5] * 5  # weights without load: the component does not count
     assert list(prioritise(frames.iloc[0:0], QueueConfig())["item"]) == []
 
 
 def test_round_zero_has_no_disagreement_and_budgets(scored):
-    q = build_queue(scored / "now", BANDS, QueueConfig(max_items=0))
+    q = build_queue(scored / "now", BANDS, QueueConfig(per_clip_max=2, max_items=0))
     assert list(q["disagreement"]) == [0.0, 0.0, 0.0]
-    assert list(build_queue(scored / "now", BANDS, QueueConfig(max_items=2), scored / "prev")["item"]) == [
+    assert list(
+        build_queue(scored / "now", BANDS, QueueConfig(per_clip_max=2, max_items=2), scored / "prev")["item"]
+    ) == [
         f"{A}_frame_2",
         f"{B}_frame_2",
     ]
     assert list(
         build_queue(scored / "now", BANDS, QueueConfig(max_items=0, per_clip_max=1), scored / "prev")["item"]
     ) == [f"{A}_frame_2", f"{B}_frame_2"]
-    only_u = QueueConfig(max_items=0, weights={"uncertainty": 1.0, "disagreement": 0.0, "temporal": 0.0})
+    only_u = QueueConfig(
+        per_clip_max=2, max_items=0, weights={"uncertainty": 1.0, "disagreement": 0.0, "temporal": 0.0}
+    )
     q = build_queue(scored / "now", BANDS, only_u, scored / "prev")
     assert list(q["item"])[0] == f"{A}_frame_1" and sorted(q["item"]) == sorted(rows_of(scored))
     assert list(q["priority"]) == pytest.approx([1.0, 0.5, 0.5])
 
 
 def rows_of(scored):
-    return list(build_queue(scored / "now", BANDS, QueueConfig(max_items=0))["item"])
+    return list(build_queue(scored / "now", BANDS, QueueConfig(per_clip_max=2, max_items=0))["item"])
 
 
 def test_uncertainty_and_random_orders(scored):
     """bench review's baselines: the top frames by uncertainty alone (no spread over clips), and a seeded
     draw from the review band (the same draw for the same seed, every frame once, the budget and cap kept)."""
-    by_u = build_queue(scored / "now", BANDS, QueueConfig(max_items=0, order="uncertainty"), scored / "prev")
+    by_u = build_queue(
+        scored / "now", BANDS, QueueConfig(per_clip_max=2, max_items=0, order="uncertainty"), scored / "prev"
+    )
     # A's frame 1 (uncertainty 1.0) first although A's frame 2 has the higher priority; then the two at 0.5.
     assert list(by_u["item"])[0] == f"{A}_frame_1" and list(by_u["uncertainty"]) == pytest.approx([1.0, 0.5, 0.5])
     priority = {f"{A}_frame_1": (1 + 1 / 3 + 1) / 4, f"{A}_frame_2": (0.5 + 2 / 3 + 2) / 4, f"{B}_frame_2": 2.5 / 4}
     assert list(by_u["priority"]) == pytest.approx([priority[i] for i in by_u["item"]])  # still written
-    two = build_queue(scored / "now", BANDS, QueueConfig(max_items=2, order="uncertainty"), scored / "prev")
+    two = build_queue(
+        scored / "now", BANDS, QueueConfig(per_clip_max=2, max_items=2, order="uncertainty"), scored / "prev"
+    )
     assert list(two["item"]) == list(by_u["item"])[:2]
     capped = QueueConfig(max_items=0, per_clip_max=1, order="uncertainty")
     assert list(build_queue(scored / "now", BANDS, capped, scored / "prev")["item"]) == [
@@ -162,18 +172,20 @@ def test_uncertainty_and_random_orders(scored):
     ]
     draws = {
         seed: list(
-            build_queue(scored / "now", BANDS, QueueConfig(max_items=0, order="random", order_seed=seed))["item"]
+            build_queue(
+                scored / "now", BANDS, QueueConfig(per_clip_max=2, max_items=0, order="random", order_seed=seed)
+            )["item"]
         )
         for seed in range(8)
     }
     assert all(sorted(d) == sorted(by_u["item"]) for d in draws.values())
     assert len({tuple(d) for d in draws.values()}) > 1, "the seed does not change the draw"
-    again = build_queue(scored / "now", BANDS, QueueConfig(max_items=0, order="random", order_seed=3))
+    again = build_queue(scored / "now", BANDS, QueueConfig(per_clip_max=2, max_items=0, order="random", order_seed=3))
     assert list(again["item"]) == draws[3]
-    one = build_queue(scored / "now", BANDS, QueueConfig(max_items=1, order="random", order_seed=3))
+    one = build_queue(scored / "now", BANDS, QueueConfig(per_clip_max=2, max_items=1, order="random", order_seed=3))
     assert list(one["item"]) == draws[3][:1]
     with pytest.raises(ValueError, match="review.order must be one of priority, uncertainty, random, not 'best'"):
-        QueueConfig(order="best")
+        QueueConfig(per_clip_max=2, order="best")
 
 
 def test_the_queue_follows_the_bands_filter_decided(scored, tmp_path):
@@ -183,21 +195,21 @@ def test_the_queue_follows_the_bands_filter_decided(scored, tmp_path):
 
     filter_round(scored / "now", tmp_path / "pseudo", BANDS)
     boxes = pd.read_parquet(tmp_path / "pseudo" / "boxes.parquet")
-    assert list(build_queue(scored / "now", BANDS, QueueConfig(max_items=0), boxes=boxes)["item"]) == list(
-        build_queue(scored / "now", BANDS, QueueConfig(max_items=0))["item"]
-    )
+    assert list(
+        build_queue(scored / "now", BANDS, QueueConfig(per_clip_max=2, max_items=0), boxes=boxes)["item"]
+    ) == list(build_queue(scored / "now", BANDS, QueueConfig(per_clip_max=2, max_items=0))["item"])
     demoted = (boxes["clip"] == A) & (boxes["frame"] == 0)  # frame 0's accepted box, isolated
     promoted = (boxes["clip"] == A) & (boxes["frame"] == 1) & (boxes["cls"] == 0)
     boxes.loc[demoted, "band"], boxes.loc[promoted, "band"] = "review", "accept"
-    q = build_queue(scored / "now", BANDS, QueueConfig(max_items=0), boxes=boxes)
+    q = build_queue(scored / "now", BANDS, QueueConfig(per_clip_max=2, max_items=0), boxes=boxes)
     assert sorted(q["item"]) == [f"{A}_frame_0", f"{A}_frame_2", f"{B}_frame_2"]
 
 
 def test_bad_queue_params_are_refused():
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['novelty'\]"):
-        QueueConfig(weights={"novelty": 1.0})
+        QueueConfig(per_clip_max=2, weights={"novelty": 1.0})
     with pytest.raises(ValueError, match="review.weights.temporal must be a number >= 0"):
-        QueueConfig(weights={"temporal": -1})
+        QueueConfig(per_clip_max=2, weights={"temporal": -1})
 
 
 # --- a synthesized round ------------------------------------------------------------------------

@@ -24,7 +24,9 @@ ORDERS = ("priority", "uncertainty", "random")
 @dataclass(frozen=True)
 class QueueConfig:
     max_items: int = 30  # review budget in frames per round; 0 = every review-band frame
-    per_clip_max: int = 2  # at most this many frames of one clip; 0 = no cap
+    # At most this many frames of one clip (0 = no cap): one, since a reviewed frame judges every track through
+    # it (tasks/pseudo/verdicts.py) and a second frame of a clip mostly judges the same tracks again.
+    per_clip_max: int = 1
     weights: dict = field(default_factory=lambda: {c: 1.0 for c in COMPONENTS})
     # Which frames fill the budget: `priority` (the weighted components, highest first), `uncertainty`
     # (the frames with the most uncertain box alone, the classic active-learning pick) or `random` (a draw

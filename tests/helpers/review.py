@@ -56,7 +56,9 @@ def make_queue_round(synth_root: Path, tmp: Path) -> Path:
     write_predictions(tmp / "predictions", A, rows_a, frames_scored=5, stride=2)
     write_predictions(tmp / "predictions", B, truth_rows(b1.iloc[:1], 1, 0.5), frames_scored=FRAMES_PER_CLIP)
     filter_round(tmp / "predictions", tmp / "pseudo", BANDS)
-    write_queue(build_queue(tmp / "predictions", BANDS, QueueConfig(max_items=0)), tmp / "pseudo" / "queue.csv")
+    write_queue(
+        build_queue(tmp / "predictions", BANDS, QueueConfig(per_clip_max=2, max_items=0)), tmp / "pseudo" / "queue.csv"
+    )
     return tmp
 
 
