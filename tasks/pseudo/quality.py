@@ -3,8 +3,8 @@ against the synthetic twin's ground truth, over every frame the model scored.
 
 `accept` is what the filter accepted (the temporal rule applied where it is on);
 `accept_confidence_only` is what confidence alone would have accepted, side by side;
-`accept_after_review` (quality@N, once the round is reviewed) what stays accepted once the experts'
-answers judged the tracks through the reviewed frames (tasks/pseudo/verdicts.py)."""
+merge@N scores the same way what it teaches once the experts' answers judged the tracks through the
+reviewed frames (`adjust`; merge.json `accept_after_review`, tasks/pseudo/verdicts.py)."""
 
 from __future__ import annotations
 

@@ -275,7 +275,8 @@ def filter_cmd(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
 
 @app.command()
 def merge(round_n: int = ROUND_OPT, params: Path = PARAMS_OPT) -> None:
-    """Build round N+1's training set: labelled + accepted pseudo-labels + reviewed labels."""
+    """Build round N+1's training set: labelled + accepted pseudo-labels + reviewed labels, each reviewed
+    frame's answer carried along the tracks through it (merge.track_verdicts)."""
     from visem_pl.tasks.pseudo.stages import merge_stage
 
     with bad_input(ValueError):
