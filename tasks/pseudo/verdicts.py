@@ -29,7 +29,8 @@ from visem_pl.tasks.training.metrics import box_iou, xywhn_to_xyxy
 
 # provenance of the boxes the verdicts changed
 REJECTED, RELABELLED = "rejected_by_review", "relabelled_by_review"
-CONFIRMED = "confirmed"
+# what a reviewed frame says of a track
+CONFIRMED, REJECTED_TRACK = "confirmed", "rejected"
 _XYWH = ["cx", "cy", "w", "h"]
 
 
@@ -76,7 +77,7 @@ def track_verdicts(boxes: pd.DataFrame, reviewed: dict[int, np.ndarray], cfg: Ve
             else np.zeros((len(here), 0))
         )
         for i in np.flatnonzero(iou.max(axis=1, initial=0.0) < cfg.reject_iou):
-            said.setdefault(int(tracks[i]), set()).add(("rejected", None))
+            said.setdefault(int(tracks[i]), set()).add((REJECTED_TRACK, None))
         # One to one: each expert box confirms at most one track, the most overlapping pairs first.
         taken_box, taken_expert = set(), set()
         for i, j in zip(*np.unravel_index(np.argsort(-iou, axis=None, kind="stable"), iou.shape)):
@@ -100,7 +101,7 @@ def apply_verdicts(boxes: pd.DataFrame, verdicts: dict[int, tuple]) -> pd.DataFr
     if "provenance" not in out:  # a round filtered before provenance was recorded
         out["provenance"] = "confidence"
     track = out["track"].to_numpy()
-    rejected = np.isin(track, [t for t, (v, _) in verdicts.items() if v == "rejected"])
+    rejected = np.isin(track, [t for t, (v, _) in verdicts.items() if v == REJECTED_TRACK])
     out.loc[rejected, "band"] = REJECT
     out.loc[rejected, "provenance"] = REJECTED
     confirmed = {t: c for t, (v, c) in verdicts.items() if v == CONFIRMED}
@@ -122,7 +123,7 @@ def judged(
     verdicts = track_verdicts(boxes, reviewed, cfg)
     out = apply_verdicts(boxes, verdicts)
     counts["tracks_confirmed"] = sum(v == CONFIRMED for v, _ in verdicts.values())
-    counts["tracks_rejected"] = sum(v == "rejected" for v, _ in verdicts.values())
+    counts["tracks_rejected"] = sum(v == REJECTED_TRACK for v, _ in verdicts.values())
     was_accepted = boxes["band"].to_numpy() == ACCEPT
     counts["accepted_rejected"] = int((was_accepted & (out["provenance"].to_numpy() == REJECTED)).sum())
     counts["accepted_relabelled"] = int((out["provenance"].to_numpy() == RELABELLED).sum())
