@@ -201,9 +201,9 @@ def test_no_predictions_at_all(tmp_path):
 def test_temporal_rule_promotes_demotes_and_interpolates():
     from visem_pl.tasks.pseudo.temporal import Temporal, apply_temporal
 
-    def box(clip, b, frame, conf, band):
-        return {"clip": clip, "box": b, "frame": frame, "cls": 0, "cx": 0.5, "cy": 0.5, "w": 0.04, "h": 0.05,
-                "conf": conf, "band": band}  # fmt: skip
+    def box(clip, b, frame, conf, band):  # a cell swimming 1.3 px a frame (a still one: demote_still's test)
+        return {"clip": clip, "box": b, "frame": frame, "cls": 0, "cx": 0.5 + 0.002 * frame, "cy": 0.5, "w": 0.04,
+                "h": 0.05, "conf": conf, "band": band}  # fmt: skip
 
     pred = pd.DataFrame(
         [box("a", i, 3 * i, 0.5, ACCEPT) for i in range(5)]  # track 0: five detected frames, confirmed
@@ -222,7 +222,7 @@ def test_temporal_rule_promotes_demotes_and_interpolates():
            {"clip": "b", "track": 0, "box": -1, "frame": 6, "source": "interpolated"}]
         + [{"clip": "c", "track": 0, "box": b, "frame": 3 * b, "source": "detected"} for b in range(6)]
     ).assign(cls=0, cx=0.5, cy=0.5, w=0.04, h=0.05, conf=np.nan)  # fmt: skip
-    # Every box sits on one spot: with demote_overlap, the promoted a5 repeats a3 of its frame (checked below)
+    # A frame's boxes sit on one spot: with demote_overlap, the promoted a5 repeats a3 of its frame (checked below)
     out = apply_temporal(pred, tracks, Temporal(min_track_frames=5, floor=0.1, demote_overlap=False))
     got = {(r.clip, r.box): (r.band, r.band_conf, r.provenance) for r in out.itertuples()}
     assert got[("a", 5)] == (ACCEPT, REVIEW, "promoted")
@@ -253,8 +253,8 @@ def test_a_track_the_detector_is_half_sure_of_is_weak():
 
     def box(clip, b, conf):
         band = ACCEPT if conf >= 0.3 else REVIEW
-        return {"clip": clip, "box": b, "frame": 3 * b, "cls": 0, "cx": 0.5, "cy": 0.5, "w": 0.04, "h": 0.05,
-                "conf": conf, "band": band}  # fmt: skip
+        return {"clip": clip, "box": b, "frame": 3 * b, "cls": 0, "cx": 0.5 + 0.006 * b, "cy": 0.5, "w": 0.04,
+                "h": 0.05, "conf": conf, "band": band}  # fmt: skip
 
     weak, strong = [0.5, 0.4, 0.6, 0.2, 0.55], [0.8, 0.7, 0.9, 0.2, 0.9]
     pred = pd.DataFrame([box("w", i, c) for i, c in enumerate(weak)] + [box("s", i, c) for i, c in enumerate(strong)])
@@ -271,6 +271,81 @@ def test_a_track_the_detector_is_half_sure_of_is_weak():
     assert (apply_temporal(pred, tracks, replace(rule, min_track_conf=0.0))["band"] == ACCEPT).all()
     kept = apply_temporal(pred, tracks, replace(rule, demote_weak=False)).set_index(["clip", "box"])
     assert (kept.loc["w", "provenance"] == "confidence").all() and kept.loc[("w", 0), "band"] == ACCEPT
+
+
+def test_a_still_track_must_be_seen_more_surely():
+    """demote_still: a long track whose head moves less than `still_speed_px` a video frame (median over
+    its detected boxes) at a mean confidence under `still_track_conf` (debris, dust, a defocused cell) is
+    not confirmed: its accepted boxes go to review (`demoted_still`), nothing on it is promoted or
+    interpolated. The same boxes swimming, or still but seen surely, are confirmed; a still track that is
+    also weak is `demoted_weak` first, and `demoted_still` where weak demotion is off."""
+    from visem_pl.tasks.pseudo.temporal import Temporal, apply_temporal
+
+    jitter = [0.0, 0.15, -0.1, 0.05, -0.15, 0.1]  # px: a still head's position noise
+
+    def box(clip, b, conf, px_per_frame, noise=True):
+        x = 320 + px_per_frame * 3 * b + (jitter[b] if noise else 0.0)
+        return {"clip": clip, "box": b, "frame": 3 * b, "cls": 0, "cx": x / 640, "cy": 0.5, "w": 0.04, "h": 0.05,
+                "conf": conf, "band": ACCEPT if conf >= 0.3 else REVIEW}  # fmt: skip
+
+    unsure, sure, weak = [0.5, 0.5, 0.45, 0.2, 0.55, 0.5], [0.8, 0.7, 0.9, 0.2, 0.9, 0.8], [0.4, 0.3, 0.35] * 2
+    pred = pd.DataFrame(
+        [box("still", i, c, 0.0) for i, c in enumerate(unsure)]
+        + [box("swims", i, c, 1.3) for i, c in enumerate(unsure)]
+        + [box("slow", i, c, 0.12, noise=False) for i, c in enumerate(unsure)]  # drifting under 0.15 px a frame
+        + [box("sure", i, c, 0.0) for i, c in enumerate(sure)]
+        + [box("weak", i, c, 0.0) for i, c in enumerate(weak)]
+    )
+    tracks = pd.DataFrame(
+        [{"clip": c, "track": 0, "box": b, "frame": 3 * b, "source": "detected"}
+         for c in ("still", "swims", "slow", "sure", "weak") for b in range(6)]
+        + [{"clip": c, "track": 0, "box": -1, "frame": 18, "source": "interpolated"} for c in ("still", "swims")]
+    ).assign(cls=0, cx=0.5, cy=0.5, w=0.04, h=0.05, conf=np.nan)  # fmt: skip
+    rule = Temporal(min_track_frames=3, min_track_conf=0.4, still_speed_px=0.15, still_track_conf=0.55)
+    got = apply_temporal(pred, tracks, rule)
+    prov = {c: g.sort_values("box")["provenance"].tolist() for c, g in got.groupby("clip")}
+    band = {c: g.sort_values("box")["band"].tolist() for c, g in got.groupby("clip")}
+    still = ["demoted_still"] * 3 + ["confidence", "demoted_still", "demoted_still"]
+    assert prov["still"] == still and prov["slow"] == still  # mean 0.45: confirmed but for its stillness
+    assert band["still"] == [REVIEW] * 6
+    assert prov["swims"] == ["interpolated"] + ["confidence"] * 3 + ["promoted"] + ["confidence"] * 2
+    assert band["swims"] == [ACCEPT] * 7 and (got["clip"] == "still").sum() == 6  # no interpolated box
+    assert prov["sure"] == ["confidence"] * 3 + ["promoted"] + ["confidence"] * 2
+    assert set(prov["weak"]) == {"demoted_weak"}
+    weak_off = apply_temporal(pred, tracks, replace(rule, demote_weak=False))
+    assert set(weak_off[weak_off["clip"] == "weak"]["provenance"]) == {"demoted_still"}
+    # Off, or off for its class by the check, the still track is confirmed like the swimming one
+    for off in (replace(rule, demote_still=False), replace(rule, by_class=((0, "demote_still", False),))):
+        kept = apply_temporal(pred, tracks, off)
+        assert kept[kept["clip"] == "still"].sort_values("box")["provenance"].tolist() == prov["swims"]
+    # Slower than the bound, or unsure under a higher bar, decides what is still
+    assert "demoted_still" not in set(apply_temporal(pred, tracks, replace(rule, still_speed_px=0.1))
+                                      .query("clip == 'slow'")["provenance"])  # fmt: skip
+    assert "demoted_still" in set(apply_temporal(pred, tracks, replace(rule, still_track_conf=0.75))
+                                  .query("clip == 'sure'")["provenance"])  # fmt: skip
+    with pytest.raises(ValueError, match="still_speed_px"):
+        Temporal(still_speed_px=-1)
+    with pytest.raises(ValueError, match="still_track_conf"):
+        Temporal(still_track_conf=1.5)
+
+
+def test_a_track_speed_is_its_median_step_a_video_frame():
+    """track_speeds: pixels a video frame between consecutive detected boxes of a track, median over its
+    steps, whatever the stride or a missed frame; one box: no speed; tracks and clips never mix."""
+    from visem_pl.tasks.pseudo.temporal import track_speeds
+
+    def at(clip, track, frame, x, y):
+        return {"clip": clip, "track": track, "frame": frame, "cx": x / 640, "cy": y / 480}
+
+    linked = pd.DataFrame(
+        [at("a", 0, 0, 100, 100), at("a", 0, 3, 103, 104), at("a", 0, 9, 109, 112), at("a", 0, 12, 200, 100)]
+        + [at("a", 1, 0, 300, 300), at("b", 0, 3, 100, 100), at("b", 0, 0, 100, 97)]
+    )
+    speeds = track_speeds(linked).set_index(["clip", "track"])["speed"]
+    # a0: steps of 5 px in 3 frames, 10 px in 6 frames, a 91.9 px jump in 3: median 5 / 3
+    assert speeds[("a", 0)] == pytest.approx(5 / 3) and speeds[("b", 0)] == pytest.approx(1.0)
+    assert ("a", 1) not in speeds.index
+    assert track_speeds(linked.iloc[:0]).empty
 
 
 def test_a_second_box_on_a_cell_is_repeated_whatever_its_class():

@@ -133,14 +133,15 @@ def test_every_round_output_is_dvc_tracked(rounds, workspace):
     assert (workspace / "data/rounds/round-0/validation/tracks/52.parquet").exists()
     # ...and the filter ran the temporal rule on it first, to keep only the actions that pay there.
     check = json.loads((workspace / "metrics/rounds/round-0/pseudo.json").read_text())["temporal_check"]
-    assert check["videos"] == [52] and {"promoted", "demoted", "interpolated"} <= set(check)
+    assert check["videos"] == [52] and {"promoted", "demoted", "demoted_still", "interpolated"} <= set(check)
     manifest = (workspace / "data/rounds/round-0/merged/manifest.csv").read_text().splitlines()
     assert manifest[0] == "image,source,round,rule,cls,cx,cy,w,h"
     # The temporal rule ran on the round's tracks (an untrained model's boxes repeat frame to frame, so
     # its tracks hold one band each and nothing moves: the rule itself is tested in test_filter.py).
     boxes = pd.read_parquet(workspace / "data/rounds/round-0/pseudo/boxes.parquet")
     assert (boxes["track"] >= 0).any()
-    assert set(boxes["provenance"]) <= {"confidence", "promoted", "demoted", "demoted_weak", "demoted_overlap"}
+    demotions = {"demoted", "demoted_weak", "demoted_still", "demoted_overlap"}
+    assert set(boxes["provenance"]) <= {"confidence", "promoted"} | demotions
     rules = {line.split(",")[3] for line in manifest[1:] if line.split(",")[1] == "pseudo"}
     assert rules and rules <= {"confidence", "promoted", "interpolated", "relabelled_by_review"}, rules
     # merge@0 judged the tracks through the reviewed frames and recorded it (merge.json, a DVC metric):

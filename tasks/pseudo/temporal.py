@@ -12,13 +12,19 @@ sure of, frame after frame, is mostly something nobody labels: a defocused cell,
 - demoted: an accepted box on no long track (isolated in time: flicker, or a cell seen once) goes
   to review;
 - demoted_weak: an accepted box on a weak track goes to review;
+- demoted_still: an accepted box on a still, unsure track goes to review. A long track is still when
+  its head moves less than `still_speed_px` a video frame (median over its detected scored frames) and
+  unsure when its mean confidence is under `still_track_conf`: what stays put is a cell, but also a
+  speck of debris drifting with the preparation or dust on the optics, and what swims is nearly always
+  a cell, so a still object must be seen more surely. Such a track is not confirmed either (nothing
+  promoted or interpolated on it);
 - interpolated: where a confirmed track missed a scored frame (a gap of up to `track.max_gap`),
   its interpolated box is accepted (conf NaN: no detector score);
 - demoted_overlap: last, an accepted box that repeats a more confident accepted box of its frame
   (IoU above `overlap_iou`, any class: tasks/pseudo/overlap.py) goes to review. Not a matter of
   time, but decided and checked with the rest.
 Every box keeps how its band was decided in `provenance` (confidence, promoted, demoted,
-demoted_weak, interpolated, demoted_overlap) and its confidence-only band in `band_conf`.
+demoted_weak, demoted_still, interpolated, demoted_overlap) and its confidence-only band in `band_conf`.
 
 Whether each action helps depends on the model and on the class: on the demo's round 0, isolated
 sperm boxes are mostly right (demoting them costs more recall than it buys precision) and isolated
@@ -38,7 +44,7 @@ import pandas as pd
 from visem_pl.tasks.pseudo.bands import ACCEPT, REJECT, REVIEW
 
 CONFIDENCE, PROMOTED, DEMOTED, INTERPOLATED = "confidence", "promoted", "demoted", "interpolated"
-DEMOTED_WEAK, DEMOTED_OVERLAP = "demoted_weak", "demoted_overlap"
+DEMOTED_WEAK, DEMOTED_OVERLAP, DEMOTED_STILL = "demoted_weak", "demoted_overlap", "demoted_still"
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,9 @@ class Temporal:
     demote_isolated: bool = True  # accepted boxes on no long track go to review
     demote_weak: bool = True  # accepted boxes on a weak track go to review
     interpolate: bool = True  # a confirmed track's interpolated boxes become pseudo-labels
+    demote_still: bool = True  # accepted boxes on a still track under `still_track_conf` go to review
+    still_speed_px: float = 0.15  # still: the head moves less than this a video frame (median over the track)
+    still_track_conf: float = 0.55  # ... and its mean confidence is under this: unsure (debris, dust, defocus)
     demote_overlap: bool = True  # accepted boxes repeating a more confident accepted one go to review
     overlap_iou: float = 0.3  # ... where they overlap it at IoU above this
     check: bool = True  # keep each action, per class, only where the labelled validation videos say it pays
@@ -67,6 +76,10 @@ class Temporal:
             raise ValueError(f"filter.temporal.overlap_iou must be in (0, 1), got {self.overlap_iou}")
         if not 0 < float(self.beta) <= 4:
             raise ValueError(f"filter.temporal.beta must be in (0, 4], got {self.beta}")
+        if not float(self.still_speed_px) >= 0:
+            raise ValueError(f"filter.temporal.still_speed_px must be >= 0, got {self.still_speed_px}")
+        if not 0 <= float(self.still_track_conf) <= 1:
+            raise ValueError(f"filter.temporal.still_track_conf must be in [0, 1], got {self.still_track_conf}")
 
     def on(self, field: str, cls: np.ndarray) -> np.ndarray:
         """Per box of class `cls`: is the action `field` (promote, demote_isolated, ...) on for it."""
@@ -100,7 +113,7 @@ def apply_temporal(pred: pd.DataFrame, tracks: pd.DataFrame, cfg: Temporal) -> p
         frame=pred["frame"].astype(np.int64), band_conf=pred["band"], provenance=CONFIDENCE, track=np.int64(-1)
     )
     empty = pd.DataFrame({"clip": pd.Series(dtype=object), "track": pd.Series(dtype=np.int64)})
-    confirmed, long, agrees = empty, empty, np.zeros(len(pred), bool)
+    confirmed, long, still, agrees = empty, empty, empty, np.zeros(len(pred), bool)
     detected = tracks[tracks["source"] == "detected"] if not tracks.empty else tracks
     if not detected.empty:
         on = pred[["clip", "box"]].merge(detected[["clip", "box", "track"]], on=["clip", "box"], how="left")
@@ -108,10 +121,14 @@ def apply_temporal(pred: pd.DataFrame, tracks: pd.DataFrame, cfg: Temporal) -> p
         linked = pred[pred["track"] >= 0]
         per = linked.assign(accepted=linked["band"] == ACCEPT).groupby(["clip", "track"])
         counts = per.agg(length=("box", "size"), accepted=("accepted", "sum"), conf=("conf", "mean")).reset_index()
+        counts = counts.merge(track_speeds(linked), on=["clip", "track"], how="left")
         is_long = counts["length"] >= cfg.min_track_frames
         ok = is_long & (counts["accepted"] >= cfg.min_accepted)
         ok &= counts["conf"].to_numpy(np.float32) >= np.float32(cfg.min_track_conf)
+        unsure = counts["conf"].to_numpy(np.float32) < np.float32(cfg.still_track_conf)
+        is_still = is_long & (counts["speed"] < cfg.still_speed_px) & unsure
         confirmed, long = counts[ok][["clip", "track"]], counts[is_long][["clip", "track"]]
+        still = counts[is_still][["clip", "track"]]
         # A track is one object: its class is the one most of its accepted boxes have
         votes = linked[linked["band"] == ACCEPT].groupby(["clip", "track", "cls"]).size().rename("n").reset_index()
         votes = votes.sort_values(["n", "cls"], ascending=[False, True], kind="stable")
@@ -121,18 +138,26 @@ def apply_temporal(pred: pd.DataFrame, tracks: pd.DataFrame, cfg: Temporal) -> p
     keys = pd.MultiIndex.from_frame(pred[["clip", "track"]])
     is_confirmed = keys.isin(pd.MultiIndex.from_frame(confirmed))
     is_long = keys.isin(pd.MultiIndex.from_frame(long))
-
     conf, cls = pred["conf"].to_numpy(np.float32), pred["cls"].to_numpy()
+    weak_track = is_long & ~is_confirmed
+    # A still, unsure track is not confirmed for the classes whose still demotion is on
+    is_still = keys.isin(pd.MultiIndex.from_frame(still)) & cfg.on("demote_still", cls)
+    is_confirmed &= ~is_still
+
     accepted = (pred["band"] == ACCEPT).to_numpy()
     promote = is_confirmed & agrees & pred["band"].isin([REVIEW, REJECT]).to_numpy() & (conf >= np.float32(cfg.floor))
     pred.loc[promote & cfg.on("promote", cls), ["band", "provenance"]] = [ACCEPT, PROMOTED]
     pred.loc[accepted & ~is_long & cfg.on("demote_isolated", cls), ["band", "provenance"]] = [REVIEW, DEMOTED]
-    weak = accepted & is_long & ~is_confirmed
+    weak = accepted & weak_track
     pred.loc[weak & cfg.on("demote_weak", cls), ["band", "provenance"]] = [REVIEW, DEMOTED_WEAK]
+    still_left = accepted & is_still & (pred["band"] == ACCEPT).to_numpy()  # weak demotion may have taken them
+    pred.loc[still_left, ["band", "provenance"]] = [REVIEW, DEMOTED_STILL]
     if not tracks.empty:
         filled = tracks[tracks["source"] == "interpolated"]
         filled = filled.merge(confirmed, on=["clip", "track"])
         filled = filled[cfg.on("interpolate", filled["cls"].to_numpy())]
+        held = pd.MultiIndex.from_frame(filled[["clip", "track"]]).isin(pd.MultiIndex.from_frame(still))
+        filled = filled[~(held & cfg.on("demote_still", filled["cls"].to_numpy()))]
         if not filled.empty:
             added = filled[["clip", "frame", "cls", "cx", "cy", "w", "h", "conf", "track"]].assign(
                 box=np.int64(-1), band=ACCEPT, band_conf=REJECT, provenance=INTERPOLATED
@@ -155,9 +180,33 @@ ACTIONS = {
     DEMOTED: "demote_isolated",
     DEMOTED_WEAK: "demote_weak",
     INTERPOLATED: "interpolate",
+    DEMOTED_STILL: "demote_still",
     DEMOTED_OVERLAP: "demote_overlap",
 }
-DEMOTING = (DEMOTED, DEMOTED_WEAK, DEMOTED_OVERLAP)
+DEMOTING = (DEMOTED, DEMOTED_WEAK, DEMOTED_STILL, DEMOTED_OVERLAP)
+
+
+def track_speeds(linked: pd.DataFrame) -> pd.DataFrame:
+    """Per track (clip, track): `speed`, the median distance its box centre moves a video frame between
+    consecutive detected boxes, in pixels (NaN for a track of one box)."""
+    from visem_pl.tasks.dataset.layout import IMAGE_HEIGHT, IMAGE_WIDTH
+
+    rows = linked.sort_values(["clip", "track", "frame"], kind="stable")
+    same = (rows["clip"].to_numpy()[1:] == rows["clip"].to_numpy()[:-1]) & (np.diff(rows["track"].to_numpy()) == 0)
+    dx = np.diff(rows["cx"].to_numpy(np.float64)) * IMAGE_WIDTH
+    dy = np.diff(rows["cy"].to_numpy(np.float64)) * IMAGE_HEIGHT
+    gap = np.diff(rows["frame"].to_numpy(np.int64)).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = np.where(same & (gap > 0), np.hypot(dx, dy) / gap, np.nan)
+    steps = rows.iloc[1:][["clip", "track"]].assign(speed=step)
+    out = steps.dropna().groupby(["clip", "track"], as_index=False)["speed"].median()
+    return (
+        out
+        if not out.empty
+        else pd.DataFrame({"clip": [], "track": [], "speed": []}).astype(
+            {"clip": object, "track": np.int64, "speed": np.float64}
+        )
+    )
 
 
 def check_actions(boxes: pd.DataFrame, truth: pd.DataFrame, cfg: Temporal) -> tuple[Temporal, dict]:
