@@ -200,13 +200,9 @@ def track_speeds(linked: pd.DataFrame) -> pd.DataFrame:
         step = np.where(same & (gap > 0), np.hypot(dx, dy) / gap, np.nan)
     steps = rows.iloc[1:][["clip", "track"]].assign(speed=step)
     out = steps.dropna().groupby(["clip", "track"], as_index=False)["speed"].median()
-    return (
-        out
-        if not out.empty
-        else pd.DataFrame({"clip": [], "track": [], "speed": []}).astype(
-            {"clip": object, "track": np.int64, "speed": np.float64}
-        )
-    )
+    if out.empty:  # the key columns' types still, for the caller's merge
+        return pd.DataFrame({"clip": pd.Series(dtype=object), "track": pd.Series(dtype=np.int64), "speed": []})
+    return out
 
 
 def check_actions(boxes: pd.DataFrame, truth: pd.DataFrame, cfg: Temporal) -> tuple[Temporal, dict]:
