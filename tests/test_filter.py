@@ -342,7 +342,7 @@ def test_a_track_speed_is_its_median_step_a_video_frame():
         + [at("a", 1, 0, 300, 300), at("b", 0, 3, 100, 100), at("b", 0, 0, 100, 97)]
     )
     speeds = track_speeds(linked).set_index(["clip", "track"])["speed"]
-    # a0: steps of 5 px in 3 frames, 10 px in 6 frames, a 91.9 px jump in 3: median 5 / 3
+    # a0: steps of 5 px in 3 frames, 10 px in 6 frames, a 91.8 px jump in 3: median 5 / 3
     assert speeds[("a", 0)] == pytest.approx(5 / 3) and speeds[("b", 0)] == pytest.approx(1.0)
     assert ("a", 1) not in speeds.index
     assert track_speeds(linked.iloc[:0]).empty
